@@ -1,0 +1,225 @@
+"""Frozen configs and named presets. A preset is data: the same code builds the 11B Ovi
+model and the tiny CPU model, only these numbers differ."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from duet.errors import ConfigError
+
+Modality = Literal["video", "audio"]
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    """One Wan-structured DiT tower. Field names follow the official `dit/*.json` files."""
+
+    modality: Modality
+    dim: int = 3072
+    ffn_dim: int = 14336
+    freq_dim: int = 256  # size of the sinusoidal timestep embedding
+    num_heads: int = 24
+    num_layers: int = 30
+    in_dim: int = 48  # latent channels in
+    out_dim: int = 48  # latent channels out
+    text_len: int = 512  # text context is zero-padded (not masked) to this many rows
+    text_dim: int = 4096  # width of the frozen text encoder's hidden states
+    patch_size: tuple[int, ...] = (1, 2, 2)  # video: (t, h, w) Conv3d patch; audio: (1,)
+    eps: float = 1e-6
+    qk_norm: bool = True
+    cross_attn_norm: bool = True  # affine LayerNorm `norm3` before cross-attention
+    cross_modal: bool = True  # build the fusion layers (k_fusion, v_fusion, ...)
+    # Audio only: multiplies the temporal RoPE frequencies so that audio latent l sits at
+    # video latent frame rope_time_scale * l (Ovi: 31 / 157.55 = 0.19676).
+    rope_time_scale: float = 1.0
+    audio_stem_kernel: int = 7  # audio input embedding: Conv1d kernel of the stem and MLP
+
+    def __post_init__(self) -> None:
+        if self.modality not in ("video", "audio"):
+            raise ConfigError(f"modality must be 'video' or 'audio', got {self.modality!r}")
+        for name in ("dim", "ffn_dim", "freq_dim", "num_heads", "num_layers", "in_dim",
+                     "out_dim", "text_len", "text_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TowerConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.dim % self.num_heads:
+            raise ConfigError(
+                f"dim {self.dim} is not divisible by num_heads {self.num_heads}; "
+                "choose num_heads so that dim / num_heads is an integer")
+        if self.head_dim % 2 or self.head_dim < 8:
+            raise ConfigError(f"head dim {self.head_dim} must be even and >= 8 for RoPE")
+        if self.freq_dim % 2:
+            raise ConfigError(f"freq_dim must be even, got {self.freq_dim}")
+        want = 3 if self.modality == "video" else 1
+        if len(self.patch_size) != want:
+            raise ConfigError(f"{self.modality} patch_size needs {want} entries, got {self.patch_size}")
+        if self.modality == "audio" and tuple(self.patch_size) != (1,):
+            raise ConfigError("the audio tower does not patchify: patch_size must be (1,)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def audio_stem_hidden(self) -> int:
+        """Hidden width of the audio stem's SwiGLU conv MLP: 256 * ceil(floor(8 dim / 3) / 256)."""
+        return 256 * math.ceil((8 * self.dim // 3) / 256)
+
+
+@dataclass(frozen=True)
+class TwinConfig:
+    """Two towers fused block by block (Ovi): both must have the same depth, width and heads."""
+
+    video: TowerConfig
+    audio: TowerConfig
+
+    def __post_init__(self) -> None:
+        if self.video.modality != "video" or self.audio.modality != "audio":
+            raise ConfigError("TwinConfig needs a video tower and an audio tower, in that order")
+        for name in ("dim", "num_heads", "num_layers"):
+            a, b = getattr(self.video, name), getattr(self.audio, name)
+            if a != b:
+                raise ConfigError(
+                    f"symmetric Ovi fusion needs equal {name} in both towers (video {a}, audio {b})")
+
+    @property
+    def num_layers(self) -> int:
+        return self.video.num_layers
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """How pixels and samples map to latents. Codecs own the transforms; these are their rates."""
+
+    fps: float = 24.0
+    sample_rate: int = 16000
+    frames: int = 121  # default clip length in frames (4k + 1 for a causal 4x temporal VAE)
+    area: int = 720 * 720  # target pixel area; height/width are snapped to it
+    size_multiple: int = 32  # height and width are multiples of this
+    video_stride: tuple[int, int, int] = (4, 16, 16)  # (t, h, w) pixels per latent
+    audio_hop: int = 512  # waveform samples per audio latent (16 kHz / 512 = 31.25 Hz)
+    audio_latents: int | None = 157  # audio latents for `frames`; None derives it
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def audio_rate(self) -> float:
+        return self.sample_rate / self.audio_hop
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.video_stride[0] + 1
+
+    def audio_length(self, frames: int) -> int:
+        """Audio latents that cover `frames` video frames (the preset's own count if it has one)."""
+        if frames == self.frames and self.audio_latents is not None:
+            return self.audio_latents
+        return int(frames / self.fps * self.audio_rate)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Inference defaults (Ovi's official config)."""
+
+    steps: int = 50
+    shift: float = 5.0
+    solver: Literal["unipc", "euler"] = "unipc"
+    video_guidance: float = 4.0
+    audio_guidance: float = 3.0
+    slg_block: int | None = 11  # block skipped in the negative pass (skip-layer guidance)
+    video_negative: str = "jitter, bad hands, blur, distortion"
+    audio_negative: str = "robotic, muffled, echo, distorted"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that defines a model bundle except its weights."""
+
+    name: str
+    model: TwinConfig
+    media: MediaConfig = field(default_factory=MediaConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    prompt_format: Literal["audcap", "audio_colon"] = "audcap"
+    codecs: dict[str, str] = field(default_factory=dict)  # {"video": name, "audio": name, "text": name}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preset:
+        try:
+            model = d["model"]
+            twin = TwinConfig(video=_tower(model["video"]), audio=_tower(model["audio"]))
+            media = _build(MediaConfig, d.get("media", {}))
+            sampler = _build(SamplerConfig, d.get("sampler", {}))
+            rest = {k: v for k, v in d.items() if k not in ("model", "media", "sampler")}
+            return _build(cls, {**rest, "model": twin, "media": media, "sampler": sampler})
+        except KeyError as e:
+            raise ConfigError(f"model config is missing the key {e}") from None
+
+
+def _build(cls: type, d: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return cls(**d)
+
+
+def _tower(d: dict[str, Any]) -> TowerConfig:
+    return _build(TowerConfig, d)
+
+
+def rope_time_scale(video_latent_frames: int, frames: int, fps: float, audio_rate: float) -> float:
+    """Audio-to-video RoPE time factor: video latent frames per audio latent over the clip."""
+    return video_latent_frames / (frames / fps * audio_rate)
+
+
+def _ovi_towers(num_layers: int = 30) -> TwinConfig:
+    scale = round(rope_time_scale(31, 121, 24.0, 16000 / 512), 5)  # 0.19676, as in Ovi
+    video = TowerConfig("video", num_layers=num_layers)
+    audio = TowerConfig("audio", num_layers=num_layers, in_dim=20, out_dim=20, patch_size=(1,),
+                        rope_time_scale=scale)
+    return TwinConfig(video, audio)
+
+
+_OVI_CODECS = {"video": "wan2.2-vae", "audio": "mmaudio-16k", "text": "umt5-xxl"}
+
+
+def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
+                 text_len: int = 16, text_dim: int = 4096) -> TwinConfig:
+    """The reference tiny model's shape (shared/reference/ovi_tiny/config.json)."""
+    common = dict(dim=dim, ffn_dim=ffn, num_heads=heads, num_layers=layers, text_len=text_len,
+                  text_dim=text_dim)
+    return TwinConfig(
+        TowerConfig("video", **common),
+        TowerConfig("audio", in_dim=20, out_dim=20, patch_size=(1,), rope_time_scale=0.19676,
+                    **common),
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    "ovi-720x720-5s": Preset("ovi-720x720-5s", _ovi_towers(), codecs=_OVI_CODECS),
+    "ovi-960x960-5s": Preset(
+        "ovi-960x960-5s", _ovi_towers(), MediaConfig(area=960 * 960),
+        prompt_format="audio_colon", codecs=_OVI_CODECS),
+    "ovi-960x960-10s": Preset(
+        "ovi-960x960-10s", _ovi_towers(), MediaConfig(area=960 * 960, frames=241, audio_latents=314),
+        prompt_format="audio_colon", codecs=_OVI_CODECS),
+    "tiny": Preset("tiny", _tiny_towers(), codecs=_OVI_CODECS),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

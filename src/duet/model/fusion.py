@@ -1,0 +1,75 @@
+"""Ovi's symmetric fusion: two towers of equal depth whose blocks are paired, with
+bidirectional cross-modal attention in every pair.
+
+Order inside fusion block i (both directions see the other modality at the same depth):
+    1. audio self-attention          a1 = SA_a(a)
+    2. video self-attention          v1 = SA_v(v)
+    3. audio cross-attn + FFN        a2 = CA_a(a1, text_a, other=v1)
+    4. video cross-attn + FFN        v2 = CA_v(v1, text_v, other=a1)   (a1: before step 3)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from duet.config import TwinConfig
+from duet.errors import InputError
+from duet.model.tower import ModalityInput, Tower
+
+
+class TwinModel(nn.Module):
+    """Video and audio towers fused block by block. Keys: `video_model.*`, `audio_model.*`."""
+
+    def __init__(self, cfg: TwinConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.video_model = Tower(cfg.video)
+        self.audio_model = Tower(cfg.audio)
+
+    @classmethod
+    def from_config(cls, cfg: TwinConfig, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> TwinModel:
+        """Build on `device` (use "meta" to count or to load with `load_state_dict(assign=True)`)."""
+        with torch.device(device or "cpu"):
+            model = cls(cfg)
+        return model.to(dtype) if dtype is not None else model
+
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.num_layers
+
+    def block_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(video block, audio block) per depth: the unit for sharding and checkpointing."""
+        return list(zip(self.video_model.blocks, self.audio_model.blocks))
+
+    def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None, *,
+                skip_blocks: tuple[int, ...] = (), cross_modal: bool = True,
+                ) -> tuple[Tensor | None, Tensor | None]:
+        """Denoiser velocity for each given modality.
+
+        skip_blocks: block indices skipped in both towers (skip-layer guidance's weak pass).
+        cross_modal: False runs both towers side by side without fusion (the "no bridge"
+        pass of dual CFG); a missing modality always runs its tower alone, as Ovi does.
+        """
+        bad = [i for i in skip_blocks if not 0 <= i < self.num_layers]
+        if bad:
+            raise InputError(f"skip_blocks {bad} out of range: the model has blocks 0..{self.num_layers - 1}")
+        if video is None and audio is None:
+            raise InputError("pass at least one of video= or audio=")
+        if video is None or audio is None or not cross_modal:
+            v = self.video_model(video, skip_blocks) if video is not None else None
+            a = self.audio_model(audio, skip_blocks) if audio is not None else None
+            return v, a
+        if video.latent.shape[0] != audio.latent.shape[0]:
+            raise InputError(f"video batch {video.latent.shape[0]} != audio batch {audio.latent.shape[0]}")
+        vs, as_ = self.video_model.prepare(video), self.audio_model.prepare(audio)
+        for i, (vb, ab) in enumerate(self.block_pairs()):
+            if i in skip_blocks:
+                continue
+            as_.x = ab.self_attention(as_)
+            vs.x = vb.self_attention(vs)
+            audio_after_sa = as_.source()
+            as_.x = ab.cross_attention_ffn(as_, other=vs.source())
+            vs.x = vb.cross_attention_ffn(vs, other=audio_after_sa)
+        return self.video_model.finish(vs), self.audio_model.finish(as_)

@@ -1,0 +1,329 @@
+"""One Wan-structured DiT tower (video or audio). It knows nothing about the other tower:
+the fusion in `fusion.py` hands it the other modality's hidden states as an optional
+extra key/value source of its cross-attention.
+
+Parameter names are the official Ovi/Wan ones (`blocks.N.cross_attn.k_fusion`, ...), so an
+official checkpoint loads with `strict=True`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from duet.config import TowerConfig
+from duet.errors import InputError
+from duet.model.attention import LayerNorm, RMSNorm, attention, key_mask
+from duet.model.rope import apply_rope, audio_rope, video_rope
+
+Rope = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class ModalityInput:
+    """What one tower is called with.
+
+    latent:   video [B, C, F, H, W] or audio [B, L, C] (channel-last, as Ovi stores audio)
+    timestep: [B] (one t per item) or [B, tokens] (per-token t, e.g. a clean first frame)
+    context:  [B, Lt, text_dim] text hidden states, Lt <= text_len; zero-padded to text_len
+    lengths:  [B] true token counts when items of different length are padded into one batch
+    """
+
+    latent: Tensor
+    timestep: Tensor
+    context: Tensor
+    lengths: Tensor | None = None
+
+
+@dataclass
+class TowerState:
+    """A tower's working set during one forward pass (tokens change block by block)."""
+
+    x: Tensor  # (B, L, dim)
+    e: Tensor  # (B, L or 1, dim) time embedding, used by the head
+    e0: Tensor  # (B, L or 1, 6, dim) per-token modulation from the time embedding
+    context: Tensor  # (B, text_len, dim)
+    rope: Rope
+    mask: Tensor | None  # key mask for attention over this tower's tokens
+    grid: tuple[int, ...]  # token grid: (F, H, W) video, (L,) audio
+
+    def source(self) -> CrossModalSource:
+        """These hidden states as the other tower's cross-modal keys/values (a snapshot)."""
+        return CrossModalSource(x=self.x, rope=self.rope, mask=self.mask)
+
+
+@dataclass(frozen=True)
+class CrossModalSource:
+    """The other tower's hidden states as seen by this tower's cross-attention."""
+
+    x: Tensor  # (B, L_other, dim)
+    rope: Rope
+    mask: Tensor | None
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """[cos, sin] timestep features in float64 (t reaches 1000: float32 phases drift)."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    phase = t.to(torch.float64)[:, None] * freqs  # (N, half)
+    return torch.cat([phase.cos(), phase.sin()], dim=-1)
+
+
+class Modulation(nn.Module):
+    """A learned table added to the time projection: adaLN shift/scale/gate vectors in float32."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        super().__init__()
+        self.modulation = nn.Parameter(torch.randn(1, n, dim) / dim**0.5)
+
+    def forward(self, e: Tensor) -> tuple[Tensor, ...]:
+        # e: (B, L, n, dim) -> n tensors (B, L, dim)
+        return (self.modulation.float() + e.float()).unbind(dim=2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TowerConfig) -> None:
+        super().__init__()
+        d, self.heads = cfg.dim, cfg.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, rope: Rope, mask: Tensor | None) -> Tensor:
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))  # (B, L, H, D)
+        k = self.norm_k(self.k(x)).unflatten(-1, (self.heads, -1))
+        v = self.v(x).unflatten(-1, (self.heads, -1))
+        out = attention(apply_rope(q, rope), apply_rope(k, rope), v, mask)
+        return self.o(out.flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention, plus (Ovi fusion) attention to the other tower's tokens.
+
+    Both attentions share the query and the output projection; their outputs are summed
+    before `o`. The text branch has no RoPE and no mask (padded text rows take part, as in
+    the official model); the cross-modal branch applies RoPE to q with this tower's
+    positions and to the new keys with the other tower's, so both meet on one time axis.
+    """
+
+    def __init__(self, cfg: TowerConfig) -> None:
+        super().__init__()
+        d, self.heads = cfg.dim, cfg.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+        self.cross_modal = cfg.cross_modal
+        if cfg.cross_modal:
+            self.k_fusion = nn.Linear(d, d)
+            self.v_fusion = nn.Linear(d, d)
+            self.pre_attn_norm_fusion = LayerNorm(d, eps=cfg.eps)
+            self.norm_k_fusion = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, context: Tensor, rope: Rope,
+                other: CrossModalSource | None = None) -> Tensor:
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))  # (B, L, H, D)
+        k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))  # (B, Lt, H, D)
+        v = self.v(context).unflatten(-1, (self.heads, -1))
+        out = attention(q, k, v)
+        if other is not None:
+            if not self.cross_modal:
+                raise InputError("this tower was built with cross_modal=False; it cannot fuse")
+            r = self.pre_attn_norm_fusion(other.x)
+            k2 = self.norm_k_fusion(self.k_fusion(r)).unflatten(-1, (self.heads, -1))
+            v2 = self.v_fusion(r).unflatten(-1, (self.heads, -1))  # (B, L_other, H, D)
+            out = out + attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask)
+        return self.o(out.flatten(2))
+
+
+class Block(nn.Module):
+    """Wan block, split in two halves so that the fusion can interleave two towers."""
+
+    def __init__(self, cfg: TowerConfig) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = LayerNorm(d, eps=cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(cfg)
+        self.norm3 = LayerNorm(d, eps=cfg.eps) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(cfg)
+        self.norm2 = LayerNorm(d, eps=cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(cfg.ffn_dim, d))
+        self.modulation = Modulation(6, d)
+
+    def self_attention(self, s: TowerState) -> Tensor:
+        shift, scale, gate = self.modulation(s.e0)[:3]  # each (B, L|1, dim), float32
+        h = (self.norm1(s.x).float() * (1 + scale) + shift).type_as(s.x)
+        return s.x + (self.self_attn(h, s.rope, s.mask).float() * gate).type_as(s.x)
+
+    def cross_attention_ffn(self, s: TowerState, other: CrossModalSource | None = None) -> Tensor:
+        shift, scale, gate = self.modulation(s.e0)[3:]
+        x = s.x + self.cross_attn(self.norm3(s.x), s.context, s.rope, other)
+        h = (self.norm2(x).float() * (1 + scale) + shift).type_as(x)
+        return x + (self.ffn(h).float() * gate).type_as(x)
+
+
+class ConvSwiGLU(nn.Module):
+    """Gated conv MLP of the audio stem: w2(SiLU(w1 x) * w3 x), kernel 7, no bias."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int) -> None:
+        super().__init__()
+        self.w1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2, bias=False)
+        self.w2 = nn.Conv1d(hidden, dim, kernel, padding=kernel // 2, bias=False)
+        self.w3 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2, bias=False)
+
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        h = F.silu(self.w1(x)) * self.w3(x)  # (B, hidden, L)
+        return self.w2(h if keep is None else h * keep)
+
+
+class Head(nn.Module):
+    """Output head: adaLN (shift/scale from the time embedding e, not e0), then a Linear."""
+
+    def __init__(self, dim: int, out: int, eps: float) -> None:
+        super().__init__()
+        self.norm = LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        shift, scale = (self.modulation.float() + e.float().unsqueeze(2)).unbind(dim=2)
+        return self.head((self.norm(x).float() * (1 + scale) + shift).type_as(x))
+
+
+class Tower(nn.Module):
+    """Input embedding, time and text embeddings, blocks and head of one modality."""
+
+    def __init__(self, cfg: TowerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        if cfg.modality == "video":
+            self.patch_embedding = nn.Conv3d(cfg.in_dim, d, cfg.patch_size, stride=cfg.patch_size)
+        else:
+            k = cfg.audio_stem_kernel
+            self.patch_embedding = nn.Sequential(
+                nn.Conv1d(cfg.in_dim, d, k, padding=k // 2), nn.SiLU(),
+                ConvSwiGLU(d, cfg.audio_stem_hidden, k))
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),
+                                            nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(d, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
+
+    # ---- inputs -> tokens -------------------------------------------------------------
+    def embed_latent(self, latent: Tensor, lengths: Tensor | None = None,
+                     ) -> tuple[Tensor, tuple[int, ...]]:
+        """Latent -> tokens (B, L, dim) and the token grid.
+
+        The audio stem's k=7 convolutions would read a padded item's padding; zeroing the
+        hidden states past each item's length makes the result equal to embedding the item
+        alone, as the official per-item loop does.
+        """
+        self._check_latent(latent)
+        latent = latent.to(self.patch_embedding_dtype)
+        if self.cfg.modality == "video":
+            x = self.patch_embedding(latent)  # (B, dim, F, H/2, W/2)
+            grid = tuple(x.shape[2:])
+            return x.flatten(2).transpose(1, 2), grid  # tokens in (f, h, w) order
+        conv, act, mlp = self.patch_embedding
+        n = latent.shape[1]
+        keep = None
+        if lengths is not None:
+            keep = (torch.arange(n, device=latent.device) < lengths[:, None])[:, None, :]  # (B, 1, L)
+            keep = keep.to(latent.dtype)
+        h = act(conv(latent.transpose(1, 2)))  # (B, dim, L)
+        x = mlp(h if keep is None else h * keep, keep)
+        return x.transpose(1, 2), (n,)
+
+    def embed_time(self, t: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        """Time embedding e (B, L|1, dim) and modulation e0 (B, L|1, 6, dim).
+
+        Per-token timesteps usually take two or three distinct values, so each distinct t is
+        embedded once and gathered, instead of running the MLPs over every token.
+        """
+        if t.dim() not in (1, 2) or t.shape[0] != batch:
+            raise InputError(f"timestep must be [B] or [B, tokens] with B={batch}, got {tuple(t.shape)}")
+        values, inverse = torch.unique(t.reshape(-1), return_inverse=True)
+        w = self.time_embedding[0].weight
+        e = self.time_embedding(sinusoidal_embedding(values, self.cfg.freq_dim).to(w.dtype))
+        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))  # (U, 6, dim)
+        shape = (batch, t.shape[1] if t.dim() == 2 else 1)
+        return e[inverse].view(*shape, -1), e0[inverse].view(*shape, 6, -1)
+
+    def embed_text(self, context: Tensor) -> Tensor:
+        """Zero-pad (never mask) the text to text_len rows, then embed: (B, text_len, dim)."""
+        b, lt = context.shape[0], context.shape[1]
+        if context.dim() != 3 or context.shape[2] != self.cfg.text_dim:
+            raise InputError(f"{self.cfg.modality} context must be [B, Lt, {self.cfg.text_dim}], "
+                             f"got {tuple(context.shape)}")
+        if lt > self.cfg.text_len:
+            raise InputError(f"text context has {lt} tokens but the model takes at most "
+                             f"{self.cfg.text_len}; truncate the prompt embedding first")
+        w = self.text_embedding[0].weight
+        padded = context.new_zeros(b, self.cfg.text_len, self.cfg.text_dim, dtype=w.dtype)
+        padded[:, :lt] = context.to(w.dtype)
+        return self.text_embedding(padded)
+
+    def rope(self, grid: tuple[int, ...], device: torch.device) -> Rope:
+        if self.cfg.modality == "video":
+            return video_rope(grid, self.cfg.head_dim, device)  # type: ignore[arg-type]
+        return audio_rope(grid[0], self.cfg.head_dim, self.cfg.rope_time_scale, device)
+
+    def prepare(self, inp: ModalityInput) -> TowerState:
+        x, grid = self.embed_latent(inp.latent, inp.lengths)
+        b, n = x.shape[:2]
+        t = inp.timestep
+        if t.dim() == 2 and t.shape[1] != n:
+            raise InputError(f"per-token timestep has {t.shape[1]} entries but the "
+                             f"{self.cfg.modality} latent has {n} tokens")
+        e, e0 = self.embed_time(t, b)
+        if inp.context.shape[0] != b:
+            raise InputError(f"{self.cfg.modality} context batch {inp.context.shape[0]} != latent batch {b}")
+        return TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
+                          rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid)
+
+    # ---- tokens -> outputs -------------------------------------------------------------
+    def finish(self, s: TowerState) -> Tensor:
+        """Head and unpatchify: video [B, C, F, H, W], audio [B, L, C]."""
+        out = self.head(s.x, s.e)  # (B, L, prod(patch) * out_dim)
+        if self.cfg.modality == "audio":
+            return out
+        f, h, w = s.grid
+        pt, ph, pw = self.cfg.patch_size
+        out = out.view(out.shape[0], f, h, w, pt, ph, pw, self.cfg.out_dim)
+        out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F, pt, H, ph, W, pw)
+        return out.reshape(out.shape[0], self.cfg.out_dim, f * pt, h * ph, w * pw)
+
+    def forward(self, inp: ModalityInput, skip_blocks: tuple[int, ...] = ()) -> Tensor:
+        """The tower alone (plain Wan blocks, no cross-modal attention)."""
+        s = self.prepare(inp)
+        for i, block in enumerate(self.blocks):
+            if i in skip_blocks:
+                continue
+            s.x = block.self_attention(s)
+            s.x = block.cross_attention_ffn(s)
+        return self.finish(s)
+
+    # ---- checks ----------------------------------------------------------------------
+    @property
+    def patch_embedding_dtype(self) -> torch.dtype:
+        return next(self.patch_embedding.parameters()).dtype
+
+    def _check_latent(self, latent: Tensor) -> None:
+        c = self.cfg
+        if c.modality == "video":
+            ok = latent.dim() == 5 and latent.shape[1] == c.in_dim
+            ok = ok and all(n % p == 0 for n, p in zip(latent.shape[2:], c.patch_size))
+            want = f"[B, {c.in_dim}, F, H, W] with F, H, W divisible by {c.patch_size}"
+        else:
+            ok = latent.dim() == 3 and latent.shape[2] == c.in_dim
+            want = f"[B, L, {c.in_dim}] (channel-last)"
+        if not ok:
+            raise InputError(f"{c.modality} latent must be {want}, got {tuple(latent.shape)}")
+        if not latent.is_floating_point():
+            raise InputError(f"{c.modality} latent must be a float tensor, got {latent.dtype}")
