@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from duet.config import TwinConfig
 from duet.errors import InputError
-from duet.model.tower import ModalityInput, Tower
+from duet.model.tower import ModalityInput, Tower, keep_skipped
 
 
 class TwinModel(nn.Module):
@@ -44,13 +44,15 @@ class TwinModel(nn.Module):
         return list(zip(self.video_model.blocks, self.audio_model.blocks))
 
     def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None, *,
-                skip_blocks: tuple[int, ...] = (), cross_modal: bool = True,
-                ) -> tuple[Tensor | None, Tensor | None]:
+                skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
+                cross_modal: bool = True) -> tuple[Tensor | None, Tensor | None]:
         """Denoiser velocity for each given modality.
 
         skip_blocks: block indices skipped in both towers (skip-layer guidance's weak pass).
+        skip_items: bool [B], which batch items skip them (default: all). This lets CFG run
+            its conditional pass and its skip-layer negative pass as one batch.
         cross_modal: False runs both towers side by side without fusion (the "no bridge"
-        pass of dual CFG); a missing modality always runs its tower alone, as Ovi does.
+            pass of dual CFG); a missing modality always runs its tower alone, as Ovi does.
         """
         bad = [i for i in skip_blocks if not 0 <= i < self.num_layers]
         if bad:
@@ -58,18 +60,21 @@ class TwinModel(nn.Module):
         if video is None and audio is None:
             raise InputError("pass at least one of video= or audio=")
         if video is None or audio is None or not cross_modal:
-            v = self.video_model(video, skip_blocks) if video is not None else None
-            a = self.audio_model(audio, skip_blocks) if audio is not None else None
+            v = self.video_model(video, skip_blocks, skip_items) if video is not None else None
+            a = self.audio_model(audio, skip_blocks, skip_items) if audio is not None else None
             return v, a
         if video.latent.shape[0] != audio.latent.shape[0]:
             raise InputError(f"video batch {video.latent.shape[0]} != audio batch {audio.latent.shape[0]}")
         vs, as_ = self.video_model.prepare(video), self.audio_model.prepare(audio)
         for i, (vb, ab) in enumerate(self.block_pairs()):
-            if i in skip_blocks:
+            if i in skip_blocks and skip_items is None:
                 continue
+            a_in, v_in = as_.x, vs.x
             as_.x = ab.self_attention(as_)
             vs.x = vb.self_attention(vs)
             audio_after_sa = as_.source()
             as_.x = ab.cross_attention_ffn(as_, other=vs.source())
             vs.x = vb.cross_attention_ffn(vs, other=audio_after_sa)
+            if i in skip_blocks:  # only some items skip: they keep their block input
+                as_.x, vs.x = keep_skipped(as_.x, a_in, skip_items), keep_skipped(vs.x, v_in, skip_items)
         return self.video_model.finish(vs), self.audio_model.finish(as_)

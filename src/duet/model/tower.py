@@ -65,6 +65,11 @@ class CrossModalSource:
     mask: Tensor | None
 
 
+def keep_skipped(x_out: Tensor, x_in: Tensor, skip_items: Tensor) -> Tensor:
+    """Per batch item, the block's output, or its input where the item skips the block."""
+    return torch.where(skip_items.view(-1, 1, 1), x_in, x_out)
+
+
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
     """[cos, sin] timestep features in float64 (t reaches 1000: float32 phases drift)."""
     half = dim // 2
@@ -299,14 +304,18 @@ class Tower(nn.Module):
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F, pt, H, ph, W, pw)
         return out.reshape(out.shape[0], self.cfg.out_dim, f * pt, h * ph, w * pw)
 
-    def forward(self, inp: ModalityInput, skip_blocks: tuple[int, ...] = ()) -> Tensor:
+    def forward(self, inp: ModalityInput, skip_blocks: tuple[int, ...] = (),
+                skip_items: Tensor | None = None) -> Tensor:
         """The tower alone (plain Wan blocks, no cross-modal attention)."""
         s = self.prepare(inp)
         for i, block in enumerate(self.blocks):
-            if i in skip_blocks:
+            if i in skip_blocks and skip_items is None:
                 continue
+            x_in = s.x
             s.x = block.self_attention(s)
             s.x = block.cross_attention_ffn(s)
+            if i in skip_blocks:
+                s.x = keep_skipped(s.x, x_in, skip_items)
         return self.finish(s)
 
     # ---- checks ----------------------------------------------------------------------
