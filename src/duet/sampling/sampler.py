@@ -27,6 +27,9 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None, sigmas
            ) -> tuple[Tensor | None, Tensor | None]:
     """Integrate the flow ODE from noise at sigmas[0] to data at sigmas[-1] = 0.
 
+    Pass `flow_sigmas(..., dtype=torch.float64)` to get the official integer timesteps
+    for every step count (float32 grids differ by one at a few counts).
+
     video [B, C, F, H, W] and audio [B, L, C] are the starting noise. first_frame
     [B, C, 1, H, W]: a clean latent re-imposed on video frame 0 before every step
     (image-to-video; the denoiser must then give its tokens t = 0).
@@ -34,6 +37,7 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None, sigmas
     """
     step = get_solver(solver)
     timesteps = sigmas_to_timesteps(sigmas)  # int64, what the model is conditioned on
+    sigmas = sigmas.float()  # float64 grids give exact official timesteps; solvers use float32
     batch = (video if video is not None else audio).shape[0]
     vstate, astate = SolverState(), SolverState()
     for i in trange(len(sigmas) - 1, disable=disable, desc="denoising"):
