@@ -144,7 +144,8 @@ class Preset:
     media: MediaConfig = field(default_factory=MediaConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     prompt_format: Literal["audcap", "audio_colon"] = "audcap"
-    codecs: dict[str, str] = field(default_factory=dict)  # {"video": name, "audio": name, "text": name}
+    # {"video"|"audio"|"text": {"name": registry name, **constructor options}}
+    codecs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,7 +192,8 @@ def _ovi_towers(num_layers: int = 30) -> TwinConfig:
     return TwinConfig(video, audio)
 
 
-_OVI_CODECS = {"video": "wan2.2-vae", "audio": "mmaudio-16k", "text": "umt5-xxl"}
+_OVI_CODECS = {"video": {"name": "wan2.2-vae"}, "audio": {"name": "mmaudio-16k"},
+               "text": {"name": "umt5-xxl"}}
 
 
 def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
@@ -206,6 +208,24 @@ def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
     )
 
 
+def _demo() -> Preset:
+    """The small CPU model: weight-free pixel/mel codecs, MiniLM text, 4 s at 64x64."""
+    media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=16,
+                        video_stride=(4, 8, 8), audio_hop=512, audio_latents=None)
+    scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
+                                  media.audio_rate), 5)
+    common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=32, text_dim=384)
+    model = TwinConfig(
+        TowerConfig("video", in_dim=3, out_dim=3, **common),
+        TowerConfig("audio", in_dim=64, out_dim=64, patch_size=(1,), rope_time_scale=scale, **common),
+    )
+    sampler = SamplerConfig(steps=25, slg_block=None)
+    codecs = {"video": {"name": "pixels", "stride": [4, 8, 8]},
+              "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 64},
+              "text": {"name": "minilm-l6"}}
+    return Preset("demo", model, media, sampler, codecs=codecs)
+
+
 PRESETS: dict[str, Preset] = {
     "ovi-720x720-5s": Preset("ovi-720x720-5s", _ovi_towers(), codecs=_OVI_CODECS),
     "ovi-960x960-5s": Preset(
@@ -215,6 +235,7 @@ PRESETS: dict[str, Preset] = {
         "ovi-960x960-10s", _ovi_towers(), MediaConfig(area=960 * 960, frames=241, audio_latents=314),
         prompt_format="audio_colon", codecs=_OVI_CODECS),
     "tiny": Preset("tiny", _tiny_towers(), codecs=_OVI_CODECS),
+    "demo": _demo(),
 }
 
 

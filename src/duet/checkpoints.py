@@ -1,0 +1,134 @@
+"""Weights on disk: safetensors, atomic writes, and model bundles.
+
+A bundle is a directory with `config.json` (the `Preset`: towers, media rates, sampler
+defaults, codec names) and `model.safetensors` (the `TwinModel` state dict with the
+official `video_model.*` / `audio_model.*` key names). Every write goes to a temporary file
+in the same directory and is renamed into place, so a crash never leaves a half file under
+the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from duet.config import Preset
+from duet.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+BUNDLE_CONFIG = "config.json"
+BUNDLE_WEIGHTS = "model.safetensors"
+FORMAT = "duet-bundle"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the body succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Run `write(tmp_path)` and move the result onto `path` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def save_weights(state: dict[str, Tensor], path: str | os.PathLike,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Save a state dict as safetensors, atomically (tensors made contiguous, unshared)."""
+    tensors = {k: v.detach().contiguous().clone() if _shares(v) else v.detach().contiguous()
+               for k, v in state.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def _shares(t: Tensor) -> bool:
+    return t.untyped_storage().nbytes() != t.numel() * t.element_size()
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Load a safetensors file; a missing or truncated file raises CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}); it may be truncated or "
+            "still downloading: download it again") from None
+
+
+def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
+    """Raise CheckpointError listing missing, unexpected and wrongly shaped keys."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
+              for k in sorted(set(want) & set(state)) if state[k].shape != want[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    parts = [f"{source} does not fit this model config:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} more)" if len(items) > 8 else "")
+            parts.append(f"{len(items)} {title}: {shown}")
+    parts.append("Check that the checkpoint belongs to this preset (see `duet info`).")
+    raise CheckpointError("\n  ".join(parts))
+
+
+def load_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint",
+              dtype: torch.dtype | None = None) -> nn.Module:
+    """Strictly load `state` into `model` (which may live on the meta device)."""
+    check_state_dict(model, state, source)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def write_config(directory: Path, preset: Preset, extra: dict[str, Any]) -> None:
+    payload = {"format": FORMAT, **preset.to_dict(), **extra}
+    atomic_write(directory / BUNDLE_CONFIG, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
+
+
+def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
+    """Read a bundle's config.json: (preset, extra fields such as `random_init`)."""
+    path = Path(directory) / BUNDLE_CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a Duet model bundle: {BUNDLE_CONFIG} is missing. "
+                              "Create one with `duet convert` or DuetPipeline.save_pretrained")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if data.pop("format", None) != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} config")
+    extra = {k: data.pop(k) for k in ("random_init", "note") if k in data}
+    try:
+        return Preset.from_dict(data), extra
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: {e}") from None

@@ -1,0 +1,185 @@
+"""`duet generate | info | convert`: parse arguments, call the library, print.
+
+A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from duet.errors import DuetError
+
+log = logging.getLogger("duet")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from duet.media import read_mp4
+    from duet.pipeline import RANDOM_INIT_WARNING, DuetPipeline
+
+    image = None
+    if args.image is not None:
+        image = _read_image(args.image)
+    t0 = time.perf_counter()
+    pipe = DuetPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    if pipe.random_init:
+        bar = "!" * 78
+        print(f"{bar}\n!! WARNING: {RANDOM_INIT_WARNING}\n{bar}", file=sys.stderr)
+    loaded = time.perf_counter()
+    clip = pipe(args.prompt, height=args.height, width=args.width, duration=args.duration,
+                steps=args.steps, shift=args.shift, solver=args.solver,
+                video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
+                video_negative=args.video_negative, audio_negative=args.audio_negative,
+                slg_block=None if args.no_slg else -1, image=image, seed=args.seed,
+                progress=not args.quiet)
+    path = clip.save(args.output)
+    t = clip.video.shape
+    print(f"wrote {path}: {t[0]} frames {t[2]}x{t[1]} @ {clip.fps:g} fps + "
+          f"{clip.audio.shape[0] / clip.sample_rate:.2f} s audio @ {clip.sample_rate} Hz "
+          f"(load {loaded - t0:.1f} s, generate {time.perf_counter() - loaded:.1f} s)")
+    if pipe.random_init:
+        print(f"!! {path} was made by a RANDOMLY INITIALISED model: it is noise.", file=sys.stderr)
+    del read_mp4
+    return 0
+
+
+def _read_image(path: str):
+    import av
+    import numpy as np
+
+    from duet.errors import InputError
+
+    try:
+        with av.open(path) as c:
+            frame = next(c.decode(video=0))
+    except (av.FFmpegError, StopIteration, OSError) as e:
+        raise InputError(f"cannot read image {path!r} ({e}); pass a PNG or JPEG file") from None
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def _info(args: argparse.Namespace) -> int:
+    from duet.checkpoints import read_config
+    from duet.config import get_preset
+    from duet.model import TwinModel
+
+    path = Path(args.model)
+    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    model = TwinModel.from_config(preset.model, device="meta")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    fusion = sum(p.numel() for n, p in model.named_parameters() if "_fusion" in n)
+    media = preset.media
+    frames = media.frames
+    lf = media.latent_frames(frames)
+    side = int(media.area**0.5) // media.size_multiple * media.size_multiple
+    st = media.video_stride
+    pt = preset.model.video.patch_size
+    video_tokens = (lf // pt[0]) * (side // st[1] // pt[1]) * (side // st[2] // pt[2])
+    info = {
+        "preset": preset.name,
+        "parameters": {"total": count(model), "video_tower": count(model.video_model),
+                       "audio_tower": count(model.audio_model), "fusion": fusion},
+        "default_clip": {"frames": frames, "fps": media.fps, "size": [side, side],
+                         "sample_rate": media.sample_rate},
+        "latents": {"video": [preset.model.video.in_dim, lf, side // st[1], side // st[2]],
+                    "audio": [media.audio_length(frames), preset.model.audio.in_dim],
+                    "video_tokens": video_tokens, "audio_tokens": media.audio_length(frames)},
+        "rope_time_scale": preset.model.audio.rope_time_scale,
+        "config": preset.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    p = info["parameters"]
+    print(f"{preset.name}: {p['total'] / 1e9:.3f}B parameters "
+          f"(video {p['video_tower'] / 1e9:.3f}B, audio {p['audio_tower'] / 1e9:.3f}B, "
+          f"of which fusion {fusion / 1e9:.3f}B)")
+    print(f"default clip: {frames} frames @ {media.fps:g} fps, {side}x{side}, "
+          f"{media.sample_rate} Hz audio")
+    lat = info["latents"]
+    print(f"latents: video {lat['video']} -> {video_tokens} tokens; audio {lat['audio']} -> "
+          f"{lat['audio_tokens']} tokens; RoPE time scale {info['rope_time_scale']}")
+    for name, tower in (("video", preset.model.video), ("audio", preset.model.audio)):
+        print(f"{name} tower: dim {tower.dim}, {tower.num_layers} blocks, {tower.num_heads} heads, "
+              f"ffn {tower.ffn_dim}, in/out {tower.in_dim}/{tower.out_dim}, text {tower.text_len}x{tower.text_dim}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from duet.checkpoints import BUNDLE_WEIGHTS, check_state_dict, load_weights, save_weights, write_config
+    from duet.config import get_preset
+    from duet.model import TwinModel
+    from duet.pipeline import resolve_device_dtype
+
+    preset = get_preset(args.preset)
+    state = load_weights(args.checkpoint)
+    model = TwinModel.from_config(preset.model, device="meta")
+    check_state_dict(model, state, source=args.checkpoint)  # official keys are ours: no mapping
+    if args.dtype is not None:
+        dtype = resolve_device_dtype("cpu", args.dtype)[1]
+        state = {k: v.to(dtype) for k, v in state.items()}
+    out = Path(args.output)
+    save_weights(state, out / BUNDLE_WEIGHTS)
+    write_config(out, preset, {"random_init": False, "note": f"converted from {args.checkpoint}"})
+    print(f"wrote bundle {out} ({len(state)} tensors, preset {preset.name})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate an MP4 (video + audio) from a prompt")
+    g.add_argument("prompt", help='e.g. "a man says <S>hello<E> <AUDCAP>a calm voice<ENDAUDCAP>"')
+    g.add_argument("-o", "--output", default="duet.mp4", help="output MP4 path")
+    g.add_argument("--model", default="demo", help="bundle directory or preset name (default: demo)")
+    g.add_argument("--steps", type=int, help="denoising steps (preset default)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--video-guidance", type=float, help="CFG scale for video (Ovi: 4.0)")
+    g.add_argument("--audio-guidance", type=float, help="CFG scale for audio (Ovi: 3.0)")
+    g.add_argument("--video-negative", help="negative prompt of the video tower")
+    g.add_argument("--audio-negative", help="negative prompt of the audio tower")
+    g.add_argument("--no-slg", action="store_true", help="disable skip-layer guidance")
+    g.add_argument("--height", type=int)
+    g.add_argument("--width", type=int)
+    g.add_argument("--duration", type=float, help="seconds (preset default)")
+    g.add_argument("--shift", type=float, help="sigma shift (Ovi: 5.0)")
+    g.add_argument("--solver", choices=["unipc", "euler"])
+    g.add_argument("--image", help="first frame (PNG/JPEG) for image-to-audio-video")
+    g.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
+    g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate)
+
+    i = sub.add_parser("info", help="config, parameter counts and latent sizes of a model")
+    i.add_argument("model", help="bundle directory or preset name")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
+    c = sub.add_parser("convert", help="official Ovi checkpoint (safetensors) -> Duet bundle")
+    c.add_argument("checkpoint", help="e.g. Ovi/model.safetensors")
+    c.add_argument("--preset", required=True, help="ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s")
+    c.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
+    c.set_defaults(func=_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="duet: %(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    torch.set_grad_enabled(False)
+    try:
+        return args.func(args)
+    except DuetError as e:
+        print(f"duet: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

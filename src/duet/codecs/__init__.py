@@ -1,0 +1,18 @@
+"""Codecs: media <-> latents. Protocols and registry in `base`; weight-free demo codecs
+`PixelCodec` (video) and `MelCodec` (audio)."""
+
+from duet.codecs.base import (
+    AudioCodec,
+    VideoCodec,
+    audio_codec_names,
+    get_audio_codec,
+    get_video_codec,
+    video_codec_names,
+)
+from duet.codecs.mel import MelCodec, MelSpec, log_mel, mel_filterbank
+from duet.codecs.pixels import PixelCodec
+
+__all__ = [
+    "AudioCodec", "MelCodec", "MelSpec", "PixelCodec", "VideoCodec", "audio_codec_names",
+    "get_audio_codec", "get_video_codec", "log_mel", "mel_filterbank", "video_codec_names",
+]

@@ -1,0 +1,126 @@
+"""`PixelCodec`: a fixed, weight-free stand-in for a video VAE, for the small CPU model.
+
+A latent is the clip shrunk by the stride with area averaging, in a rotated colour basis.
+It has the same contract as Wan's causal VAE, so everything above the codec (patching, RoPE,
+the sampler, the pipeline) runs unchanged when the real VAE is swapped in:
+
+- time is causal: latent frame 0 is pixel frame 0 alone; latent frame k >= 1 is the mean of
+  pixel frames st*(k-1)+1 .. st*k (frames 1-4, 5-8, ... for st = 4);
+- space is area-averaged over sh x sw blocks;
+- colour: `latent = scale * (Q @ rgb)` with the orthonormal opponent basis
+  Q = [(1,1,1)/sqrt3, (1,-1,0)/sqrt2, (1,1,-2)/sqrt6] (brightness, red-green, blue-yellow).
+  The default `scale = sqrt(3)` gives unit variance per channel for flat regions of uniformly
+  random colour in [-1, 1] (each RGB channel has variance 1/3 and Q preserves it).
+
+Decoding inverts the colour map, repeats each latent frame over the frames it averaged
+(nearest in time) and upsamples space bilinearly (a convex blend, so values in range stay in
+range); the result is clamped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from duet.codecs.base import WeightFree
+from duet.errors import ConfigError, InputError
+
+# Rows: brightness, red-green, blue-yellow. Orthonormal, so its inverse is its transpose.
+_OPPONENT = (
+    (1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)),
+    (1 / math.sqrt(2), -1 / math.sqrt(2), 0.0),
+    (1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)),
+)
+DEFAULT_SCALE = math.sqrt(3.0)
+
+
+class PixelCodec(WeightFree):
+    """Area-averaging causal video codec with 3 latent channels; see the module docstring."""
+
+    latent_channels: int = 3
+
+    def __init__(self, stride: Sequence[int] = (4, 8, 8),
+                 scale: float | Sequence[float] = DEFAULT_SCALE, opponent: bool = True) -> None:
+        stride = tuple(int(s) for s in stride)
+        if len(stride) != 3 or min(stride) < 1:
+            raise ConfigError(f"stride must be three positive integers (t, h, w), got {stride}")
+        scales = (scale,) * 3 if isinstance(scale, (int, float)) else tuple(scale)
+        if len(scales) != 3 or not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ConfigError(f"scale must be a positive number or three of them, got {scale!r}")
+        self.stride: tuple[int, int, int] = stride  # type: ignore[assignment]
+        self.scale: tuple[float, float, float] = tuple(float(s) for s in scales)  # type: ignore[assignment]
+        self.opponent = opponent
+
+    def __repr__(self) -> str:
+        return f"PixelCodec(stride={self.stride}, scale={self.scale}, opponent={self.opponent})"
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """`(3, (frames-1)//st + 1, height//sh, width//sw)`; raises InputError on bad sizes."""
+        self._check_size(frames, height, width)
+        st, sh, sw = self.stride
+        return (self.latent_channels, (frames - 1) // st + 1, height // sh, width // sw)
+
+    def _check_size(self, frames: int, height: int, width: int) -> None:
+        st, sh, sw = self.stride
+        if frames < 1 or (frames - 1) % st:
+            k = max(0, round((frames - 1) / st))
+            raise InputError(
+                f"video has {frames} frames; this codec needs {st}k + 1 frames (1, {st + 1}, "
+                f"{2 * st + 1}, ...): trim or pad to {st * k + 1}")
+        for name, size, s in (("height", height, sh), ("width", width, sw)):
+            if size < s or size % s:
+                near = max(s, round(size / s) * s)
+                raise InputError(
+                    f"video {name} {size} is not a multiple of the codec stride {s}: "
+                    f"resize or crop to {near}")
+
+    # -- transforms ------------------------------------------------------------------------
+
+    def _colour(self, like: Tensor, inverse: bool) -> Tensor:
+        """The 3x3 colour map for `like`'s device and dtype (built per call: 9 numbers)."""
+        q = torch.tensor(_OPPONENT, dtype=torch.float64) if self.opponent else torch.eye(3, dtype=torch.float64)
+        s = torch.tensor(self.scale, dtype=torch.float64)
+        m = q.T / s[None, :] if inverse else s[:, None] * q
+        return m.to(device=like.device, dtype=like.dtype)
+
+    def encode(self, video: Tensor) -> Tensor:
+        """`[B, 3, T, H, W]` in [-1, 1] -> `[B, 3, (T-1)//st + 1, H/sh, W/sw]`."""
+        _check_tensor(video, "video", 5, 3)
+        b, _, t, h, w = video.shape
+        self._check_size(t, h, w)
+        st, sh, sw = self.stride
+        first = F.avg_pool3d(video[:, :, :1], (1, sh, sw))  # [B, 3, 1, h, w]
+        rest = F.avg_pool3d(video[:, :, 1:], (st, sh, sw)) if t > 1 else first[:, :, :0]
+        x = torch.cat([first, rest], dim=2)  # [B, 3, F, h, w]
+        return torch.einsum("oc,bcfhw->bofhw", self._colour(x, inverse=False), x)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """`[B, 3, F, h, w]` -> `[B, 3, st*(F-1) + 1, h*sh, w*sw]` in [-1, 1]."""
+        _check_tensor(latents, "latents", 5, self.latent_channels)
+        st, sh, sw = self.stride
+        x = torch.einsum("oc,bcfhw->bofhw", self._colour(latents, inverse=True), latents)
+        x = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(st, dim=2)], dim=2)  # [B, 3, T, h, w]
+        b, c, t, h, w = x.shape
+        if (sh, sw) != (1, 1):
+            x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, 3, h, w]
+            x = F.interpolate(x, size=(h * sh, w * sw), mode="bilinear", align_corners=False)
+            x = x.reshape(b, t, c, h * sh, w * sw).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W]
+        return x.clamp(-1.0, 1.0)
+
+
+def _check_tensor(x: Tensor, name: str, ndim: int, channels: int) -> None:
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != ndim or x.shape[1] != channels:
+        raise InputError(
+            f"{name} must have shape [B, {channels}, T, H, W], got {list(x.shape)}; "
+            "add a batch dimension with x[None] if it is missing")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be floating point in [-1, 1], got {x.dtype}; "
+                         "convert uint8 frames with x.float() / 127.5 - 1")

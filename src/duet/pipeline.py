@@ -1,0 +1,305 @@
+"""`DuetPipeline`: prompt in, `Clip` (frames + waveform) out.
+
+The only module that holds the model, the codecs and the text encoder together. `__call__`
+reads as numbered steps: check inputs, encode text, prepare latents, denoise, decode.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
+                              save_weights, write_config)
+from duet.codecs import get_audio_codec, get_video_codec
+from duet.config import PRESETS, Preset, get_preset
+from duet.errors import CheckpointError, ConfigError, InputError
+from duet.media import write_mp4
+from duet.model import TwinModel
+from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
+from duet.sampling.sampler import sample
+from duet.sampling.schedule import flow_sigmas
+from duet.text.encoder import CachedEncoder, TextEncoder, load_text_encoder
+from duet.text.prompt import parse_prompt
+
+log = logging.getLogger(__name__)
+
+RANDOM_INIT_WARNING = (
+    "the model has RANDOM weights (no trained weights were found): the clip will be noise. "
+    "Pass --model DIR with a trained bundle to generate real content.")
+
+
+@dataclass
+class Clip:
+    """A generated clip: frames uint8 [T, H, W, 3] and a mono waveform float32 [N] in [-1, 1]."""
+
+    video: Tensor
+    audio: Tensor
+    fps: float
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.video.shape[0] / self.fps
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an MP4 (H.264 + AAC) atomically."""
+        return write_mp4(path, self.video.numpy(), self.audio.numpy(), self.fps, self.sample_rate)
+
+
+def snap_size(height: int | None, width: int | None, area: int, multiple: int) -> tuple[int, int]:
+    """Height and width with the requested aspect ratio, about `area` pixels, both multiples
+    of `multiple` (rounded down, as Ovi does: 720x720 -> 704x704)."""
+    h = height if height is not None else (width if width is not None else 1)
+    w = width if width is not None else h
+    if h <= 0 or w <= 0:
+        raise InputError(f"height and width must be positive, got {height}x{width}")
+    aspect = h / w
+    snapped_w = math.floor(math.sqrt(area / aspect) / multiple) * multiple
+    snapped_h = math.floor(math.sqrt(area * aspect) / multiple) * multiple
+    if snapped_h < multiple or snapped_w < multiple:
+        raise InputError(
+            f"aspect ratio {h}:{w} cannot be snapped to this model's area of {area} pixels in "
+            f"multiples of {multiple} (a side would be below {multiple}); use an aspect ratio "
+            f"between 1:{area // multiple**2} and {area // multiple**2}:1")
+    return snapped_h, snapped_w
+
+
+def resolve_device_dtype(device: str | torch.device | None,
+                         dtype: torch.dtype | str | None) -> tuple[torch.device, torch.dtype]:
+    """Defaults: CUDA + bf16 when available, else CPU + float32; refuse combos that can't work."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda[:N]'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
+    if isinstance(dtype, str):
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise InputError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+        dtype = names[dtype]
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise InputError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise InputError("float16 is not usable on CPU (extremely slow); use float32 or bfloat16")
+    return device, dtype
+
+
+def _shipped_bundle(name: str) -> Path | None:
+    """A bundle shipped inside the package (duet/assets/<name>), if this install has one."""
+    path = Path(str(resources.files("duet"))) / "assets" / name
+    return path if (path / BUNDLE_WEIGHTS).is_file() else None
+
+
+def random_model(preset: Preset, seed: int = 0) -> TwinModel:
+    """A reproducibly initialised model (for tests, benchmarks and the untrained fallback)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TwinModel.from_config(preset.model)
+
+
+class DuetPipeline:
+    """Text → joint video + audio. Build with `from_pretrained(bundle dir or preset name)`."""
+
+    def __init__(self, preset: Preset, model: TwinModel, text_encoder: TextEncoder,
+                 video_codec: Any, audio_codec: Any, *, device: torch.device | str = "cpu",
+                 random_init: bool = False) -> None:
+        self.preset = preset
+        self.model = model.eval().requires_grad_(False)
+        self.text_encoder = text_encoder
+        self.video_codec = video_codec
+        self.audio_codec = audio_codec
+        self.device = torch.device(device)
+        self.random_init = random_init
+        self._check_components()
+
+    # ---- construction ---------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike = "demo", *, device: str | None = None,
+                        dtype: torch.dtype | str | None = None) -> DuetPipeline:
+        """Load a bundle directory, or a preset name (its shipped weights if any)."""
+        device, dtype = resolve_device_dtype(device, dtype)
+        path = Path(model)
+        random_init = False
+        if path.is_dir():
+            preset, extra = read_config(path)
+            random_init = bool(extra.get("random_init", False))
+            weights = path / BUNDLE_WEIGHTS
+        elif str(model) in PRESETS:
+            preset = get_preset(str(model))
+            shipped = _shipped_bundle(preset.name)
+            weights = shipped / BUNDLE_WEIGHTS if shipped else None
+            if weights is None and preset.name != "demo":
+                raise CheckpointError(
+                    f"preset {preset.name!r} has no weights in this install; pass a bundle "
+                    "directory (see `duet convert` for official checkpoints)")
+            random_init = weights is None
+        else:
+            raise ConfigError(f"--model {str(model)!r} is neither a bundle directory nor a preset; "
+                              f"presets: {sorted(PRESETS)}")
+        if random_init:
+            log.warning(RANDOM_INIT_WARNING)
+        if weights is None:
+            net = random_model(preset).to(dtype)
+        else:
+            net = TwinModel.from_config(preset.model, device="meta")
+            load_into(net, load_weights(weights), source=str(weights), dtype=dtype)
+        return cls.from_components(preset, net.to(device), device=device, random_init=random_init)
+
+    @classmethod
+    def from_components(cls, preset: Preset, model: TwinModel, *, device: torch.device | str = "cpu",
+                        random_init: bool = False) -> DuetPipeline:
+        """Build the codecs and text encoder that the preset names around `model`."""
+        codecs = preset.codecs
+        for kind in ("video", "audio", "text"):
+            if kind not in codecs or "name" not in codecs[kind]:
+                raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
+                                  f"(config key codecs.{kind}.name)")
+        opts = {k: {o: v for o, v in c.items() if o != "name"} for k, c in codecs.items()}
+        video_codec = get_video_codec(codecs["video"]["name"], **opts["video"])
+        audio_codec = get_audio_codec(codecs["audio"]["name"], **opts["audio"])
+        text = CachedEncoder(load_text_encoder(codecs["text"]["name"], device=device, **opts["text"]))
+        return cls(preset, model, text, video_codec, audio_codec, device=device,
+                   random_init=random_init)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors; `from_pretrained(directory)` reads them back."""
+        directory = Path(directory)
+        save_weights(self.model.state_dict(), directory / BUNDLE_WEIGHTS)
+        write_config(directory, self.preset, {"random_init": self.random_init})
+        return directory
+
+    def _check_components(self) -> None:
+        m, vc, ac = self.preset.model, self.video_codec, self.audio_codec
+        problems = []
+        if vc.latent_channels != m.video.in_dim:
+            problems.append(f"video codec has {vc.latent_channels} latent channels, tower takes {m.video.in_dim}")
+        if ac.latent_channels != m.audio.in_dim:
+            problems.append(f"audio codec has {ac.latent_channels} latent channels, tower takes {m.audio.in_dim}")
+        if self.text_encoder.dim != m.video.text_dim:
+            problems.append(f"text encoder is {self.text_encoder.dim}-d, towers take {m.video.text_dim}")
+        if problems:
+            raise ConfigError(f"preset {self.preset.name!r} does not fit its components: " + "; ".join(problems))
+
+    # ---- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, prompt: str, *, height: int | None = None, width: int | None = None,
+                 duration: float | None = None, steps: int | None = None,
+                 shift: float | None = None, solver: str | None = None,
+                 video_guidance: float | None = None, audio_guidance: float | None = None,
+                 video_negative: str | None = None, audio_negative: str | None = None,
+                 slg_block: int | None = -1, image: Tensor | np.ndarray | None = None,
+                 seed: int | None = None, generator: torch.Generator | None = None,
+                 batch_cfg: bool = True, progress: bool = True,
+                 callback: Callable[[dict[str, Any]], None] | None = None) -> Clip:
+        """Generate one clip. Unset options take the preset's defaults (Ovi's for Ovi presets).
+
+        slg_block: block skipped in the negative pass; -1 = the preset's, None = no skipping.
+        image: uint8 [H, W, 3] first frame (image-to-audio-video); it is resized to the output.
+        seed / generator: the same seed gives the same clip on the same device and dtype.
+        """
+        # 1. Check inputs
+        sc, media = self.preset.sampler, self.preset.media
+        parsed = parse_prompt(prompt)
+        text = parsed.to_format(self.preset.prompt_format)
+        h, w = snap_size(height, width, media.area, media.size_multiple)
+        frames = self._frames(duration)
+        steps = sc.steps if steps is None else steps
+        skip = sc.slg_block if slg_block == -1 else slg_block
+        guidance = Guidance(
+            video_scale=sc.video_guidance if video_guidance is None else video_guidance,
+            audio_scale=sc.audio_guidance if audio_guidance is None else audio_guidance,
+            negative_skip_blocks=() if skip is None else (skip,), batched=batch_cfg)
+        if skip is not None and not 0 <= skip < self.model.num_layers:
+            raise InputError(f"slg_block {skip} out of range: the model has blocks 0..{self.model.num_layers - 1}")
+        sigmas = flow_sigmas(steps, sc.shift if shift is None else shift, dtype=torch.float64)
+        if generator is None:
+            generator = torch.Generator().manual_seed(seed if seed is not None else 0)
+
+        # 2. Encode text (the same prompt for both towers; one negative prompt each)
+        pos, vneg, aneg = self._encode([text, video_negative or sc.video_negative,
+                                        audio_negative or sc.audio_negative])
+        cond, uncond = Conditioning(pos, pos), Conditioning(vneg, aneg)
+
+        # 3. Prepare latents: noise drawn on the CPU so a seed means the same on any device
+        c, f, lh, lw = self.video_codec.latent_shape(frames, h, w)
+        n_audio = media.audio_length(frames)
+        dtype = self.model.video_model.patch_embedding_dtype
+        video = torch.randn(1, c, f, lh, lw, generator=generator).to(self.device, dtype)
+        audio = torch.randn(1, n_audio, self.audio_codec.latent_channels,
+                            generator=generator).to(self.device, dtype)
+        first = self._encode_image(image, h, w, dtype) if image is not None else None
+
+        # 4. Denoise
+        denoise = functools.partial(guided_velocity, self.model, cond=cond, uncond=uncond,
+                                    guidance=guidance, first_frame_clean=first is not None)
+        video, audio = sample(denoise, video, audio, sigmas.to(self.device),
+                              solver=solver or sc.solver, first_frame=first,
+                              callback=callback, disable=not progress)
+
+        # 5. Decode
+        pixels = self.video_codec.decode(video.float())[0, :, :frames]  # (3, T, H, W)
+        frames_u8 = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        wave = self.audio_codec.decode(audio.float())[0]
+        n_samples = round(frames / media.fps * self.audio_codec.sample_rate)
+        wave = torch.nn.functional.pad(wave, (0, max(0, n_samples - wave.shape[0])))[:n_samples]
+        return Clip(frames_u8.permute(1, 2, 3, 0).cpu(), wave.float().cpu(), media.fps,
+                    self.audio_codec.sample_rate)
+
+    def _frames(self, duration: float | None) -> int:
+        media = self.preset.media
+        if duration is None:
+            return media.frames
+        if not 0 < duration <= 60:
+            raise InputError(f"duration must be in (0, 60] seconds, got {duration}")
+        st = media.video_stride[0]
+        return st * max(1, round(duration * media.fps / st)) + 1
+
+    def _encode(self, prompts: list[str]) -> list[Tensor]:
+        text_len = self.preset.model.video.text_len
+        out = []
+        for p, emb in zip(prompts, self.text_encoder.encode(prompts)):
+            if emb.shape[0] > text_len:
+                log.warning("prompt has %d tokens; the model reads %d, so %d are dropped: %r",
+                            emb.shape[0], text_len, emb.shape[0] - text_len, p[:60])
+                emb = emb[:text_len]
+            out.append(emb[None].to(self.device, self.model.video_model.patch_embedding_dtype))
+        return out
+
+    def _encode_image(self, image: Tensor | np.ndarray, h: int, w: int,
+                      dtype: torch.dtype) -> Tensor:
+        """uint8 [H, W, 3] -> clean first-frame latent [1, C, 1, h', w'] (center crop + resize)."""
+        img = torch.as_tensor(np.asarray(image))
+        if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
+            raise InputError(f"image must be uint8 [H, W, 3], got {img.dtype} {tuple(img.shape)}")
+        x = img.permute(2, 0, 1).float()[None] / 127.5 - 1  # (1, 3, H, W)
+        ih, iw = x.shape[2:]
+        scale = max(h / ih, w / iw)
+        x = torch.nn.functional.interpolate(x, size=(max(h, round(ih * scale)), max(w, round(iw * scale))),
+                                            mode="bilinear", antialias=True, align_corners=False)
+        top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
+        x = x[:, :, top:top + h, left:left + w]
+        return self.video_codec.encode(x[:, :, None]).to(self.device, dtype)  # (1, C, 1, h', w')
+
+    def with_preset(self, **changes: Any) -> DuetPipeline:
+        """A pipeline sharing this one's components with some preset fields replaced."""
+        return DuetPipeline(replace(self.preset, **changes), self.model, self.text_encoder,
+                            self.video_codec, self.audio_codec, device=self.device,
+                            random_init=self.random_init)

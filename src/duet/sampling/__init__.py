@@ -1,0 +1,1 @@
+"""Sampling: sigma schedules, flow-matching solvers, guidance and the joint loop."""

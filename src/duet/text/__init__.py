@@ -1,0 +1,1 @@
+"""Text: Ovi prompt parsing and the frozen text encoders."""

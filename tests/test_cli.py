@@ -1,0 +1,53 @@
+"""The `duet` command line: exit codes, files written, messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from duet.cli import main
+from duet.media import read_mp4
+
+
+def test_generate_writes_mp4_and_warns_about_random_weights(tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    rc = main(["generate", "a ball bounces <AUDCAP>thud<ENDAUDCAP>", "-o", str(out),
+               "--steps", "2", "--duration", "0.5", "--quiet", "--seed", "1"])
+    assert rc == 0
+    frames, audio, fps, sr = read_mp4(out)
+    assert frames.shape[0] == 13 and sr == 16000 and len(audio) > 0
+    assert "RANDOM" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "<S>never closed", "--steps", "1"], "<S>"),
+    (["generate", "ok", "--model", "no-such-model"], "neither a bundle"),
+    (["generate", "ok", "--height", "1", "--width", "900"], "aspect ratio"),
+    (["generate", "ok", "--video-guidance", "-1"], "video_scale"),
+    (["info", "ovi-9000"], "unknown preset"),
+])
+def test_bad_input_exits_2_without_output(tmp_path, capsys, args, needle):
+    out = tmp_path / "x.mp4"
+    assert main([*args, "-o", str(out)] if args[0] == "generate" else args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_info_reports_ovi_sizes(capsys):
+    assert main(["info", "ovi-720x720-5s"]) == 0
+    out = capsys.readouterr().out
+    assert "11.661B parameters" in out
+    assert "15004 tokens" in out and "157 tokens" in out and "0.19676" in out
+
+
+def test_convert_official_checkpoint(reference_dir, tmp_path, capsys):
+    assert main(["convert", str(reference_dir / "weights.safetensors"), "--preset", "tiny",
+                 "-o", str(tmp_path / "bundle")]) == 0
+    assert (tmp_path / "bundle" / "config.json").exists()
+    assert main(["info", str(tmp_path / "bundle")]) == 0
+    assert "0.001B parameters" in capsys.readouterr().out
+    # the same file declared as the wrong preset is refused with the mismatching keys
+    assert main(["convert", str(reference_dir / "weights.safetensors"), "--preset", "demo",
+                 "-o", str(tmp_path / "bad")]) == 2
+    assert "shape mismatches" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,118 @@
+"""DuetPipeline end to end with the demo preset (random weights: fast, deterministic)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights
+from duet.errors import CheckpointError, InputError, PromptError
+from duet.media import read_mp4
+from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
+
+FAST = dict(steps=2, duration=0.5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pipe() -> DuetPipeline:
+    return DuetPipeline.from_pretrained("demo", device="cpu")
+
+
+def test_untrained_demo_is_flagged_random(pipe):
+    assert pipe.random_init
+
+
+def test_generates_a_clip_of_the_requested_length(pipe):
+    clip = pipe("a red ball bounces <AUDCAP>thuds<ENDAUDCAP>", **FAST)
+    # 0.5 s at 24 fps -> 12 frames -> rounded to 4k + 1 = 13 frames
+    assert clip.video.shape == (13, 64, 64, 3) and clip.video.dtype == torch.uint8
+    assert clip.audio.shape == (round(13 / 24 * 16000),)
+    assert clip.audio.dtype == torch.float32 and clip.audio.abs().max() <= 1
+    assert clip.video.float().std() > 1  # not a constant picture
+
+
+def test_same_seed_same_clip_other_seed_other_clip(pipe):
+    a = pipe("a cat meows", seed=3, **FAST)
+    b = pipe("a cat meows", seed=3, **FAST)
+    c = pipe("a cat meows", seed=4, **FAST)
+    assert torch.equal(a.video, b.video) and torch.equal(a.audio, b.audio)
+    assert not torch.equal(a.video, c.video)
+
+
+def test_batched_and_sequential_cfg_agree(pipe):
+    a = pipe("a dog barks", seed=1, batch_cfg=True, **FAST)
+    b = pipe("a dog barks", seed=1, batch_cfg=False, **FAST)
+    assert (a.video.int() - b.video.int()).abs().max() <= 1
+
+
+def test_image_to_audio_video_keeps_the_first_frame(pipe):
+    img = torch.zeros(80, 120, 3, dtype=torch.uint8)
+    img[:, :, 0] = 255  # red picture, wider than the output: center-cropped
+    clip = pipe("a red wall", image=img.numpy(), **FAST)
+    first = clip.video[0].float()
+    assert first[..., 0].mean() > 200 and first[..., 1].mean() < 40
+
+
+def test_save_pretrained_roundtrip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "bundle")
+    again = DuetPipeline.from_pretrained(tmp_path / "bundle", device="cpu")
+    assert again.random_init and again.preset == pipe.preset
+    a, b = pipe("waves", seed=2, **FAST), again("waves", seed=2, **FAST)
+    assert torch.equal(a.video, b.video)
+
+
+def test_bundle_with_wrong_keys_lists_them(pipe, tmp_path):
+    bundle = pipe.save_pretrained(tmp_path / "b")
+    state = load_weights(bundle / BUNDLE_WEIGHTS)
+    state.pop("video_model.head.head.bias")
+    state["audio_model.extra.weight"] = torch.zeros(1)
+    state["video_model.blocks.0.ffn.0.weight"] = torch.zeros(3, 3)
+    save_weights(state, bundle / BUNDLE_WEIGHTS)
+    with pytest.raises(CheckpointError) as e:
+        DuetPipeline.from_pretrained(bundle, device="cpu")
+    msg = str(e.value)
+    assert "video_model.head.head.bias" in msg and "audio_model.extra.weight" in msg
+    assert "video_model.blocks.0.ffn.0.weight: checkpoint (3, 3)" in msg
+
+
+def test_truncated_weights_are_reported(pipe, tmp_path):
+    bundle = pipe.save_pretrained(tmp_path / "t")
+    data = (bundle / BUNDLE_WEIGHTS).read_bytes()
+    (bundle / BUNDLE_WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        DuetPipeline.from_pretrained(bundle, device="cpu")
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "x <S>unclosed", "a <AUDCAP>b"])
+def test_bad_prompts_raise_prompt_error(pipe, prompt):
+    with pytest.raises(PromptError):
+        pipe(prompt, **FAST)
+
+
+def test_snap_size_follows_ovi():
+    assert snap_size(720, 720, 720 * 720, 32) == (704, 704)
+    assert snap_size(None, None, 720 * 720, 32) == (704, 704)
+    h, w = snap_size(720, 1280, 720 * 720, 32)
+    assert h % 32 == 0 and w % 32 == 0 and w > h and abs(h * w - 720 * 720) / (720 * 720) < 0.15
+    with pytest.raises(InputError, match="aspect ratio"):
+        snap_size(1, 1000, 64 * 64, 16)
+    with pytest.raises(InputError):
+        snap_size(-5, 10, 64 * 64, 16)
+
+
+def test_device_and_dtype_checks():
+    assert resolve_device_dtype("cpu", None) == (torch.device("cpu"), torch.float32)
+    with pytest.raises(InputError, match="float16"):
+        resolve_device_dtype("cpu", "float16")
+    with pytest.raises(InputError, match="dtype"):
+        resolve_device_dtype("cpu", "int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA"):
+            resolve_device_dtype("cuda", None)
+
+
+def test_clip_saves_a_decodable_mp4(pipe, tmp_path):
+    clip = pipe("a bell rings <AUDCAP>ding<ENDAUDCAP>", **FAST)
+    frames, audio, fps, sr = read_mp4(clip.save(tmp_path / "c.mp4"))
+    assert frames.shape == (13, 64, 64, 3) and fps == 24 and sr == 16000
+    assert abs(len(audio) - clip.audio.shape[0]) <= 16  # the MP4 edit list counts in ms
