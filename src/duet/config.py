@@ -217,11 +217,11 @@ def _demo() -> Preset:
     common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=32, text_dim=384)
     model = TwinConfig(
         TowerConfig("video", in_dim=3, out_dim=3, **common),
-        TowerConfig("audio", in_dim=64, out_dim=64, patch_size=(1,), rope_time_scale=scale, **common),
+        TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),
     )
     sampler = SamplerConfig(steps=25, slg_block=None)
     codecs = {"video": {"name": "pixels", "stride": [4, 8, 8]},
-              "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 64},
+              "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 80},
               "text": {"name": "minilm-l6"}}
     return Preset("demo", model, media, sampler, codecs=codecs)
 

@@ -26,10 +26,15 @@ from duet.errors import ConfigError
 
 @runtime_checkable
 class VideoCodec(Protocol):
-    """Pixels <-> video latents. `stride` is (t, h, w) pixels per latent."""
+    """Pixels <-> video latents. Plain attributes satisfy the read-only properties."""
 
-    latent_channels: int
-    stride: tuple[int, int, int]
+    @property
+    def latent_channels(self) -> int: ...
+
+    @property
+    def stride(self) -> tuple[int, int, int]:
+        """(t, h, w) pixels per latent."""
+        ...
 
     def encode(self, video: Tensor) -> Tensor:
         """`[B, 3, T, H, W]` in [-1, 1] -> `[B, C, (T-1)//st + 1, H//sh, W//sw]`."""
@@ -51,11 +56,18 @@ class VideoCodec(Protocol):
 
 @runtime_checkable
 class AudioCodec(Protocol):
-    """Waveform <-> audio latents. `hop` is waveform samples per latent."""
+    """Waveform <-> audio latents. Plain attributes satisfy the read-only properties."""
 
-    latent_channels: int
-    sample_rate: int
-    hop: int
+    @property
+    def latent_channels(self) -> int: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def hop(self) -> int:
+        """Waveform samples per latent."""
+        ...
 
     @property
     def latent_rate(self) -> float:

@@ -45,14 +45,14 @@ class PixelCodec(WeightFree):
 
     def __init__(self, stride: Sequence[int] = (4, 8, 8),
                  scale: float | Sequence[float] = DEFAULT_SCALE, opponent: bool = True) -> None:
-        stride = tuple(int(s) for s in stride)
-        if len(stride) != 3 or min(stride) < 1:
+        st = [int(s) for s in stride]
+        if len(st) != 3 or min(st) < 1:
             raise ConfigError(f"stride must be three positive integers (t, h, w), got {stride}")
-        scales = (scale,) * 3 if isinstance(scale, (int, float)) else tuple(scale)
-        if len(scales) != 3 or not all(math.isfinite(s) and s > 0 for s in scales):
+        sc = [float(scale)] * 3 if isinstance(scale, (int, float)) else [float(s) for s in scale]
+        if len(sc) != 3 or not all(math.isfinite(s) and s > 0 for s in sc):
             raise ConfigError(f"scale must be a positive number or three of them, got {scale!r}")
-        self.stride: tuple[int, int, int] = stride  # type: ignore[assignment]
-        self.scale: tuple[float, float, float] = tuple(float(s) for s in scales)  # type: ignore[assignment]
+        self.stride: tuple[int, int, int] = (st[0], st[1], st[2])
+        self.scale: tuple[float, float, float] = (sc[0], sc[1], sc[2])
         self.opponent = opponent
 
     def __repr__(self) -> str:
@@ -84,19 +84,18 @@ class PixelCodec(WeightFree):
 
     def _colour(self, like: Tensor, inverse: bool) -> Tensor:
         """The 3x3 colour map for `like`'s device and dtype (built per call: 9 numbers)."""
-        q = torch.tensor(_OPPONENT, dtype=torch.float64) if self.opponent else torch.eye(3, dtype=torch.float64)
+        q = torch.tensor(_OPPONENT, dtype=torch.float64) if self.opponent else torch.eye(3)
         s = torch.tensor(self.scale, dtype=torch.float64)
-        m = q.T / s[None, :] if inverse else s[:, None] * q
+        m = q.T.double() / s[None, :] if inverse else s[:, None] * q.double()
         return m.to(device=like.device, dtype=like.dtype)
 
     def encode(self, video: Tensor) -> Tensor:
         """`[B, 3, T, H, W]` in [-1, 1] -> `[B, 3, (T-1)//st + 1, H/sh, W/sw]`."""
         _check_tensor(video, "video", 5, 3)
-        b, _, t, h, w = video.shape
-        self._check_size(t, h, w)
+        self._check_size(*video.shape[2:])
         st, sh, sw = self.stride
-        first = F.avg_pool3d(video[:, :, :1], (1, sh, sw))  # [B, 3, 1, h, w]
-        rest = F.avg_pool3d(video[:, :, 1:], (st, sh, sw)) if t > 1 else first[:, :, :0]
+        first = _block_mean(video[:, :, :1], (1, sh, sw))  # [B, 3, 1, h, w]
+        rest = _block_mean(video[:, :, 1:], (st, sh, sw))  # [B, 3, (T-1)/st, h, w]
         x = torch.cat([first, rest], dim=2)  # [B, 3, F, h, w]
         return torch.einsum("oc,bcfhw->bofhw", self._colour(x, inverse=False), x)
 
@@ -105,13 +104,22 @@ class PixelCodec(WeightFree):
         _check_tensor(latents, "latents", 5, self.latent_channels)
         st, sh, sw = self.stride
         x = torch.einsum("oc,bcfhw->bofhw", self._colour(latents, inverse=True), latents)
-        x = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(st, dim=2)], dim=2)  # [B, 3, T, h, w]
-        b, c, t, h, w = x.shape
+        x = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(st, dim=2)], dim=2)
+        b, c, t, h, w = x.shape  # t = st*(F-1) + 1
         if (sh, sw) != (1, 1):
             x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, 3, h, w]
             x = F.interpolate(x, size=(h * sh, w * sw), mode="bilinear", align_corners=False)
             x = x.reshape(b, t, c, h * sh, w * sw).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W]
         return x.clamp(-1.0, 1.0)
+
+
+def _block_mean(x: Tensor, block: tuple[int, int, int]) -> Tensor:
+    """Mean over non-overlapping (t, h, w) blocks of `[B, C, T, H, W]` (any float dtype;
+    CPU avg_pool3d has no bfloat16 kernel)."""
+    b, c, t, h, w = x.shape
+    bt, bh, bw = block
+    x = x.reshape(b, c, t // bt, bt, h // bh, bh, w // bw, bw)
+    return x.mean(dim=(3, 5, 7))
 
 
 def _check_tensor(x: Tensor, name: str, ndim: int, channels: int) -> None:
