@@ -51,3 +51,19 @@ def test_convert_official_checkpoint(reference_dir, tmp_path, capsys):
                  "-o", str(tmp_path / "bad")]) == 2
     assert "shape mismatches" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_generate_from_an_image_file(tmp_path):
+    import numpy as np
+
+    from duet.media import save_png
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    img[..., 2] = 255  # blue
+    save_png(tmp_path / "first.png", img)
+    out = tmp_path / "i2v.mp4"
+    assert main(["generate", "a blue wall", "-o", str(out), "--image", str(tmp_path / "first.png"),
+                 "--steps", "2", "--duration", "0.5", "--quiet"]) == 0
+    first = read_mp4(out).frames[0].astype(float)
+    assert first[..., 2].mean() > 200 and first[..., 0].mean() < 40
+    assert main(["generate", "x", "-o", str(tmp_path / "y.mp4"), "--image", str(tmp_path / "nope.png")]) == 2

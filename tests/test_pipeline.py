@@ -116,3 +116,12 @@ def test_clip_saves_a_decodable_mp4(pipe, tmp_path):
     frames, audio, fps, sr = read_mp4(clip.save(tmp_path / "c.mp4"))
     assert frames.shape == (13, 64, 64, 3) and fps == 24 and sr == 16000
     assert abs(len(audio) - clip.audio.shape[0]) <= 16  # the MP4 edit list counts in ms
+
+
+def test_too_long_prompt_is_cut_with_a_warning(pipe, caplog):
+    long = "a ball " * 40  # ~80 MiniLM tokens; the demo model reads 32
+    with caplog.at_level("WARNING", logger="duet.pipeline"):
+        clip = pipe(long, **FAST)
+    assert clip.video.shape[0] == 13
+    assert any("the model reads 32" in r.getMessage() and "dropped" in r.getMessage()
+               for r in caplog.records)

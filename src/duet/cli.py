@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from duet.errors import DuetError
@@ -20,12 +21,9 @@ log = logging.getLogger("duet")
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from duet.media import read_mp4
     from duet.pipeline import RANDOM_INIT_WARNING, DuetPipeline
 
-    image = None
-    if args.image is not None:
-        image = _read_image(args.image)
+    image = _read_image(args.image) if args.image is not None else None
     t0 = time.perf_counter()
     pipe = DuetPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     if pipe.random_init:
@@ -45,13 +43,11 @@ def _generate(args: argparse.Namespace) -> int:
           f"(load {loaded - t0:.1f} s, generate {time.perf_counter() - loaded:.1f} s)")
     if pipe.random_init:
         print(f"!! {path} was made by a RANDOMLY INITIALISED model: it is noise.", file=sys.stderr)
-    del read_mp4
     return 0
 
 
-def _read_image(path: str):
+def _read_image(path: str) -> np.ndarray:
     import av
-    import numpy as np
 
     from duet.errors import InputError
 

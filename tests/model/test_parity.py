@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from duet.config import get_preset
-from duet.model import ModalityInput, TwinModel
+from duet.reference import case_inputs, load_cases, load_model, run_case
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -19,60 +15,7 @@ def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def ref(reference_dir):
-    cases = json.loads((reference_dir / "cases.json").read_text())["cases"]
-    return {c["name"]: c for c in cases}, load_file(reference_dir / "cases.safetensors")
-
-
-def load_tiny(reference_dir, dtype: torch.dtype) -> TwinModel:
-    model = TwinModel.from_config(get_preset("tiny").model, device="meta")
-    state = load_file(reference_dir / "weights.safetensors")
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(dtype).eval()
-
-
-def pad_stack(items: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """Zero-pad items along `dim` to the longest and stack them into a batch."""
-    n = max(x.shape[dim] for x in items)
-    out = []
-    for x in items:
-        pad = [0, 0] * (x.dim() - 1 - dim) + [0, n - x.shape[dim]]
-        out.append(torch.nn.functional.pad(x, pad))
-    return torch.stack(out)
-
-
-def case_inputs(case: dict, tensors: dict, dtype: torch.dtype):
-    """Turn an official list-of-items call into our padded [B, ...] inputs."""
-    t = tensors[case["t"]]
-    video = audio = None
-    if case["vid"] is not None:
-        lat = [tensors[n].to(dtype) for n in case["vid"]]
-        hw = lat[0].shape[2] * lat[0].shape[3] // 4
-        tokens = torch.tensor([x.shape[1] * hw for x in lat])
-        vt = t
-        if case["first_frame_is_clean"]:
-            vt = t[:, None].repeat(1, max(tokens)).clone()
-            vt[:, :hw] = 0
-        ctx = pad_stack([tensors[n].to(dtype) for n in case["vid_context"]], 0)
-        video = ModalityInput(pad_stack(lat, 1), vt, ctx, tokens)
-    if case["audio"] is not None:
-        lat = [tensors[n].to(dtype) for n in case["audio"]]
-        ctx = pad_stack([tensors[n].to(dtype) for n in case["audio_context"]], 0)
-        audio = ModalityInput(pad_stack(lat, 0), t, ctx, torch.tensor([x.shape[0] for x in lat]))
-    return video, audio
-
-
-def run_case(model, case, tensors, dtype):
-    video, audio = case_inputs(case, tensors, dtype)
-    skip = (case["slg_layer"],) if case["slg_layer"] else ()
-    with torch.no_grad():
-        v, a = model(video, audio, skip_blocks=skip)
-    outs = {}
-    for name, shape in case["output_shapes"].items():
-        kind, i = name.split(".")[2], int(name.split(".")[3])
-        full = v if kind == "vid" else a
-        item = full[i]
-        outs[name] = item[tuple(slice(0, n) for n in shape)]
-    return outs
+    return load_cases(reference_dir)
 
 
 CASES = ["a_t2v_joint", "b_batch2", "b2_batch2_padded", "c_slg_negative", "c0_negative_no_slg",
@@ -82,7 +25,7 @@ CASES = ["a_t2v_joint", "b_batch2", "b2_batch2_padded", "c_slg_negative", "c0_ne
 @pytest.mark.parametrize("name", CASES)
 def test_float32_matches_high_precision_reference(reference_dir, ref, name):
     cases, tensors = ref
-    model = load_tiny(reference_dir, torch.float32)
+    model = load_model(reference_dir, torch.float32)
     outs = run_case(model, cases[name], tensors, torch.float32)
     assert outs, "case produced no outputs"
     for key, ours in outs.items():
@@ -95,7 +38,7 @@ def test_float32_matches_high_precision_reference(reference_dir, ref, name):
 @pytest.mark.parametrize("name", CASES)
 def test_bfloat16_matches_official_bf16(reference_dir, ref, name):
     cases, tensors = ref
-    model = load_tiny(reference_dir, torch.bfloat16)
+    model = load_model(reference_dir, torch.bfloat16)
     outs = run_case(model, cases[name], tensors, torch.bfloat16)
     for key, ours in outs.items():
         want = tensors[key]
@@ -107,7 +50,7 @@ def test_bfloat16_matches_official_bf16(reference_dir, ref, name):
 def test_block_by_block_trace_matches_reference(reference_dir, ref):
     """Every intermediate of case a (embeddings, each fused block, heads) matches trace_hp."""
     cases, tensors = ref
-    model = load_tiny(reference_dir, torch.float32)
+    model = load_model(reference_dir, torch.float32)
     video, audio = case_inputs(cases["a_t2v_joint"], tensors, torch.float32)
     tr = {k.split("a_t2v_joint.", 1)[1]: v for k, v in tensors.items()
           if k.startswith("trace_hp.a_t2v_joint.")}
@@ -143,3 +86,16 @@ def test_block_by_block_trace_matches_reference(reference_dir, ref):
             check(f"block{i}.vid_out", vs.x)
         check("vid.head_out", model.video_model.head(vs.x, vs.e))
         check("audio.head_out", model.audio_model.head(as_.x, as_.e))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(reference_dir, ref):
+    cases, tensors = ref
+    grads = []
+    for ckpt in (False, True):
+        model = load_model(reference_dir, torch.float32).train()
+        model.gradient_checkpointing = ckpt
+        v, a = model(*case_inputs(cases["b2_batch2_padded"], tensors, torch.float32))
+        (v.square().mean() + a.square().mean()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+    assert grads[0].abs().sum() > 0

@@ -3,14 +3,10 @@ engine loop run with the tiny reference model (shared/reference/ovi_tiny/unipc.*
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from duet.config import get_preset
-from duet.model import TwinModel
+from duet.reference import load_cases, load_model, run_engine_loop
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
@@ -22,33 +18,12 @@ def rel_l2(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def ref(reference_dir):
-    t = load_file(reference_dir / "cases.safetensors")
-    t.update(load_file(reference_dir / "unipc.safetensors"))
-    return t
-
-
-def tiny(reference_dir, dtype):
-    model = TwinModel.from_config(get_preset("tiny").model, device="meta")
-    model.load_state_dict(load_file(reference_dir / "weights.safetensors"), strict=True, assign=True)
-    return model.to(dtype).eval()
-
-
-def run_engine_loop(reference_dir, ref, dtype, batched: bool):
-    model = tiny(reference_dir, dtype)
-    c = lambda n: ref[n].to(dtype)[None]  # noqa: E731
-    cond = Conditioning(c("in.ctx.pos"), c("in.ctx.pos"))
-    uncond = Conditioning(c("in.ctx.vneg"), c("in.ctx.aneg"))
-    guidance = Guidance(4.0, 3.0, negative_skip_blocks=(1,), batched=batched)
-    denoise = functools.partial(guided_velocity, model, cond=cond, uncond=uncond, guidance=guidance)
-    states = []
-    sample(denoise, c("in.vid.A"), c("in.audio.A"), flow_sigmas(4, 5.0), solver="unipc",
-           callback=lambda d: states.append((d["video"][0], d["audio"][0])), disable=True)
-    return states
+    return load_cases(reference_dir)[1]
 
 
 @pytest.mark.parametrize("batched", [True, False])
 def test_float32_loop_matches_official_high_precision(reference_dir, ref, batched):
-    states = run_engine_loop(reference_dir, ref, torch.float32, batched)
+    states = run_engine_loop(load_model(reference_dir, torch.float32), ref, torch.float32, batched)
     assert len(states) == 4
     for k, (v, a) in enumerate(states, start=1):
         torch.testing.assert_close(v, ref[f"loop_hp.vid.{k}"], atol=1e-4, rtol=1e-4)
@@ -56,7 +31,7 @@ def test_float32_loop_matches_official_high_precision(reference_dir, ref, batche
 
 
 def test_bfloat16_loop_matches_official_bf16(reference_dir, ref):
-    states = run_engine_loop(reference_dir, ref, torch.bfloat16, batched=True)
+    states = run_engine_loop(load_model(reference_dir, torch.bfloat16), ref, torch.bfloat16)
     for k, (v, a) in enumerate(states, start=1):
         assert v.dtype == torch.bfloat16
         assert rel_l2(v, ref[f"loop.vid.{k}"]) < 3e-2
@@ -64,7 +39,7 @@ def test_bfloat16_loop_matches_official_bf16(reference_dir, ref):
 
 
 def test_first_frame_is_reimposed_and_gets_t0(reference_dir, ref):
-    model = tiny(reference_dir, torch.float32)
+    model = load_model(reference_dir, torch.float32)
     seen = []
 
     def denoise(video, audio, t):

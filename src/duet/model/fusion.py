@@ -10,12 +10,15 @@ Order inside fusion block i (both directions see the other modality at the same 
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from duet.config import TwinConfig
 from duet.errors import InputError
-from duet.model.tower import ModalityInput, Tower, keep_skipped
+from duet.model.tower import ModalityInput, Tower, TowerState, keep_skipped, run_block
 
 
 class TwinModel(nn.Module):
@@ -66,15 +69,33 @@ class TwinModel(nn.Module):
         if video.latent.shape[0] != audio.latent.shape[0]:
             raise InputError(f"video batch {video.latent.shape[0]} != audio batch {audio.latent.shape[0]}")
         vs, as_ = self.video_model.prepare(video), self.audio_model.prepare(audio)
-        for i, (vb, ab) in enumerate(self.block_pairs()):
+        for i in range(self.num_layers):
             if i in skip_blocks and skip_items is None:
                 continue
-            a_in, v_in = as_.x, vs.x
-            as_.x = ab.self_attention(as_)
-            vs.x = vb.self_attention(vs)
-            audio_after_sa = as_.source()
-            as_.x = ab.cross_attention_ffn(as_, other=vs.source())
-            vs.x = vb.cross_attention_ffn(vs, other=audio_after_sa)
-            if i in skip_blocks:  # only some items skip: they keep their block input
-                as_.x, vs.x = keep_skipped(as_.x, a_in, skip_items), keep_skipped(vs.x, v_in, skip_items)
+            step = functools.partial(self._fused_block, i, vs, as_,
+                                     skip_items if i in skip_blocks else None)
+            vs.x, as_.x = run_block(step, vs.x, as_.x, checkpoint=self.gradient_checkpointing)
         return self.video_model.finish(vs), self.audio_model.finish(as_)
+
+    def _fused_block(self, i: int, vs: TowerState, as_: TowerState, skip_items: Tensor | None,
+                     v_x: Tensor, a_x: Tensor) -> tuple[Tensor, Tensor]:
+        """Fusion block i on hidden states (v_x, a_x); items in skip_items keep their input."""
+        vb, ab = self.video_model.blocks[i], self.audio_model.blocks[i]
+        vs, as_ = replace(vs, x=v_x), replace(as_, x=a_x)
+        as_.x = ab.self_attention(as_)
+        vs.x = vb.self_attention(vs)
+        audio_after_sa = as_.source()
+        as_.x = ab.cross_attention_ffn(as_, other=vs.source())
+        vs.x = vb.cross_attention_ffn(vs, other=audio_after_sa)
+        if skip_items is not None:
+            return keep_skipped(vs.x, v_x, skip_items), keep_skipped(as_.x, a_x, skip_items)
+        return vs.x, as_.x
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.video_model.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        """Recompute each block pair in the backward pass instead of storing its activations."""
+        self.video_model.gradient_checkpointing = self.audio_model.gradient_checkpointing = on

@@ -8,11 +8,15 @@ official checkpoint loads with `strict=True`.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from duet.config import TowerConfig
@@ -63,6 +67,13 @@ class CrossModalSource:
     x: Tensor  # (B, L_other, dim)
     rope: Rope
     mask: Tensor | None
+
+
+def run_block(step: Callable[..., Any], *xs: Tensor, checkpoint: bool = False) -> Any:
+    """step(*xs), recomputed in the backward pass instead of stored when `checkpoint`."""
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(step, *xs, use_reentrant=False)
+    return step(*xs)
 
 
 def keep_skipped(x_out: Tensor, x_in: Tensor, skip_items: Tensor) -> Tensor:
@@ -219,6 +230,7 @@ class Tower(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(d, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
+        self.gradient_checkpointing = False
 
     # ---- inputs -> tokens -------------------------------------------------------------
     def embed_latent(self, latent: Tensor, lengths: Tensor | None = None,
@@ -308,15 +320,18 @@ class Tower(nn.Module):
                 skip_items: Tensor | None = None) -> Tensor:
         """The tower alone (plain Wan blocks, no cross-modal attention)."""
         s = self.prepare(inp)
-        for i, block in enumerate(self.blocks):
+        for i in range(len(self.blocks)):
             if i in skip_blocks and skip_items is None:
                 continue
-            x_in = s.x
-            s.x = block.self_attention(s)
-            s.x = block.cross_attention_ffn(s)
-            if i in skip_blocks:
-                s.x = keep_skipped(s.x, x_in, skip_items)
+            step = functools.partial(self._block, i, s, skip_items if i in skip_blocks else None)
+            s.x = run_block(step, s.x, checkpoint=self.gradient_checkpointing)
         return self.finish(s)
+
+    def _block(self, i: int, s: TowerState, skip_items: Tensor | None, x: Tensor) -> Tensor:
+        block, s = self.blocks[i], replace(s, x=x)
+        s.x = block.self_attention(s)
+        s.x = block.cross_attention_ffn(s)
+        return s.x if skip_items is None else keep_skipped(s.x, x, skip_items)
 
     # ---- checks ----------------------------------------------------------------------
     @property
