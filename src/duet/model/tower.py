@@ -117,7 +117,7 @@ class SelfAttention(nn.Module):
         return self.o(out.flatten(2))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(SelfAttention):
     """Text cross-attention, plus (Ovi fusion) attention to the other tower's tokens.
 
     Both attentions share the query and the output projection; their outputs are summed
@@ -127,11 +127,8 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, cfg: TowerConfig) -> None:
-        super().__init__()
-        d, self.heads = cfg.dim, cfg.num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
-        self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
+        super().__init__(cfg)  # q, k, v, o and the QK norms, as in self-attention
+        d = cfg.dim
         self.cross_modal = cfg.cross_modal
         if cfg.cross_modal:
             self.k_fusion = nn.Linear(d, d)
