@@ -1,0 +1,81 @@
+"""Clips → training shards: latents from the preset's codecs and text from its encoder.
+
+Encoding is done once, before training, so the trainer only reads tensors (the format is
+`duet.train.data.LatentDataset`'s: `video`, `audio`, `context` stacked per shard). Shards are
+written atomically, one per `shard_size` clips, with the captions beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from duet.checkpoints import atomic_write, save_weights
+from duet.config import Preset
+from duet.data.world import WorldClip, WorldConfig, make_clip
+from duet.pipeline import DuetPipeline
+
+log = logging.getLogger(__name__)
+
+
+def world_config_for(preset: Preset, **overrides) -> WorldConfig:
+    """The synthetic world at the preset's frame rate, sample rate, length and size."""
+    m = preset.media
+    side = int(m.area**0.5)
+    fields = dict(fps=m.fps, sample_rate=m.sample_rate, frames=m.frames, height=side, width=side)
+    return WorldConfig(**{**fields, **overrides})
+
+
+@torch.no_grad()
+def encode_clips(pipe: DuetPipeline, clips: list[WorldClip]) -> dict[str, Tensor]:
+    """Stacked latents and zero-padded text contexts for a list of clips."""
+    media, text_len = pipe.preset.media, pipe.preset.model.video.text_len
+    frames = clips[0].video.shape[0]
+    n_audio = media.audio_length(frames)
+    video = torch.from_numpy(np.stack([c.video for c in clips]))  # (N, T, H, W, 3) uint8
+    video = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, 3, T, H, W)
+    wave = torch.from_numpy(np.stack([c.audio for c in clips]))[:, : n_audio * pipe.audio_codec.hop]
+    context = torch.zeros(len(clips), text_len, pipe.text_encoder.dim)
+    for i, emb in enumerate(pipe.text_encoder.encode([c.caption for c in clips])):
+        context[i, : min(text_len, emb.shape[0])] = emb[:text_len].float()
+    return {"video": pipe.video_codec.encode(video), "audio": pipe.audio_codec.encode(wave),
+            "context": context}
+
+
+def _batches(seeds: Iterable[int], size: int, config: WorldConfig) -> Iterator[list[WorldClip]]:
+    batch: list[WorldClip] = []
+    for seed in seeds:
+        batch.append(make_clip(seed, config=config))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_shards(out_dir: str | Path, pipe: DuetPipeline, seeds: range, *,
+                 shard_size: int = 256, config: WorldConfig | None = None,
+                 progress: bool = True) -> list[Path]:
+    """Generate world clips for `seeds`, encode them and write `shard-XXXXX.safetensors`."""
+    out = Path(out_dir)
+    config = config or world_config_for(pipe.preset)
+    paths, captions = [], []
+    bar = tqdm(total=len(seeds), disable=not progress, desc="encoding clips")
+    for k, clips in enumerate(_batches(seeds, shard_size, config)):
+        path = out / f"shard-{k:05d}.safetensors"
+        save_weights(encode_clips(pipe, clips), path)
+        captions += [{"seed": s, "caption": c.caption, "events": list(c.events)}
+                     for s, c in zip(seeds[k * shard_size:], clips)]
+        paths.append(path)
+        bar.update(len(clips))
+    bar.close()
+    atomic_write(out / "captions.json", lambda tmp: tmp.write_text(json.dumps(captions)))
+    log.info("wrote %d shards (%d clips) to %s", len(paths), len(seeds), out)
+    return paths

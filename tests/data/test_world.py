@@ -1,0 +1,169 @@
+"""Tests for duet.data.world: determinism, captions, and that every recorded event is where
+the sound starts and (bounce) where the ball touches the floor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from duet.data.world import (
+    BACKGROUNDS,
+    HELDOUT_SEED_START,
+    PALETTE,
+    WORDS,
+    WorldConfig,
+    iter_clips,
+    make_clip,
+    split_of,
+)
+from duet.errors import ConfigError, InputError
+from duet.text.prompt import parse_prompt
+
+SEEDS = range(8)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {s: make_clip(s) for s in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def quiet_clips():
+    """No room tone, so the raw waveform before an event holds only earlier events."""
+    cfg = WorldConfig(ambience=0.0)
+    return [make_clip(s, kind, cfg) for s in range(5) for kind in ("bounce", "talk")]
+
+
+def test_same_seed_is_byte_identical(clips):
+    for s in (0, 1):
+        again = make_clip(s)
+        assert again.video.tobytes() == clips[s].video.tobytes()
+        assert again.audio.tobytes() == clips[s].audio.tobytes()
+        assert (again.caption, again.events, again.kind) == (
+            clips[s].caption, clips[s].events, clips[s].kind)
+
+
+def test_different_seeds_differ(clips):
+    videos = {clips[s].video.tobytes() for s in SEEDS}
+    audios = {clips[s].audio.tobytes() for s in SEEDS}
+    assert len(videos) == len(audios) == len(SEEDS)
+
+
+def test_forcing_the_drawn_kind_gives_the_same_clip(clips):
+    for s in (0, 1):
+        forced = make_clip(s, clips[s].kind)
+        assert forced.video.tobytes() == clips[s].video.tobytes()
+        assert forced.audio.tobytes() == clips[s].audio.tobytes()
+
+
+def test_both_kinds_are_drawn(clips):
+    assert {c.kind for c in clips.values()} == {"bounce", "talk"}
+
+
+def test_shapes_dtypes_and_ranges(clips):
+    cfg = WorldConfig()
+    for c in clips.values():
+        assert c.video.shape == (97, 64, 64, 3) and c.video.dtype == np.uint8
+        assert c.audio.shape == (cfg.samples,) == (64667,) and c.audio.dtype == np.float32
+        assert np.abs(c.audio).max() <= 1.0 and np.abs(c.audio).max() > 0.1
+        assert list(c.events) == sorted(c.events) and len(c.events) >= 1
+        edge = 3 / cfg.fps
+        assert edge <= c.events[0] and c.events[-1] <= cfg.duration - edge
+        assert np.all(np.diff(c.events) >= cfg.min_event_gap)
+
+
+def test_config_changes_size_and_length():
+    cfg = WorldConfig(height=48, width=80, frames=49, fps=12.0, sample_rate=8000)
+    for kind in ("bounce", "talk"):
+        c = make_clip(3, kind, cfg)
+        assert c.video.shape == (49, 48, 80, 3)
+        assert c.audio.shape == (round(49 / 12 * 8000),)
+        assert c.events[-1] < 49 / 12
+
+
+def test_captions_parse_and_describe_the_scene(clips):
+    for c in clips.values():
+        prompt = parse_prompt(c.caption)
+        assert prompt.source_format == "audcap" and prompt.audio_description
+        if c.kind == "bounce":
+            assert not prompt.speech
+            for ball in c.attributes["balls"]:
+                assert f"{ball['size']} {ball['colour']}" in prompt.visual
+                assert ball["colour"] in PALETTE
+            assert c.attributes["background"] in BACKGROUNDS
+            assert not any(ch.isdigit() for ch in c.caption)  # impact times are never told
+        else:
+            assert prompt.speech == (" ".join(c.attributes["words"]),)
+            syllables = tuple(s for w in c.attributes["words"] for s in WORDS[w])
+            assert syllables == c.attributes["syllables"]
+            assert len(c.events) == len(syllables)
+
+
+def _onset_near(x: np.ndarray, t: float, sr: int) -> tuple[float, float]:
+    """(onset time, post/pre level ratio) around t: the first sample within 6 ms before t
+    that rises 5 % of the way from the level before (max |x| over t-6..t-1 ms) to the peak
+    just after (max |x| over t..t+5 ms)."""
+    lo, n0 = round((t - 0.006) * sr), t * sr
+    pre = np.abs(x[lo : round(n0 - 0.001 * sr)]).max()
+    post = np.abs(x[round(n0) : round(n0 + 0.005 * sr)]).max()
+    first = lo + int(np.argmax(np.abs(x[lo:]) > pre + 0.05 * (post - pre)))
+    return first / sr, post / max(pre, 1e-12)
+
+
+def test_events_are_where_the_sound_starts(quiet_clips):
+    sr = WorldConfig().sample_rate
+    for c in quiet_clips:
+        for t in c.events:
+            onset, ratio = _onset_near(c.audio.astype(np.float64), t, sr)
+            assert ratio > 1.2, (c.kind, t)
+            assert abs(onset - t) <= 0.001, (c.kind, c.attributes["seed"], t, onset)
+
+
+def test_impacts_are_where_the_ball_touches_the_floor():
+    """At 480 fps the frame nearest each impact shows the ball lowest, resting on the floor."""
+    cfg = WorldConfig(fps=480.0, frames=720, kinds=("bounce",), min_event_gap=0.05)
+    c = make_clip(2, config=cfg)
+    bg = np.asarray(BACKGROUNDS[c.attributes["background"]], np.float32)
+    floor_y = c.attributes["floor_y"]
+    frames = c.video.astype(np.float32)
+    rows = np.arange(cfg.height)[None, :, None] + 0.5
+    checked = 0
+    for ball in c.attributes["balls"]:
+        ref = np.asarray(PALETTE[ball["colour"]], np.float32) - bg
+        alpha = np.clip(((frames - bg) @ ref) / (ref @ ref), 0, 1)  # [T, H, W] coverage
+        fits = np.linalg.norm(frames - bg - alpha[..., None] * ref, axis=-1) < 40
+        alpha = alpha * fits * (rows < floor_y)
+        centre = (alpha * rows).sum((1, 2)) / alpha.sum((1, 2))  # y of the ball's centre
+        for t in ball["impacts"]:
+            k = round(t * cfg.fps)
+            window = range(k - 7, min(k + 8, cfg.frames))
+            lowest = max(window, key=lambda i: centre[i])
+            assert abs(lowest - k) <= 1, (t, lowest / cfg.fps)
+            assert abs(centre[k] + ball["radius"] - floor_y) < 0.3
+            checked += 1
+    assert checked >= 3
+
+
+def test_split_convention():
+    assert split_of(0) == split_of(HELDOUT_SEED_START - 1) == "train"
+    assert split_of(HELDOUT_SEED_START) == "heldout"
+    assert make_clip(HELDOUT_SEED_START).attributes["split"] == "heldout"
+    clips = list(iter_clips(10, 2))
+    assert [c.attributes["seed"] for c in clips] == [10, 11]
+    with pytest.raises(InputError, match="held-out"):
+        list(iter_clips(HELDOUT_SEED_START - 1, 2))
+
+
+def test_bad_arguments():
+    with pytest.raises(InputError, match="kind"):
+        make_clip(0, "juggle")
+    with pytest.raises(InputError, match="seed"):
+        make_clip(-1)
+    with pytest.raises(ConfigError, match="kinds"):
+        WorldConfig(kinds=("juggle",))
+    with pytest.raises(ConfigError, match="at least 1.5 s"):
+        WorldConfig(frames=20)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        WorldConfig().fps = 30.0  # type: ignore[misc]
