@@ -67,3 +67,18 @@ def test_generate_from_an_image_file(tmp_path):
     first = read_mp4(out).frames[0].astype(float)
     assert first[..., 2].mean() > 200 and first[..., 0].mean() < 40
     assert main(["generate", "x", "-o", str(tmp_path / "y.mp4"), "--image", str(tmp_path / "nope.png")]) == 2
+
+
+def test_eval_sync_on_world_clips(tmp_path, capsys):
+    from duet.data.world import make_clip
+    from duet.media import write_mp4
+
+    paths = []
+    for seed in (1_000_001, 1_000_002):
+        clip = make_clip(seed, kind="bounce")
+        paths.append(str(write_mp4(tmp_path / f"{seed}.mp4", clip.video, clip.audio, 24, 16000)))
+    assert main(["eval", "sync", *paths]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    assert last[1].strip() == "all" and int(last[2]) >= 4
+    assert float(last[4]) < 10 and last[5].strip() == "100%"  # ground truth is in sync
+    assert main(["eval", "sync", str(tmp_path / "missing.mp4")]) == 2

@@ -1,4 +1,4 @@
-"""`duet generate | info | convert`: parse arguments, call the library, print.
+"""`duet generate | info | convert | eval sync`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -126,6 +126,23 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_sync(args: argparse.Namespace) -> int:
+    from duet.eval.sync import measure_file, merge
+
+    reports = {path: measure_file(path) for path in args.clips}
+    total = merge(reports.values())
+    if args.json:
+        rows = {**{p: r.__dict__ for p, r in reports.items()}, "all": total.__dict__}
+        print(json.dumps(rows, indent=2))
+        return 0
+    print("| clip | pairs | median offset ms | median abs ms | within 1 frame | within 2 frames | missed | extra |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in [*reports.items(), ("all", total)]:
+        print(f"| {name} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | {r.median_abs_offset_ms:.1f} | "
+              f"{r.within_1_frame:.0%} | {r.within_2_frames:.0%} | {r.missed} | {r.extra} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="bundle directory to write")
     c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
     c.set_defaults(func=_convert)
+
+    e = sub.add_parser("eval", help="objective measurements of generated clips")
+    esub = e.add_subparsers(dest="measure", required=True)
+    es = esub.add_parser("sync", help="audio-visual sync of synthetic-world clips (from the MP4 alone)")
+    es.add_argument("clips", nargs="+", help="MP4 files")
+    es.add_argument("--json", action="store_true")
+    es.set_defaults(func=_eval_sync)
     return p
 
 
