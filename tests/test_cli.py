@@ -82,3 +82,25 @@ def test_eval_sync_on_world_clips(tmp_path, capsys):
     assert last[1].strip() == "all" and int(last[2]) >= 4
     assert float(last[4]) < 10 and last[5].strip() == "100%"  # ground truth is in sync
     assert main(["eval", "sync", str(tmp_path / "missing.mp4")]) == 2
+
+
+def test_data_build_train_generate_end_to_end(tmp_path, capsys):
+    """World clips -> shards -> `duet train` (small demo-shaped model) -> `duet generate`."""
+    import json
+
+    data = tmp_path / "shards"
+    assert main(["data", "build", "-o", str(data), "--clips", "4", "--shard-size", "2", "-q"]) == 0
+    cfg = {"preset": "demo", "model": {"dim": 32, "ffn_dim": 64, "num_layers": 2},
+           "data": [str(data)], "batch_size": 2, "steps": 6, "warmup_steps": 1, "lr": 1e-3,
+           "checkpoint_every": 3, "out_dir": str(tmp_path / "run"), "progress": False}
+    (tmp_path / "train.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "train.json"), "-q"]) == 0
+    bundle = tmp_path / "run" / "final"
+    assert (bundle / "model.safetensors").exists() and (tmp_path / "run" / "loss.png").exists()
+    out = tmp_path / "trained.mp4"
+    assert main(["generate", "a red ball bounces", "-o", str(out), "--model", str(bundle),
+                 "--steps", "2", "--duration", "0.5", "-q"]) == 0
+    assert "RANDOM" not in capsys.readouterr().err
+    assert read_mp4(out).frames.shape == (13, 64, 64, 3)
+    (tmp_path / "bad.json").write_text(json.dumps({**cfg, "stpes": 3}))
+    assert main(["train", str(tmp_path / "bad.json")]) == 2

@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | eval sync`: parse arguments, call the library, print.
+"""`duet generate | info | convert | eval sync | train | data build`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from duet.errors import DuetError
 
@@ -143,6 +142,23 @@ def _eval_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from duet.train.trainer import main as train_main
+
+    return train_main([args.config, *(["-q"] if args.quiet else [])])
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from duet.data.dataset import build_shards
+    from duet.pipeline import DuetPipeline
+
+    pipe = DuetPipeline.from_pretrained(args.preset, device="cpu")
+    seeds = range(args.start_seed, args.start_seed + args.clips)
+    paths = build_shards(args.output, pipe, seeds, shard_size=args.shard_size, progress=not args.quiet)
+    print(f"wrote {len(paths)} shards ({args.clips} clips) to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -187,13 +203,28 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("clips", nargs="+", help="MP4 files")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=_eval_sync)
+
+    t = sub.add_parser("train", help="train or fine-tune a model (also under torchrun)")
+    t.add_argument("config", help="training config (.json or .toml); see README")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    d = sub.add_parser("data", help="training data")
+    dsub = d.add_subparsers(dest="action", required=True)
+    db = dsub.add_parser("build", help="synthetic-world clips -> latent shards for a preset")
+    db.add_argument("-o", "--output", required=True, help="shard directory")
+    db.add_argument("--preset", default="demo", help="preset whose codecs and text encoder to use")
+    db.add_argument("--clips", type=int, default=1024)
+    db.add_argument("--start-seed", type=int, default=0)
+    db.add_argument("--shard-size", type=int, default=256)
+    db.add_argument("-q", "--quiet", action="store_true")
+    db.set_defaults(func=_data_build)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="duet: %(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    torch.set_grad_enabled(False)
     try:
         return args.func(args)
     except DuetError as e:

@@ -1,0 +1,267 @@
+"""`TrainConfig`: everything that defines a training run, loaded from JSON or TOML.
+
+Every key is checked before any compute: unknown keys, wrong types, impossible values and
+model shapes (e.g. dim not divisible by num_heads) raise `ConfigError` naming the key. The
+shapes that depend on the data (latent sizes vs patch size, context width) and on the world
+size (batch divisibility) are checked by `check_data` and `check_batch`, which the trainer
+runs before it builds the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from duet.config import Preset, TowerConfig, TwinConfig, get_preset
+from duet.errors import ConfigError
+from duet.train.objectives import SAMPLERS, FlowConfig
+from duet.train.stages import STAGES, Stage, get_stage
+
+if typing.TYPE_CHECKING:
+    from duet.train.data import LatentDataset
+
+TOWER_KEYS = {f.name for f in dataclasses.fields(TowerConfig)} - {"modality"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. `None` means "the stage's default" where noted."""
+
+    # model
+    preset: str = "tiny"  # base preset: its model shape, media rates and codecs go in the bundle
+    # TowerConfig overrides: top-level keys apply to both towers, "video"/"audio" sub-dicts to one
+    model: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # bundle directory with starting weights (strictly loaded)
+    stage: str = "full"  # audio | video | fusion | full (see duet.train.stages)
+    # data
+    data: tuple[str, ...] = ()  # safetensors shards, or directories of them (see train.data)
+    batch_size: int = 8  # global items per optimizer step (all ranks, all micro-steps)
+    grad_accum: int = 1  # micro-steps per optimizer step
+    # optimisation
+    steps: int = 1000
+    lr: float | None = None  # peak learning rate (None: the stage's)
+    min_lr: float | None = None  # end of the cosine decay (None: lr / 10)
+    warmup_steps: int = 100
+    betas: tuple[float, float] | None = None  # AdamW betas (None: the stage's)
+    eps: float = 1e-8
+    weight_decay: float = 0.01  # on >= 2-D parameters only
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    ema_decay: float = 0.999  # EMA of the trainable weights, exported at the end
+    # objective
+    timestep_sampler: str = "uniform"  # uniform | logit_normal | shifted
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    time_shift: float = 1.0  # for "shifted"
+    independent_t: bool = False  # one t per modality instead of one shared t per item
+    video_weight: float | None = None  # loss weights (None: the stage's)
+    audio_weight: float | None = None
+    # numerics and parallelism
+    bf16: bool = False  # bf16 autocast (+ bf16 FSDP compute params); master weights stay fp32
+    gradient_checkpointing: bool = False  # recompute each block pair in the backward pass
+    fsdp_unit: Literal["block", "pair"] = "block"  # fully_shard each block, or each block pair
+    device: str | None = None  # None: the accelerator if there is one, else cpu
+    seed: int = 0
+    # output
+    out_dir: str = "runs/duet"
+    checkpoint_every: int = 500  # steps between checkpoints (also saved at the last step)
+    keep_checkpoints: int = 3  # >= 2 leaves a fallback if the newest one is found corrupt
+    log_every: int = 10
+    progress: bool = True  # tqdm bar on rank 0
+    export_dtype: Literal["float32", "bfloat16"] = "float32"
+    resume: bool = True  # continue from the newest valid checkpoint in out_dir
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        positive = ("batch_size", "grad_accum", "steps", "checkpoint_every", "keep_checkpoints",
+                    "log_every")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for key in ("lr", "min_lr", "eps", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
+        if self.betas is not None and not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be in [0, 1), got {self.betas}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum "
+                              f"{self.grad_accum}")
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage {self.stage!r} is unknown; choose one of {sorted(STAGES)}")
+        if self.timestep_sampler not in SAMPLERS:
+            raise ConfigError(f"timestep_sampler {self.timestep_sampler!r} is unknown; "
+                              f"choose one of {list(SAMPLERS)}")
+        self.flow()  # checks the objective's values
+        self.twin()  # checks the model shape
+
+    # ---- loading ----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if isinstance(d.get("data"), str):
+            d["data"] = (d["data"],)
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a .json or .toml file (relative `data`/`out_dir`/`init_from` stay as written)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            text = path.read_text()
+            d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            kind = "TOML" if path.suffix == ".toml" else "JSON"
+            raise ConfigError(f"{path} is not valid {kind}: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path} must hold a table/object of config keys")
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- derived ----------------------------------------------------------------------
+    def get_stage(self) -> Stage:
+        return get_stage(self.stage)
+
+    def flow(self) -> FlowConfig:
+        st = self.get_stage()
+        return FlowConfig(
+            video_weight=st.video_weight if self.video_weight is None else self.video_weight,
+            audio_weight=st.audio_weight if self.audio_weight is None else self.audio_weight,
+            sampler=self.timestep_sampler, logit_mean=self.logit_mean, logit_std=self.logit_std,
+            shift=self.time_shift, independent_t=self.independent_t)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.get_stage().lr if self.lr is None else self.lr
+
+    @property
+    def final_lr(self) -> float:
+        return self.peak_lr / 10 if self.min_lr is None else self.min_lr
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        return self.get_stage().betas if self.betas is None else self.betas
+
+    def base_preset(self) -> Preset:
+        return get_preset(self.preset)
+
+    def twin(self) -> TwinConfig:
+        """The preset's model with `model` overrides applied (ConfigError names the key)."""
+        base = self.base_preset().model
+        per_tower = {m: dict(self.model.get(m, {})) for m in ("video", "audio")}
+        common = {k: v for k, v in self.model.items() if k not in ("video", "audio")}
+        for key in common:
+            if key not in TOWER_KEYS:
+                raise ConfigError(f"unknown model key {key!r}; allowed: {sorted(TOWER_KEYS)} "
+                                  "(or a 'video'/'audio' table of them)")
+        towers = {}
+        for m in ("video", "audio"):
+            if not isinstance(per_tower[m], dict):
+                raise ConfigError(f"model.{m} must be a table of TowerConfig keys")
+            for key in per_tower[m]:
+                if key not in TOWER_KEYS:
+                    raise ConfigError(f"unknown model key {m}.{key!r}; allowed: {sorted(TOWER_KEYS)}")
+            changes = {k: tuple(v) if isinstance(v, list) else v
+                       for k, v in {**common, **per_tower[m]}.items()}
+            try:
+                towers[m] = dataclasses.replace(getattr(base, m), **changes)
+            except (ConfigError, TypeError) as e:
+                raise ConfigError(f"model ({m} tower): {e}") from None
+        try:
+            return TwinConfig(towers["video"], towers["audio"])
+        except ConfigError as e:
+            raise ConfigError(f"model: {e}") from None
+
+    def preset_for_bundle(self) -> Preset:
+        """The preset written into the exported bundle: the base preset with this model."""
+        return dataclasses.replace(self.base_preset(), model=self.twin())
+
+
+def check_batch(cfg: TrainConfig, world: int) -> None:
+    """The global batch must split evenly over ranks and micro-steps."""
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is not divisible by world size {world} x grad_accum "
+            f"{cfg.grad_accum}; pick a multiple of {world * cfg.grad_accum}")
+
+
+def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
+    """The data must fit the model: channels, patch divisibility, context width and length."""
+    twin, stage = cfg.twin(), cfg.get_stage()
+    for m in stage.modalities:
+        if dataset.item_shape(m) is None:
+            raise ConfigError(f"data: stage {stage.name!r} needs {m} latents but the dataset has "
+                              f"only {list(dataset.modalities)}")
+    for m in stage.modalities:
+        tower: TowerConfig = getattr(twin, m)
+        shape = dataset.item_shape(m)
+        assert shape is not None
+        if m == "video":
+            ok = len(shape) == 4 and shape[0] == tower.in_dim
+            if ok and any(n % p for n, p in zip(shape[1:], tower.patch_size)):
+                raise ConfigError(
+                    f"data: video latents (F, H, W) = {shape[1:]} are not divisible by "
+                    f"model.patch_size {tower.patch_size}")
+            want = f"[C={tower.in_dim}, F, H, W]"
+        else:
+            ok = len(shape) == 2 and shape[1] == tower.in_dim
+            want = f"[L, C={tower.in_dim}]"
+        if not ok:
+            raise ConfigError(f"data: {m} items are {list(shape)}, but model.{m}.in_dim "
+                              f"{tower.in_dim} needs {want}")
+        ctx = dataset.item_shape(f"{m}_context")
+        assert ctx is not None
+        if len(ctx) != 2 or ctx[1] != tower.text_dim:
+            raise ConfigError(f"data: {m}_context items are {list(ctx)}, but model.text_dim is "
+                              f"{tower.text_dim}")
+        if ctx[0] > tower.text_len:
+            raise ConfigError(f"data: {m}_context has {ctx[0]} tokens, more than model.text_len "
+                              f"{tower.text_len}")
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(f"{f.name} = {value!r} has the wrong type; expected {hints[f.name]}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)

@@ -1,0 +1,172 @@
+"""Flow matching for the joint model, as Ovi trains it (paper §4.2).
+
+For clean latents x0, noise ε and time t in [0, 1] (t = 1 is pure noise):
+    x_t = (1 - t)·x0 + t·ε          the model sees x_t and the timestep 1000·t
+    v   = ε - x0                    and is trained to predict this velocity
+Each modality gets its own noise; by default both share one t per item (Ovi), optionally
+each draws its own. The loss is a weighted sum of per-modality MSEs (Ovi stage 2:
+0.85·L_video + 0.15·L_audio). Every function here is pure: randomness comes only from the
+generator(s) passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from duet.errors import ConfigError, InputError
+from duet.model.tower import ModalityInput
+
+if TYPE_CHECKING:
+    from duet.model import TwinModel
+    from duet.train.data import LatentBatch
+
+SAMPLERS = ("uniform", "logit_normal", "shifted")
+TIME_SCALE = 1000.0  # the towers take the integer-scaled time 1000·t
+
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """What the objective needs: timestep sampler and per-modality loss weights."""
+
+    video_weight: float = 0.85
+    audio_weight: float = 0.15
+    sampler: str = "uniform"  # uniform | logit_normal | shifted
+    logit_mean: float = 0.0  # logit_normal: t = sigmoid(N(mean, std))
+    logit_std: float = 1.0
+    shift: float = 1.0  # shifted: t' = s·t / (1 + (s - 1)·t) on uniform t (s > 1: noisier)
+    independent_t: bool = False  # draw one t per modality instead of one shared t per item
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"timestep_sampler {self.sampler!r} is unknown; "
+                              f"choose one of {list(SAMPLERS)}")
+        if self.logit_std <= 0:
+            raise ConfigError(f"logit_std must be > 0, got {self.logit_std}")
+        if self.shift <= 0:
+            raise ConfigError(f"time_shift must be > 0, got {self.shift}")
+        if self.video_weight < 0 or self.audio_weight < 0:
+            raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
+                              f"audio {self.audio_weight}")
+
+
+# ---- timestep samplers (t in (0, 1), float32) -------------------------------------------
+def uniform_t(n: int, generator: torch.Generator) -> Tensor:
+    """t ~ U(0, 1)."""
+    return torch.rand(n, generator=generator, device=generator.device)
+
+
+def logit_normal_t(n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """t = sigmoid(u), u ~ N(mean, std²) (SD3's logit-normal; mass around sigmoid(mean))."""
+    u = torch.randn(n, generator=generator, device=generator.device)
+    return torch.sigmoid(mean + std * u)
+
+
+def shift_t(t: Tensor, shift: float) -> Tensor:
+    """σ' = s·σ / (1 + (s - 1)·σ): the sampler's shift, applied to training times."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def sample_t(n: int, generator: torch.Generator, cfg: FlowConfig) -> Tensor:
+    """n training times from the configured sampler."""
+    match cfg.sampler:
+        case "uniform":
+            return uniform_t(n, generator)
+        case "logit_normal":
+            return logit_normal_t(n, generator, cfg.logit_mean, cfg.logit_std)
+        case "shifted":
+            return shift_t(uniform_t(n, generator), cfg.shift)
+    raise ConfigError(f"timestep_sampler {cfg.sampler!r} is unknown; choose one of {list(SAMPLERS)}")
+
+
+# ---- the interpolation ------------------------------------------------------------------
+def _per_item(t: Tensor, x: Tensor) -> Tensor:
+    return t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)  # (B, 1, ..., 1)
+
+
+def noisy_latent(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """x_t = (1 - t)·x0 + t·ε, with t [B]."""
+    tt = _per_item(t, x0)
+    return (1 - tt) * x0 + tt * noise
+
+
+def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
+    """v = ε - x0, the velocity dx_t/dt."""
+    return noise - x0
+
+
+@dataclass(frozen=True)
+class FlowDraw:
+    """The random part of one loss evaluation: times [B] and noise shaped like each latent."""
+
+    video_t: Tensor | None
+    audio_t: Tensor | None
+    video_noise: Tensor | None
+    audio_noise: Tensor | None
+
+
+def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw:
+    """Times and noise for `batch`.
+
+    `generator` is one generator for the whole batch, or one per item (the trainer's choice:
+    item i's draws then depend only on its own generator, so a global batch split across
+    ranks or micro-batches gets exactly the same noise as when it is processed whole).
+    Draw order per generator: t (video/shared), t (audio, if independent), video noise,
+    audio noise.
+    """
+    if isinstance(generator, torch.Generator):
+        return _draw(batch, generator, cfg, batch.size)
+    gens = list(generator)
+    if len(gens) != batch.size:
+        raise InputError(f"got {len(gens)} generators for a batch of {batch.size} items")
+    parts = [_draw(batch.select(i), g, cfg, 1) for i, g in enumerate(gens)]
+    return FlowDraw(*(_cat([getattr(p, f) for p in parts])
+                      for f in ("video_t", "audio_t", "video_noise", "audio_noise")))
+
+
+def _cat(xs: list[Tensor | None]) -> Tensor | None:
+    return None if xs[0] is None else torch.cat(xs)  # type: ignore[arg-type]
+
+
+def _noise_like(x: Tensor | None, g: torch.Generator) -> Tensor | None:
+    return None if x is None else torch.randn(x.shape, generator=g, device=g.device)
+
+
+def _draw(batch: LatentBatch, g: torch.Generator, cfg: FlowConfig, n: int) -> FlowDraw:
+    t = sample_t(n, g, cfg)
+    t_audio = sample_t(n, g, cfg) if cfg.independent_t else t
+    v_noise, a_noise = _noise_like(batch.video, g), _noise_like(batch.audio, g)
+    return FlowDraw(t if batch.video is not None else None,
+                    t_audio if batch.audio is not None else None, v_noise, a_noise)
+
+
+def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generators,
+                       cfg: FlowConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """(weighted total, {"video": L_v, "audio": L_a}) for one batch; absent modalities are skipped.
+
+    The model runs fused when both modalities are present and runs a tower alone otherwise.
+    Each L is the mean squared error in float32 over all latent elements of the batch.
+    """
+    d = draw(batch, generator, cfg)
+    inputs, targets = {}, {}
+    per_modality = (("video", batch.video, d.video_t, d.video_noise, batch.video_context),
+                    ("audio", batch.audio, d.audio_t, d.audio_noise, batch.audio_context))
+    for name, x0, t, eps, ctx in per_modality:
+        if x0 is None:
+            continue
+        x0, eps, t = x0.float(), eps.to(x0.device), t.to(x0.device)
+        inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * t, ctx)
+        targets[name] = velocity_target(x0, eps)
+    v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
+    losses = {name: F.mse_loss(pred.float(), targets[name])
+              for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
+    weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
+    total = sum(weights[name] * loss for name, loss in losses.items())
+    return total, losses  # type: ignore[return-value]

@@ -1,0 +1,99 @@
+"""Flow matching (Ovi): interpolation, velocity target, timestep samplers, weighted loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from duet.errors import ConfigError
+from duet.train import FlowConfig, LatentBatch, flow_matching_loss
+from duet.train.objectives import (draw, logit_normal_t, noisy_latent, sample_t, shift_t,
+                                   uniform_t, velocity_target)
+
+
+def _batch(n: int = 4, video: bool = True, audio: bool = True) -> LatentBatch:
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.randn(n, 3, 16, generator=g)
+    return LatentBatch(video=torch.randn(n, 4, 2, 4, 4, generator=g) if video else None,
+                       audio=torch.randn(n, 8, 6, generator=g) if audio else None,
+                       video_context=ctx if video else None, audio_context=ctx if audio else None)
+
+
+def test_interpolation_and_velocity():
+    x0, eps = torch.randn(3, 5), torch.randn(3, 5)
+    t = torch.tensor([0.0, 0.3, 1.0])
+    xt = noisy_latent(x0, eps, t)
+    assert torch.equal(xt[0], x0[0]) and torch.equal(xt[2], eps[2])
+    torch.testing.assert_close(xt[1], 0.7 * x0[1] + 0.3 * eps[1])
+    # v = eps - x0 is the time derivative of x_t
+    h = 1e-3
+    dxdt = (noisy_latent(x0, eps, t + h) - noisy_latent(x0, eps, t)) / h
+    torch.testing.assert_close(dxdt, velocity_target(x0, eps), atol=1e-3, rtol=1e-3)
+
+
+def _gen(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_samplers():
+    u = uniform_t(10_000, _gen())
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+    s = sample_t(10_000, _gen(), FlowConfig(sampler="shifted", shift=5.0))
+    torch.testing.assert_close(s, 5 * u / (1 + 4 * u))  # σ' = sσ / (1 + (s-1)σ) on the same draws
+    assert torch.equal(shift_t(u, 1.0), u)
+    ln = logit_normal_t(20_000, _gen(), mean=0.5, std=0.8)
+    logit = torch.log(ln / (1 - ln))
+    assert abs(logit.mean() - 0.5) < 0.03 and abs(logit.std() - 0.8) < 0.03
+
+
+def test_bad_sampler_is_a_config_error():
+    with pytest.raises(ConfigError, match="logit_normal"):
+        FlowConfig(sampler="cosine")
+
+
+def test_shared_t_independent_noise_and_per_item_generators():
+    b = _batch()
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(4)]
+    d = draw(b, gens, FlowConfig())
+    assert torch.equal(d.video_t, d.audio_t)  # one t per item for both modalities (Ovi)
+    assert not torch.allclose(d.video_noise.flatten(1)[:, :48], d.audio_noise.flatten(1)[:, :48])
+    # item i's draws depend only on its own generator: splitting the batch changes nothing
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(4)]
+    first = draw(b.select(slice(0, 2)), gens[:2], FlowConfig())
+    second = draw(b.select(slice(2, 4)), gens[2:], FlowConfig())
+    assert torch.equal(torch.cat([first.video_noise, second.video_noise]), d.video_noise)
+    assert torch.equal(torch.cat([first.audio_t, second.audio_t]), d.audio_t)
+    ind = draw(b, torch.Generator().manual_seed(0), FlowConfig(independent_t=True))
+    assert not torch.equal(ind.video_t, ind.audio_t)
+
+
+class ZeroModel(torch.nn.Module):
+    """Predicts zero velocity; records what it was called with."""
+
+    def forward(self, video, audio):
+        self.seen = (video, audio)
+        return (None if video is None else torch.zeros_like(video.latent),
+                None if audio is None else torch.zeros_like(audio.latent))
+
+
+def test_loss_is_the_weighted_sum_of_per_modality_mse():
+    b, model = _batch(), ZeroModel()
+    cfg = FlowConfig(video_weight=0.85, audio_weight=0.15)
+    total, parts = flow_matching_loss(model, b, torch.Generator().manual_seed(3), cfg)
+    d = draw(b, torch.Generator().manual_seed(3), cfg)
+    lv = (d.video_noise - b.video).pow(2).mean()
+    la = (d.audio_noise - b.audio).pow(2).mean()
+    torch.testing.assert_close(parts["video"], lv)
+    torch.testing.assert_close(parts["audio"], la)
+    torch.testing.assert_close(total, 0.85 * lv + 0.15 * la)
+    video_in = model.seen[0]
+    torch.testing.assert_close(video_in.timestep, 1000 * d.video_t)
+    torch.testing.assert_close(video_in.latent, noisy_latent(b.video, d.video_noise, d.video_t))
+
+
+def test_either_modality_may_be_absent():
+    model = ZeroModel()
+    total, parts = flow_matching_loss(model, _batch(video=False), torch.Generator().manual_seed(0),
+                                      FlowConfig(video_weight=0.0, audio_weight=1.0))
+    assert set(parts) == {"audio"} and model.seen[0] is None
+    torch.testing.assert_close(total, parts["audio"])

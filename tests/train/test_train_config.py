@@ -1,0 +1,91 @@
+"""TrainConfig: bad keys, types and shapes fail before any compute, naming the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from duet.errors import ConfigError
+from duet.model import TwinModel
+from duet.train import LatentDataset, TrainConfig, train
+from duet.train.config import check_batch
+
+from train_helpers import TINY_MODEL, synthetic_tensors
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Fail the test if a model is ever built."""
+    def boom(*args, **kwargs):
+        raise AssertionError("a model was built before the config error")
+    monkeypatch.setattr(TwinModel, "from_config", boom)
+
+
+def test_unknown_keys_are_named():
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['lerning_rate'\]"):
+        TrainConfig.from_dict({"lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match="unknown model key 'dims'"):
+        TrainConfig.from_dict({"model": {"dims": 32}})
+    with pytest.raises(ConfigError, match=r"unknown model key audio\.'heads'"):
+        TrainConfig.from_dict({"model": {"audio": {"heads": 2}}})
+
+
+def test_wrong_types_and_values_are_named():
+    with pytest.raises(ConfigError, match="steps = '10' has the wrong type"):
+        TrainConfig.from_dict({"steps": "10"})
+    with pytest.raises(ConfigError, match="batch_size must be > 0"):
+        TrainConfig.from_dict({"batch_size": 0})
+    with pytest.raises(ConfigError, match="fsdp_unit"):
+        TrainConfig.from_dict({"fsdp_unit": "layer"})
+    with pytest.raises(ConfigError, match="stage 'stage3' is unknown"):
+        TrainConfig.from_dict({"stage": "stage3"})
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig.from_dict({"ema_decay": 1.0})
+
+
+def test_impossible_model_shape_is_named():
+    with pytest.raises(ConfigError, match="model.*dim 30 is not divisible by num_heads 4"):
+        TrainConfig.from_dict({"model": {**TINY_MODEL, "dim": 30, "num_heads": 4}})
+
+
+def test_batch_must_split_over_ranks_and_micro_steps():
+    with pytest.raises(ConfigError, match="batch_size 6 is not divisible by grad_accum 4"):
+        TrainConfig.from_dict({"batch_size": 6, "grad_accum": 4})
+    cfg = TrainConfig.from_dict({"batch_size": 6, "grad_accum": 2})
+    check_batch(cfg, world=3)
+    with pytest.raises(ConfigError, match="not divisible by world size 2 x grad_accum 2"):
+        check_batch(cfg, world=2)
+
+
+def test_data_that_does_not_fit_the_model_fails_before_compute(no_compute, tmp_path):
+    cfg = TrainConfig.from_dict({"model": TINY_MODEL, "out_dir": str(tmp_path), "batch_size": 2})
+    odd = synthetic_tensors(4)
+    odd["video"] = torch.zeros(4, 4, 2, 5, 4)  # H = 5 is not divisible by the patch (1, 2, 2)
+    with pytest.raises(ConfigError, match=r"not divisible by model.patch_size \(1, 2, 2\)"):
+        train(cfg, dataset=LatentDataset(odd))
+    wide = synthetic_tensors(4)
+    wide["context"] = torch.zeros(4, 5, 17)
+    with pytest.raises(ConfigError, match="model.text_dim is 16"):
+        train(cfg, dataset=LatentDataset(wide))
+    with pytest.raises(ConfigError, match="stage 'full' needs video latents"):
+        train(cfg, dataset=LatentDataset(synthetic_tensors(4, video=False)))
+    with pytest.raises(ConfigError, match="data is empty"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())  # nothing written either
+
+
+def test_json_and_toml_files(tmp_path):
+    a = {"model": TINY_MODEL, "stage": "fusion", "data": ["x"]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.toml").write_text(
+        'stage = "fusion"\ndata = ["x"]\nbetas = [0.9, 0.99]\n[model]\ndim = 32\nnum_heads = 2\n'
+        '[model.audio]\nin_dim = 6\n')
+    a, b = TrainConfig.from_file(tmp_path / "a.json"), TrainConfig.from_file(tmp_path / "b.toml")
+    assert a.data == ("x",) and a.twin().video.dim == 32 and a.adam_betas == (0.9, 0.95)
+    assert b.adam_betas == (0.9, 0.99) and b.twin().audio.in_dim == 6 and b.peak_lr == 5e-5
+    assert a.flow().video_weight == 0.85 and a.flow().audio_weight == 0.15
+    (tmp_path / "c.toml").write_text("steps = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        TrainConfig.from_file(tmp_path / "c.toml")
