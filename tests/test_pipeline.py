@@ -119,9 +119,15 @@ def test_clip_saves_a_decodable_mp4(pipe, tmp_path):
 
 
 def test_too_long_prompt_is_cut_with_a_warning(pipe, caplog):
-    long = "a ball " * 40  # ~80 MiniLM tokens; the demo model reads 32
+    long = "a ball " * 60  # ~122 MiniLM tokens; the demo model reads 96
     with caplog.at_level("WARNING", logger="duet.pipeline"):
         clip = pipe(long, **FAST)
     assert clip.video.shape[0] == 13
-    assert any("the model reads 32" in r.getMessage() and "dropped" in r.getMessage()
+    assert any("the model reads 96" in r.getMessage() and "dropped" in r.getMessage()
                for r in caplog.records)
+
+
+def test_disabling_cross_modal_attention_changes_the_clip(pipe):
+    a = pipe("a ball bounces", seed=5, **FAST)
+    b = pipe("a ball bounces", seed=5, cross_modal=False, **FAST)
+    assert not torch.equal(a.audio, b.audio)

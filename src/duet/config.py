@@ -214,7 +214,7 @@ def _demo() -> Preset:
                         video_stride=(4, 8, 8), audio_hop=512, audio_latents=None)
     scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
                                   media.audio_rate), 5)
-    common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=32, text_dim=384)
+    common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=96, text_dim=384)
     model = TwinConfig(
         TowerConfig("video", in_dim=3, out_dim=3, **common),
         TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),

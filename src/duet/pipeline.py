@@ -207,13 +207,15 @@ class DuetPipeline:
                  video_negative: str | None = None, audio_negative: str | None = None,
                  slg_block: int | None = -1, image: Tensor | np.ndarray | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
-                 batch_cfg: bool = True, progress: bool = True,
+                 batch_cfg: bool = True, cross_modal: bool = True, progress: bool = True,
                  callback: Callable[[dict[str, Any]], None] | None = None) -> Clip:
         """Generate one clip. Unset options take the preset's defaults (Ovi's for Ovi presets).
 
         slg_block: block skipped in the negative pass; -1 = the preset's, None = no skipping.
         image: uint8 [H, W, 3] first frame (image-to-audio-video); it is resized to the output.
         seed / generator: the same seed gives the same clip on the same device and dtype.
+        cross_modal: False disables the fusion at inference (each tower runs alone), to
+            measure what the cross-modal attention contributes.
         """
         # 1. Check inputs
         sc, media = self.preset.sampler, self.preset.media
@@ -249,7 +251,8 @@ class DuetPipeline:
 
         # 4. Denoise
         denoise = functools.partial(guided_velocity, self.model, cond=cond, uncond=uncond,
-                                    guidance=guidance, first_frame_clean=first is not None)
+                                    guidance=guidance, first_frame_clean=first is not None,
+                                    cross_modal=cross_modal)
         video, audio = sample(denoise, video, audio, sigmas.to(self.device),
                               solver=solver or sc.solver, first_frame=first,
                               callback=callback, disable=not progress)

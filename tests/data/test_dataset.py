@@ -19,7 +19,7 @@ def test_build_shards_encodes_clips_with_the_presets_codecs(tmp_path):
     first, second = load_file(paths[0]), load_file(paths[1])
     assert first["video"].shape == (2, 3, 25, 8, 8)  # 97 frames, stride (4, 8, 8)
     assert first["audio"].shape == (2, 126, 80)  # 4.04 s at 31.25 latents/s, 80 mels
-    assert first["context"].shape == (2, 32, 384) and second["video"].shape[0] == 1
+    assert first["context"].shape == (2, 96, 384) and second["video"].shape[0] == 1
     captions = json.loads((tmp_path / "captions.json").read_text())
     assert [c["seed"] for c in captions] == [10, 11, 12]
     clip = make_clip(12, config=world_config_for(pipe.preset))

@@ -59,15 +59,17 @@ def first_frame_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int]) 
 def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
                    cond: Conditioning, *, first_frame_clean: bool = False,
                    skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
-                   ) -> tuple[Tensor | None, Tensor | None]:
-    """One model call on latents at timestep t [B] (0..1000), conditioned on `cond`."""
+                   cross_modal: bool = True) -> tuple[Tensor | None, Tensor | None]:
+    """One model call on latents at timestep t [B] (0..1000), conditioned on `cond`.
+
+    cross_modal=False runs the towers without fusion (an ablation of what fusion buys)."""
     vin = ain = None
     if video is not None:
         vt = first_frame_timestep(t, video, model.cfg.video.patch_size) if first_frame_clean else t
         vin = ModalityInput(video, vt, cond.video)
     if audio is not None:
         ain = ModalityInput(audio, t, cond.audio)
-    return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items)
+    return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items, cross_modal=cross_modal)
 
 
 def _cat(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -83,9 +85,10 @@ def _cat(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 
 def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
                     cond: Conditioning, uncond: Conditioning, guidance: Guidance, *,
-                    first_frame_clean: bool = False) -> tuple[Tensor | None, Tensor | None]:
+                    first_frame_clean: bool = False, cross_modal: bool = True,
+                    ) -> tuple[Tensor | None, Tensor | None]:
     """CFG velocity per modality: negative pass with `uncond` texts and skipped blocks."""
-    kw = dict(first_frame_clean=first_frame_clean)
+    kw = dict(first_frame_clean=first_frame_clean, cross_modal=cross_modal)
     if not guidance.active:
         return model_velocity(model, video, audio, t, cond, **kw)
     skip = guidance.negative_skip_blocks
