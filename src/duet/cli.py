@@ -149,12 +149,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _data_build(args: argparse.Namespace) -> int:
+    from duet.config import get_preset
     from duet.data.dataset import build_shards
-    from duet.pipeline import DuetPipeline
 
-    pipe = DuetPipeline.from_pretrained(args.preset, device="cpu")
     seeds = range(args.start_seed, args.start_seed + args.clips)
-    paths = build_shards(args.output, pipe, seeds, shard_size=args.shard_size, progress=not args.quiet)
+    paths = build_shards(args.output, get_preset(args.preset), seeds, shard_size=args.shard_size,
+                         progress=not args.quiet)
     print(f"wrote {len(paths)} shards ({args.clips} clips) to {args.output}")
     return 0
 

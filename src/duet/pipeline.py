@@ -115,6 +115,20 @@ def random_model(preset: Preset, seed: int = 0) -> TwinModel:
         return TwinModel.from_config(preset.model)
 
 
+def build_codecs(preset: Preset, device: torch.device | str = "cpu") -> tuple[Any, Any, TextEncoder]:
+    """The video codec, audio codec and (cached) text encoder that the preset names."""
+    codecs = preset.codecs
+    for kind in ("video", "audio", "text"):
+        if kind not in codecs or "name" not in codecs[kind]:
+            raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
+                              f"(config key codecs.{kind}.name)")
+    opts = {k: {o: v for o, v in c.items() if o != "name"} for k, c in codecs.items()}
+    video_codec = get_video_codec(codecs["video"]["name"], **opts["video"])
+    audio_codec = get_audio_codec(codecs["audio"]["name"], **opts["audio"])
+    text = CachedEncoder(load_text_encoder(codecs["text"]["name"], device=device, **opts["text"]))
+    return video_codec, audio_codec, text
+
+
 class DuetPipeline:
     """Text → joint video + audio. Build with `from_pretrained(bundle dir or preset name)`."""
 
@@ -167,15 +181,7 @@ class DuetPipeline:
     def from_components(cls, preset: Preset, model: TwinModel, *, device: torch.device | str = "cpu",
                         random_init: bool = False) -> DuetPipeline:
         """Build the codecs and text encoder that the preset names around `model`."""
-        codecs = preset.codecs
-        for kind in ("video", "audio", "text"):
-            if kind not in codecs or "name" not in codecs[kind]:
-                raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
-                                  f"(config key codecs.{kind}.name)")
-        opts = {k: {o: v for o, v in c.items() if o != "name"} for k, c in codecs.items()}
-        video_codec = get_video_codec(codecs["video"]["name"], **opts["video"])
-        audio_codec = get_audio_codec(codecs["audio"]["name"], **opts["audio"])
-        text = CachedEncoder(load_text_encoder(codecs["text"]["name"], device=device, **opts["text"]))
+        video_codec, audio_codec, text = build_codecs(preset, device)
         return cls(preset, model, text, video_codec, audio_codec, device=device,
                    random_init=random_init)
 

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,12 +21,13 @@ from tqdm.auto import tqdm
 from duet.checkpoints import atomic_write, save_weights
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
-from duet.pipeline import DuetPipeline
+from duet.text.encoder import TextEncoder
+from duet.pipeline import build_codecs
 
 log = logging.getLogger(__name__)
 
 
-def world_config_for(preset: Preset, **overrides) -> WorldConfig:
+def world_config_for(preset: Preset, **overrides: Any) -> WorldConfig:
     """The synthetic world at the preset's frame rate, sample rate, length and size."""
     m = preset.media
     side = int(m.area**0.5)
@@ -34,18 +36,22 @@ def world_config_for(preset: Preset, **overrides) -> WorldConfig:
 
 
 @torch.no_grad()
-def encode_clips(pipe: DuetPipeline, clips: list[WorldClip]) -> dict[str, Tensor]:
-    """Stacked latents and zero-padded text contexts for a list of clips."""
-    media, text_len = pipe.preset.media, pipe.preset.model.video.text_len
-    frames = clips[0].video.shape[0]
-    n_audio = media.audio_length(frames)
+def encode_clips(preset: Preset, codecs: tuple[Any, Any, TextEncoder],
+                 clips: list[WorldClip]) -> dict[str, Tensor]:
+    """Stacked latents and zero-padded text contexts for a list of clips.
+
+    codecs: (video codec, audio codec, text encoder), e.g. from `build_codecs(preset)`.
+    """
+    video_codec, audio_codec, text_encoder = codecs
+    text_len = preset.model.video.text_len
+    n_audio = preset.media.audio_length(clips[0].video.shape[0])
     video = torch.from_numpy(np.stack([c.video for c in clips]))  # (N, T, H, W, 3) uint8
     video = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, 3, T, H, W)
-    wave = torch.from_numpy(np.stack([c.audio for c in clips]))[:, : n_audio * pipe.audio_codec.hop]
-    context = torch.zeros(len(clips), text_len, pipe.text_encoder.dim)
-    for i, emb in enumerate(pipe.text_encoder.encode([c.caption for c in clips])):
+    wave = torch.from_numpy(np.stack([c.audio for c in clips]))[:, : n_audio * audio_codec.hop]
+    context = torch.zeros(len(clips), text_len, text_encoder.dim)
+    for i, emb in enumerate(text_encoder.encode([c.caption for c in clips])):
         context[i, : min(text_len, emb.shape[0])] = emb[:text_len].float()
-    return {"video": pipe.video_codec.encode(video), "audio": pipe.audio_codec.encode(wave),
+    return {"video": video_codec.encode(video), "audio": audio_codec.encode(wave),
             "context": context}
 
 
@@ -60,17 +66,19 @@ def _batches(seeds: Iterable[int], size: int, config: WorldConfig) -> Iterator[l
         yield batch
 
 
-def build_shards(out_dir: str | Path, pipe: DuetPipeline, seeds: range, *,
+def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
                  shard_size: int = 256, config: WorldConfig | None = None,
                  progress: bool = True) -> list[Path]:
-    """Generate world clips for `seeds`, encode them and write `shard-XXXXX.safetensors`."""
+    """Generate world clips for `seeds`, encode them with the preset's codecs and text
+    encoder, and write `shard-XXXXX.safetensors` (no model is loaded)."""
     out = Path(out_dir)
-    config = config or world_config_for(pipe.preset)
+    config = config or world_config_for(preset)
+    codecs = build_codecs(preset)
     paths, captions = [], []
     bar = tqdm(total=len(seeds), disable=not progress, desc="encoding clips")
     for k, clips in enumerate(_batches(seeds, shard_size, config)):
         path = out / f"shard-{k:05d}.safetensors"
-        save_weights(encode_clips(pipe, clips), path)
+        save_weights(encode_clips(preset, codecs, clips), path)
         captions += [{"seed": s, "caption": c.caption, "events": list(c.events)}
                      for s, c in zip(seeds[k * shard_size:], clips)]
         paths.append(path)
