@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from duet.checkpoints import atomic_write, save_weights
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
-from duet.text.encoder import TextEncoder
 from duet.pipeline import build_codecs
+from duet.text.encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
