@@ -145,6 +145,7 @@ def _eval_sync(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from duet.train.trainer import main as train_main
 
+    logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
     return train_main([args.config, *(["-q"] if args.quiet else [])])
 
 
