@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -306,9 +306,3 @@ class DuetPipeline:
         top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
         x = x[:, :, top:top + h, left:left + w]
         return self.video_codec.encode(x[:, :, None]).to(self.device, dtype)  # (1, C, 1, h', w')
-
-    def with_preset(self, **changes: Any) -> DuetPipeline:
-        """A pipeline sharing this one's components with some preset fields replaced."""
-        return DuetPipeline(replace(self.preset, **changes), self.model, self.text_encoder,
-                            self.video_codec, self.audio_codec, device=self.device,
-                            random_init=self.random_init)
