@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from duet.atomic import atomic_write
 from duet.config import Preset
 from duet.errors import CheckpointError, ConfigError
 
@@ -33,34 +31,13 @@ BUNDLE_WEIGHTS = "model.safetensors"
 FORMAT = "duet-bundle"
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the body succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Run `write(tmp_path)` and move the result onto `path` atomically."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-    return Path(path)
-
-
 def save_weights(state: dict[str, Tensor], path: str | os.PathLike,
                  metadata: dict[str, str] | None = None) -> Path:
     """Save a state dict as safetensors, atomically (tensors made contiguous, unshared)."""
     tensors = {k: v.detach().contiguous().clone() if _shares(v) else v.detach().contiguous()
                for k, v in state.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata),
+                        CheckpointError)
 
 
 def _shares(t: Tensor) -> bool:
@@ -112,7 +89,8 @@ def load_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpo
 
 def write_config(directory: Path, preset: Preset, extra: dict[str, Any]) -> None:
     payload = {"format": FORMAT, **preset.to_dict(), **extra}
-    atomic_write(directory / BUNDLE_CONFIG, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
+    atomic_write(directory / BUNDLE_CONFIG, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
+                 CheckpointError)
 
 
 def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:

@@ -33,10 +33,8 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import uuid
 import wave
 import zlib
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,6 +42,7 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
+from duet.atomic import atomic_path
 from duet.errors import InputError, MediaError
 
 __all__ = [
@@ -175,42 +174,6 @@ def _check_sample_rate(sample_rate: Any, *, for_aac: bool) -> int:
 
 
 # ------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
-
-    The temp file lives in the same folder so `os.replace` is an atomic rename on one
-    filesystem; it is a hidden ``.NAME.XXXX.part`` name that the block itself creates, so
-    the final file gets normal permissions. Missing parent folders are created, since
-    callers typically write into a fresh run directory. On any exception the temp file is
-    removed and whatever was at `path` before is left untouched.
-    """
-    target = Path(path)
-    if target.is_dir():
-        raise MediaError(f"{target} is a folder; pass a file path such as {target / 'out'}.")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MediaError(
-            f"cannot create the folder {target.parent}: {exc.strerror or exc}; choose a "
-            "writable output path."
-        ) from exc
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise MediaError(
-                f"cannot move the finished file onto {target}: {exc.strerror or exc}; check "
-                "that the path is writable."
-            ) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------- MP4
@@ -372,7 +335,7 @@ def write_mp4(
         raise InputError(f"crf={crf!r} must be an int in 0..51 (18 is a good default).")
     codec = _pick_video_codec(video_codec)
 
-    with _atomic_target(path) as tmp:
+    with atomic_path(path, MediaError) as tmp:
         try:
             # use_editlist=1: always signal the AAC priming (and any B-frame delay) with an
             # edit list instead of leaving it to the muxer's heuristics.
@@ -511,7 +474,7 @@ def write_wav(path: str | os.PathLike[str], audio: Any, sample_rate: int) -> Pat
     # Scale by 2**15 (the same factor read_wav divides by) so a roundtrip is exact to half a
     # step; +1.0 saturates at 32767. Transposed to [N, C]: WAV interleaves channels.
     pcm = np.clip(np.rint(waveform.T * 32768.0), -32768, 32767).astype("<i2")
-    with _atomic_target(path) as tmp:
+    with atomic_path(path, MediaError) as tmp:
         try:
             with wave.open(str(tmp), "wb") as wav:
                 wav.setnchannels(waveform.shape[0])
@@ -604,7 +567,7 @@ def save_png(path: str | os.PathLike[str], image: Any) -> Path:
         + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
         + _png_chunk(b"IEND", b"")
     )
-    with _atomic_target(path) as tmp:
+    with atomic_path(path, MediaError) as tmp:
         try:
             tmp.write_bytes(png)
         except OSError as exc:

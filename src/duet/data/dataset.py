@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from duet.checkpoints import atomic_write, save_weights
+from duet.atomic import atomic_write
+from duet.checkpoints import save_weights
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.pipeline import build_codecs

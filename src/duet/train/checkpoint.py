@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from duet.checkpoints import atomic_write, load_weights, save_weights
+from duet.atomic import atomic_write
+from duet.checkpoints import load_weights, save_weights
 from duet.errors import CheckpointError
 
 log = logging.getLogger(__name__)
