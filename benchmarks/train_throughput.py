@@ -3,12 +3,14 @@
     python benchmarks/train_throughput.py [--preset demo] [--batch 8]
 
 One step = forward + backward + AdamW on random latents (fp32, CPU by default). The rows
-differ only in the video latent grid, i.e. in the codec's temporal/spatial stride.
+differ only in the video latent grid (the codec's temporal/spatial stride) and the video
+tower's patch size, i.e. in the number of video tokens; the last row is the demo preset.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -16,9 +18,9 @@ import torch
 from duet.config import get_preset
 from duet.model import ModalityInput, TwinModel
 
-# (latent frames, latent side) for a 97-frame 64x64 clip at temporal stride 4 / 2 / 1, and
-# spatial stride 4
-GRIDS = ((25, 8), (49, 8), (97, 8), (25, 16))
+# (latent frames, latent side, spatial patch) for a 97-frame 64x64 clip: codec strides
+# (4, 8, 8), (2, 8, 8), (1, 8, 8) with 2x2 patches, then (1, 4, 4) with 4x4 and 8x8 patches
+GRIDS = ((25, 8, 2), (49, 8, 2), (97, 8, 2), (97, 16, 4), (97, 16, 8))
 
 
 def main() -> None:
@@ -28,11 +30,13 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     preset = get_preset(args.preset)
-    cfg, b = preset.model, args.batch
+    b = args.batch
     n_audio = preset.media.audio_length(preset.media.frames)
-    print("| video latent (C, F, h, w) | video tokens | audio tokens | s/step | clips/s |")
-    print("|---|---|---|---|---|")
-    for f, side in GRIDS:
+    print("| video latent (C, F, h, w) | patch | video tokens | audio tokens | s/step | clips/s |")
+    print("|---|---|---|---|---|---|")
+    for f, side, patch in GRIDS:
+        cfg = dataclasses.replace(preset.model, video=dataclasses.replace(
+            preset.model.video, patch_size=(1, patch, patch)))
         model = TwinModel.from_config(cfg, device=args.device).train()
         opt = torch.optim.AdamW(model.parameters(), 1e-4)
         ctx = lambda: torch.randn(b, cfg.video.text_len, cfg.video.text_dim, device=args.device)  # noqa: E731
@@ -47,8 +51,9 @@ def main() -> None:
             opt.step()
             opt.zero_grad()
         sec = (time.perf_counter() - start) / 2
-        tokens = f * side * side // 4
-        print(f"| ({cfg.video.in_dim}, {f}, {side}, {side}) | {tokens:,} | {n_audio} | {sec:.2f} | {b / sec:.1f} |")
+        tokens = f * (side // patch) ** 2
+        print(f"| ({cfg.video.in_dim}, {f}, {side}, {side}) | 1×{patch}×{patch} | {tokens:,} | {n_audio} | "
+              f"{sec:.2f} | {b / sec:.1f} |")
 
 
 if __name__ == "__main__":

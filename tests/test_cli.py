@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from duet import pipeline as pipeline_module
 from duet.cli import main
 from duet.media import read_mp4
 
 
-def test_generate_writes_mp4_and_warns_about_random_weights(tmp_path, capsys):
+def test_generate_writes_mp4_with_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "clip.mp4"
     rc = main(["generate", "a ball bounces <AUDCAP>thud<ENDAUDCAP>", "-o", str(out),
                "--steps", "2", "--duration", "0.5", "--quiet", "--seed", "1"])
     assert rc == 0
     frames, audio, fps, sr = read_mp4(out)
     assert frames.shape[0] == 13 and sr == 16000 and len(audio) > 0
+    assert "RANDOM" not in capsys.readouterr().err
+
+
+def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
+    out = tmp_path / "clip.mp4"
+    rc = main(["generate", "a ball <AUDCAP>thud<ENDAUDCAP>", "-o", str(out),
+               "--steps", "1", "--duration", "0.5", "--quiet"])
+    assert rc == 0 and out.is_file()
     assert "RANDOM" in capsys.readouterr().err
 
 

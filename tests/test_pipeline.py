@@ -1,4 +1,4 @@
-"""DuetPipeline end to end with the demo preset (random weights: fast, deterministic)."""
+"""DuetPipeline end to end with the demo preset and its shipped weights (fast, deterministic)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import torch
 from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
+from duet import pipeline as pipeline_module
+from duet.checkpoints import read_config
+from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
 
 FAST = dict(steps=2, duration=0.5, progress=False)
@@ -18,13 +21,26 @@ def pipe() -> DuetPipeline:
     return DuetPipeline.from_pretrained("demo", device="cpu")
 
 
-def test_untrained_demo_is_flagged_random(pipe):
-    assert pipe.random_init
+def test_default_model_is_the_shipped_trained_bundle(pipe):
+    shipped = pipeline_module._shipped_bundle("demo")
+    assert shipped is not None and not pipe.random_init
+    preset, extra = read_config(shipped)
+    assert preset == get_preset("demo"), "the shipped bundle and the demo preset disagree"
+    assert extra["random_init"] is False
+    assert (shipped / BUNDLE_WEIGHTS).stat().st_size <= 50 * 2**20
+    assert all(t.dtype == torch.bfloat16 for t in load_weights(shipped / BUNDLE_WEIGHTS).values())
+
+
+def test_without_shipped_weights_the_demo_runs_random_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
+    with caplog.at_level("WARNING", logger="duet.pipeline"):
+        pipe = DuetPipeline.from_pretrained("demo", device="cpu")
+    assert pipe.random_init and any("RANDOM" in r.getMessage() for r in caplog.records)
 
 
 def test_generates_a_clip_of_the_requested_length(pipe):
     clip = pipe("a red ball bounces <AUDCAP>thuds<ENDAUDCAP>", **FAST)
-    # 0.5 s at 24 fps -> 12 frames -> rounded to 4k + 1 = 13 frames
+    # 0.5 s at 24 fps -> 12 frame intervals -> st*k + 1 = 13 frames
     assert clip.video.shape == (13, 64, 64, 3) and clip.video.dtype == torch.uint8
     assert clip.audio.shape == (round(13 / 24 * 16000),)
     assert clip.audio.dtype == torch.float32 and clip.audio.abs().max() <= 1
@@ -56,7 +72,7 @@ def test_image_to_audio_video_keeps_the_first_frame(pipe):
 def test_save_pretrained_roundtrip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "bundle")
     again = DuetPipeline.from_pretrained(tmp_path / "bundle", device="cpu")
-    assert again.random_init and again.preset == pipe.preset
+    assert again.random_init is False and again.preset == pipe.preset
     a, b = pipe("waves", seed=2, **FAST), again("waves", seed=2, **FAST)
     assert torch.equal(a.video, b.video)
 

@@ -209,18 +209,24 @@ def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
 
 
 def _demo() -> Preset:
-    """The small CPU model: weight-free pixel/mel codecs, MiniLM text, 4 s at 64x64."""
-    media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=16,
-                        video_stride=(4, 8, 8), audio_hop=512, audio_latents=None)
+    """The small CPU model: weight-free pixel/mel codecs, MiniLM text, 4 s at 64x64.
+
+    The video codec keeps every frame (temporal stride 1: an impact must be placeable to the
+    frame, and averaging frames smears the bounce the sync ruler looks for) and averages
+    4x4 pixels (a 5-px ball stays visible); large 8x8 patches then keep the video tower at
+    4 tokens per frame, 388 per clip, which is what lets it train in two hours on 2 cores.
+    """
+    media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
+                        video_stride=(1, 4, 4), audio_hop=512, audio_latents=None)
     scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
                                   media.audio_rate), 5)
     common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=96, text_dim=384)
     model = TwinConfig(
-        TowerConfig("video", in_dim=3, out_dim=3, **common),
+        TowerConfig("video", in_dim=3, out_dim=3, patch_size=(1, 8, 8), **common),
         TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),
     )
     sampler = SamplerConfig(steps=25, slg_block=None)
-    codecs = {"video": {"name": "pixels", "stride": [4, 8, 8]},
+    codecs = {"video": {"name": "pixels", "stride": [1, 4, 4]},
               "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 80},
               "text": {"name": "minilm-l6"}}
     return Preset("demo", model, media, sampler, codecs=codecs)

@@ -159,8 +159,11 @@ class DuetPipeline:
         elif str(model) in PRESETS:
             preset = get_preset(str(model))
             shipped = _shipped_bundle(preset.name)
-            weights = shipped / BUNDLE_WEIGHTS if shipped else None
-            if weights is None and preset.name != "demo":
+            weights = None
+            if shipped is not None:  # the bundle's own config: it is what its weights were trained as
+                preset, _ = read_config(shipped)
+                weights = shipped / BUNDLE_WEIGHTS
+            elif preset.name != "demo":
                 raise CheckpointError(
                     f"preset {preset.name!r} has no weights in this install; pass a bundle "
                     "directory (see `duet convert` for official checkpoints)")

@@ -70,7 +70,25 @@ def test_smooth_clip_roundtrips_with_low_error():
     assert err.pow(2).mean().sqrt() < 0.015  # measured 0.011 (bilinear upsampling only)
     slow = smooth_clip(speed=0.25)
     err = codec.decode(codec.encode(slow)) - slow
-    assert err.pow(2).mean().sqrt() < 0.02  # frames held over each group of 4 add a little
+    assert err.pow(2).mean().sqrt() < 0.02  # time averaging over groups of 4 adds a little
+
+
+def test_decode_interpolates_linearly_in_time_between_latent_centres():
+    """A brightness ramp survives stride 4 exactly up to the last latent frame's centre (6.5
+    for 9 frames): no staircase of held frames, so motion keeps its timing."""
+    codec = PixelCodec(stride=(4, 8, 8))
+    t = torch.arange(9, dtype=torch.float32)
+    video = (0.1 * t - 0.5)[None, None, :, None, None].expand(1, 3, 9, 8, 8).contiguous()
+    out = codec.decode(codec.encode(video))[0, 0, :, 0, 0]
+    torch.testing.assert_close(out[:7], video[0, 0, :7, 0, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[7:], torch.full((2,), 0.1 * 6.5 - 0.5), atol=1e-6, rtol=0)
+
+
+def test_temporal_stride_one_keeps_a_single_frame_flash():
+    codec = PixelCodec(stride=(1, 4, 4))
+    video = torch.full((1, 3, 7, 8, 8), -0.5)
+    video[:, :, 3] = 0.5
+    torch.testing.assert_close(codec.decode(codec.encode(video)), video, atol=1e-6, rtol=0)
 
 
 def test_default_scale_gives_unit_variance_for_random_flat_colours():

@@ -12,9 +12,12 @@ the sampler, the pipeline) runs unchanged when the real VAE is swapped in:
   The default `scale = sqrt(3)` gives unit variance per channel for flat regions of uniformly
   random colour in [-1, 1] (each RGB channel has variance 1/3 and Q preserves it).
 
-Decoding inverts the colour map, repeats each latent frame over the frames it averaged
-(nearest in time) and upsamples space bilinearly (a convex blend, so values in range stay in
-range); the result is clamped to [-1, 1].
+Decoding inverts the colour map, places each latent frame at the centre of the frames it
+averaged (frame 0 at 0, frame k at st*k - (st-1)/2) and interpolates linearly in time between
+those centres (held constant past the last one), then upsamples space bilinearly. Both are
+convex blends, so values in range stay in range; the result is clamped to [-1, 1]. Linear
+rather than nearest in time matters for sync: repeating a latent frame over its stride would
+make motion jump in steps of st frames, and every visible event would land on that grid.
 """
 
 from __future__ import annotations
@@ -104,13 +107,30 @@ class PixelCodec(WeightFree):
         _check_tensor(latents, "latents", 5, self.latent_channels)
         st, sh, sw = self.stride
         x = torch.einsum("oc,bcfhw->bofhw", self._colour(latents, inverse=True), latents)
-        x = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(st, dim=2)], dim=2)
+        x = torch.einsum("tf,bcfhw->bcthw", _time_weights(latents.shape[2], st).to(x), x)
         b, c, t, h, w = x.shape  # t = st*(F-1) + 1
         if (sh, sw) != (1, 1):
             x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, 3, h, w]
             x = F.interpolate(x, size=(h * sh, w * sw), mode="bilinear", align_corners=False)
             x = x.reshape(b, t, c, h * sh, w * sw).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W]
         return x.clamp(-1.0, 1.0)
+
+
+def _time_weights(latent_frames: int, st: int) -> Tensor:
+    """`[st*(F-1) + 1, F]` linear-interpolation weights from latent-frame centres to frames."""
+    centres = torch.tensor([0.0] + [st * k - (st - 1) / 2 for k in range(1, latent_frames)],
+                           dtype=torch.float64)
+    t = torch.arange(st * (latent_frames - 1) + 1, dtype=torch.float64).clamp(max=centres[-1])
+    hi = torch.searchsorted(centres, t, right=False).clamp(1, max(latent_frames - 1, 1))
+    w = torch.zeros(len(t), latent_frames, dtype=torch.float64)
+    if latent_frames == 1:
+        return w + 1.0
+    lo = hi - 1
+    frac = ((t - centres[lo]) / (centres[hi] - centres[lo])).clamp(0.0, 1.0)
+    rows = torch.arange(len(t))
+    w[rows, lo] = 1.0 - frac
+    w[rows, hi] += frac
+    return w
 
 
 def _block_mean(x: Tensor, block: tuple[int, int, int]) -> Tensor:
