@@ -47,14 +47,14 @@ def main() -> None:
     args = p.parse_args()
     captions = [make_clip(HELDOUT_SEED_START + i, kind="bounce").caption for i in range(args.clips)]
     rows = [(args.model, True), (args.model, False)] + [(m, True) for m in args.compare]
-    print("| model | fusion | pairs | median abs offset ms | within 1 frame | within 2 frames | missed | extra | colour ok | material ok | s/clip |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | fusion | pairs | median offset ms | median abs offset ms | within 1 frame | within 2 frames | missed | extra | colour ok | material ok | s/clip |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         pipes: dict[str, DuetPipeline] = {}
         for model, fusion in rows:
             pipe = pipes.setdefault(model, DuetPipeline.from_pretrained(model, device="cpu"))
             r, col, mat, sec = evaluate(pipe, captions, args.steps, fusion, Path(tmp))
-            print(f"| {model} | {'on' if fusion else 'off'} | {len(r.offsets_ms)} | {r.median_abs_offset_ms:.1f} | "
+            print(f"| {model} | {'on' if fusion else 'off'} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | {r.median_abs_offset_ms:.1f} | "
                   f"{r.within_1_frame:.0%} | {r.within_2_frames:.0%} | {r.missed} | {r.extra} | "
                   f"{col:.0%} | {mat:.0%} | {sec:.1f} |", flush=True)
 

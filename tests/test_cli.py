@@ -33,6 +33,9 @@ def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, m
     (["generate", "ok", "--model", "no-such-model"], "neither a bundle"),
     (["generate", "ok", "--height", "1", "--width", "900"], "aspect ratio"),
     (["generate", "ok", "--video-guidance", "-1"], "video_scale"),
+    (["generate", "ok", "--bridge-guidance", "2,-1"], "bridge_audio"),
+    (["generate", "ok", "--stg-guidance", "1", "--stg-blocks", "9"], "stg_blocks [9]"),
+    (["generate", "ok", "--guidance-rescale", "2"], "rescale"),
     (["info", "ovi-9000"], "unknown preset"),
 ])
 def test_bad_input_exits_2_without_output(tmp_path, capsys, args, needle):

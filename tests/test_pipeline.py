@@ -147,3 +147,13 @@ def test_disabling_cross_modal_attention_changes_the_clip(pipe):
     a = pipe("a ball bounces", seed=5, **FAST)
     b = pipe("a ball bounces", seed=5, cross_modal=False, **FAST)
     assert not torch.equal(a.audio, b.audio)
+
+
+def test_stg_bridge_and_rescale_terms_change_the_clip(pipe):
+    prompt = "a blue metal ball bounces <AUDCAP>high pings<ENDAUDCAP>"
+    base = pipe(prompt, seed=4, **FAST)
+    for kw in (dict(stg_guidance=1.0), dict(bridge_guidance=(2.0, 3.0)), dict(guidance_rescale=0.7)):
+        other = pipe(prompt, seed=4, **kw, **FAST)
+        assert not torch.equal(base.audio, other.audio), kw
+    with pytest.raises(InputError, match="stg_guidance must be one number"):
+        pipe(prompt, stg_guidance=(1.0, 2.0, 3.0), **FAST)

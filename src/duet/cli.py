@@ -33,7 +33,9 @@ def _generate(args: argparse.Namespace) -> int:
                 steps=args.steps, shift=args.shift, solver=args.solver,
                 video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
                 video_negative=args.video_negative, audio_negative=args.audio_negative,
-                slg_block=None if args.no_slg else -1, image=image, seed=args.seed,
+                slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
+                stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
+                guidance_rescale=args.guidance_rescale, image=image, seed=args.seed,
                 progress=not args.quiet)
     path = clip.save(args.output)
     t = clip.video.shape
@@ -160,6 +162,25 @@ def _data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scales(text: str) -> float | tuple[float, float]:
+    """`S` or `V,A`: one guidance scale for both modalities, or video,audio."""
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected one number or two as video,audio, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """`I,J,...`: block indices."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected block indices like 5 or 3,5, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--video-negative", help="negative prompt of the video tower")
     g.add_argument("--audio-negative", help="negative prompt of the audio tower")
     g.add_argument("--no-slg", action="store_true", help="disable skip-layer guidance")
+    g.add_argument("--stg-guidance", type=_scales, default=0.0, metavar="S|V,A",
+                   help="STG scale (weak pass skipping --stg-blocks), one or video,audio (0 = off)")
+    g.add_argument("--stg-blocks", type=_ints, metavar="I[,J...]",
+                   help="blocks the STG pass skips (default: the middle block)")
+    g.add_argument("--bridge-guidance", type=_scales, default=1.0, metavar="S|V,A",
+                   help="dual-CFG bridge scale: cond vs cross-modal off, one or video,audio (1 = off)")
+    g.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
+                   help="std rescale of the guided prediction, 0..1 (0 = off)")
     g.add_argument("--height", type=int)
     g.add_argument("--width", type=int)
     g.add_argument("--duration", type=float, help="seconds (preset default)")

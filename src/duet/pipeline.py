@@ -102,6 +102,15 @@ def resolve_device_dtype(device: str | torch.device | None,
     return device, dtype
 
 
+def _pair(value: float | tuple[float, float] | list[float], name: str) -> tuple[float, float]:
+    """One scale for both modalities, or (video, audio)."""
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return float(value[0]), float(value[1])
+    raise InputError(f"{name} must be one number or (video, audio), got {value!r}")
+
+
 def _shipped_bundle(name: str) -> Path | None:
     """A bundle shipped inside the package (duet/assets/<name>), if this install has one."""
     path = Path(str(resources.files("duet"))) / "assets" / name
@@ -214,13 +223,20 @@ class DuetPipeline:
                  shift: float | None = None, solver: str | None = None,
                  video_guidance: float | None = None, audio_guidance: float | None = None,
                  video_negative: str | None = None, audio_negative: str | None = None,
-                 slg_block: int | None = -1, image: Tensor | np.ndarray | None = None,
+                 slg_block: int | None = -1, stg_guidance: float | tuple[float, float] = 0.0,
+                 stg_blocks: tuple[int, ...] | None = None,
+                 bridge_guidance: float | tuple[float, float] = 1.0, guidance_rescale: float = 0.0,
+                 image: Tensor | np.ndarray | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  batch_cfg: bool = True, cross_modal: bool = True, progress: bool = True,
                  callback: Callable[[dict[str, Any]], None] | None = None) -> Clip:
         """Generate one clip. Unset options take the preset's defaults (Ovi's for Ovi presets).
 
         slg_block: block skipped in the negative pass; -1 = the preset's, None = no skipping.
+        stg_guidance, bridge_guidance: the extra guidance terms of `duet.sampling.guidance`
+            (STG and MOVA's dual-CFG bridge term), one scale or (video, audio); neutral 0 and
+            1. stg_blocks: the blocks the STG pass skips (default: the middle block).
+        guidance_rescale: std rescale phi in [0, 1] (0 = off).
         image: uint8 [H, W, 3] first frame (image-to-audio-video); it is resized to the output.
         seed / generator: the same seed gives the same clip on the same device and dtype.
         cross_modal: False disables the fusion at inference (each tower runs alone), to
@@ -234,12 +250,21 @@ class DuetPipeline:
         frames = self._frames(duration)
         steps = sc.steps if steps is None else steps
         skip = sc.slg_block if slg_block == -1 else slg_block
+        stg_v, stg_a = _pair(stg_guidance, "stg_guidance")
+        bridge_v, bridge_a = _pair(bridge_guidance, "bridge_guidance")
+        n_blocks = self.model.num_layers
+        stg_blocks = (n_blocks // 2,) if stg_blocks is None else tuple(int(b) for b in stg_blocks)
         guidance = Guidance(
             video_scale=sc.video_guidance if video_guidance is None else video_guidance,
             audio_scale=sc.audio_guidance if audio_guidance is None else audio_guidance,
-            negative_skip_blocks=() if skip is None else (skip,), batched=batch_cfg)
-        if skip is not None and not 0 <= skip < self.model.num_layers:
-            raise InputError(f"slg_block {skip} out of range: the model has blocks 0..{self.model.num_layers - 1}")
+            negative_skip_blocks=() if skip is None else (skip,), stg_video=stg_v, stg_audio=stg_a,
+            stg_blocks=stg_blocks, bridge_video=bridge_v, bridge_audio=bridge_a,
+            rescale=guidance_rescale, batched=batch_cfg)
+        for name, blocks in (("slg_block", () if skip is None else (skip,)), ("stg_blocks", stg_blocks)):
+            bad = [b for b in blocks if not 0 <= b < n_blocks]
+            if bad or (name == "stg_blocks" and len(set(blocks)) != len(blocks)):
+                raise InputError(f"{name} {list(blocks)} out of range or repeated: the model has "
+                                 f"blocks 0..{n_blocks - 1}")
         sigmas = flow_sigmas(steps, sc.shift if shift is None else shift, dtype=torch.float64)
         if generator is None:
             generator = torch.Generator().manual_seed(seed if seed is not None else 0)

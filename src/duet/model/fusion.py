@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from duet.config import TwinConfig
 from duet.errors import InputError
-from duet.model.tower import ModalityInput, Tower, TowerState, keep_skipped, run_block
+from duet.model.tower import ModalityInput, Tower, TowerState, items_skipping, keep_skipped, run_block
 
 
 class TwinModel(nn.Module):
@@ -48,44 +48,57 @@ class TwinModel(nn.Module):
 
     def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None, *,
                 skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
-                cross_modal: bool = True) -> tuple[Tensor | None, Tensor | None]:
+                cross_modal: bool | Tensor = True) -> tuple[Tensor | None, Tensor | None]:
         """Denoiser velocity for each given modality.
 
         skip_blocks: block indices skipped in both towers (skip-layer guidance's weak pass).
-        skip_items: bool [B], which batch items skip them (default: all). This lets CFG run
-            its conditional pass and its skip-layer negative pass as one batch.
+        skip_items: which batch items skip them (default: all): bool [B] for all of
+            skip_blocks, or bool [B, len(skip_blocks)] per block. This lets guidance run its
+            conditional and weak passes as one batch.
         cross_modal: False runs both towers side by side without fusion (the "no bridge"
-            pass of dual CFG); a missing modality always runs its tower alone, as Ovi does.
+            pass of dual CFG); a bool [B] tensor switches the fusion off per item, in one
+            fused forward. A missing modality always runs its tower alone, as Ovi does.
         """
         bad = [i for i in skip_blocks if not 0 <= i < self.num_layers]
         if bad:
             raise InputError(f"skip_blocks {bad} out of range: the model has blocks 0..{self.num_layers - 1}")
+        if len(set(skip_blocks)) != len(skip_blocks):
+            raise InputError(f"skip_blocks {list(skip_blocks)} repeats a block")
+        if skip_items is not None and skip_items.dim() == 2 and skip_items.shape[1] != len(skip_blocks):
+            raise InputError(f"skip_items has {skip_items.shape[1]} columns for {len(skip_blocks)} skip_blocks")
         if video is None and audio is None:
             raise InputError("pass at least one of video= or audio=")
-        if video is None or audio is None or not cross_modal:
+        gate = cross_modal if isinstance(cross_modal, Tensor) else None
+        if gate is not None and not bool(gate.any()):
+            cross_modal = False
+        if video is None or audio is None or cross_modal is False:
             v = self.video_model(video, skip_blocks, skip_items) if video is not None else None
             a = self.audio_model(audio, skip_blocks, skip_items) if audio is not None else None
             return v, a
         if video.latent.shape[0] != audio.latent.shape[0]:
             raise InputError(f"video batch {video.latent.shape[0]} != audio batch {audio.latent.shape[0]}")
         vs, as_ = self.video_model.prepare(video), self.audio_model.prepare(audio)
+        if gate is not None and bool(gate.all()):
+            gate = None
         for i in range(self.num_layers):
-            if i in skip_blocks and skip_items is None:
+            items = items_skipping(i, skip_blocks, skip_items)
+            if items is True:
                 continue
             step = functools.partial(self._fused_block, i, vs, as_,
-                                     skip_items if i in skip_blocks else None)
+                                     None if items is False else items, gate)
             vs.x, as_.x = run_block(step, vs.x, as_.x, checkpoint=self.gradient_checkpointing)
         return self.video_model.finish(vs), self.audio_model.finish(as_)
 
     def _fused_block(self, i: int, vs: TowerState, as_: TowerState, skip_items: Tensor | None,
-                     v_x: Tensor, a_x: Tensor) -> tuple[Tensor, Tensor]:
-        """Fusion block i on hidden states (v_x, a_x); items in skip_items keep their input."""
+                     gate: Tensor | None, v_x: Tensor, a_x: Tensor) -> tuple[Tensor, Tensor]:
+        """Fusion block i on hidden states (v_x, a_x); items in skip_items keep their input,
+        items where `gate` is False do not see the other modality."""
         vb, ab = self.video_model.blocks[i], self.audio_model.blocks[i]
         vs, as_ = replace(vs, x=v_x), replace(as_, x=a_x)
         as_.x = ab.self_attention(as_)
         vs.x = vb.self_attention(vs)
-        audio_after_sa = as_.source()
-        as_.x = ab.cross_attention_ffn(as_, other=vs.source())
+        audio_after_sa = as_.source(gate)
+        as_.x = ab.cross_attention_ffn(as_, other=vs.source(gate))
         vs.x = vb.cross_attention_ffn(vs, other=audio_after_sa)
         if skip_items is not None:
             return keep_skipped(vs.x, v_x, skip_items), keep_skipped(as_.x, a_x, skip_items)

@@ -55,18 +55,23 @@ class TowerState:
     mask: Tensor | None  # key mask for attention over this tower's tokens
     grid: tuple[int, ...]  # token grid: (F, H, W) video, (L,) audio
 
-    def source(self) -> CrossModalSource:
+    def source(self, gate: Tensor | None = None) -> CrossModalSource:
         """These hidden states as the other tower's cross-modal keys/values (a snapshot)."""
-        return CrossModalSource(x=self.x, rope=self.rope, mask=self.mask)
+        return CrossModalSource(x=self.x, rope=self.rope, mask=self.mask, gate=gate)
 
 
 @dataclass(frozen=True)
 class CrossModalSource:
-    """The other tower's hidden states as seen by this tower's cross-attention."""
+    """The other tower's hidden states as seen by this tower's cross-attention.
+
+    gate: optional bool [B]; items where it is False do not see the other modality (their
+    cross-modal term is multiplied by 0), which lets one batch mix fused and unfused passes.
+    """
 
     x: Tensor  # (B, L_other, dim)
     rope: Rope
     mask: Tensor | None
+    gate: Tensor | None = None
 
 
 def run_block(step: Callable[..., Any], *xs: Tensor, checkpoint: bool = False) -> Any:
@@ -74,6 +79,21 @@ def run_block(step: Callable[..., Any], *xs: Tensor, checkpoint: bool = False) -
     if checkpoint and torch.is_grad_enabled():
         return torch.utils.checkpoint.checkpoint(step, *xs, use_reentrant=False)
     return step(*xs)
+
+
+def items_skipping(i: int, skip_blocks: tuple[int, ...], skip_items: Tensor | None) -> Tensor | bool:
+    """Which batch items skip block i: False (none), True (all) or a bool [B] mask.
+
+    skip_items is None (every item skips every block of skip_blocks), a bool [B] mask (those
+    items skip all of them) or a bool [B, len(skip_blocks)] matrix whose column j marks the
+    items that skip block skip_blocks[j] (so one batch can hold passes that skip different
+    blocks, e.g. a CFG negative pass with SLG and a separate STG pass).
+    """
+    if i not in skip_blocks:
+        return False
+    if skip_items is None:
+        return True
+    return skip_items if skip_items.dim() == 1 else skip_items[:, skip_blocks.index(i)]
 
 
 def keep_skipped(x_out: Tensor, x_in: Tensor, skip_items: Tensor) -> Tensor:
@@ -148,7 +168,10 @@ class CrossAttention(SelfAttention):
             r = self.pre_attn_norm_fusion(other.x)
             k2 = self.norm_k_fusion(self.k_fusion(r)).unflatten(-1, (self.heads, -1))
             v2 = self.v_fusion(r).unflatten(-1, (self.heads, -1))  # (B, L_other, H, D)
-            out = out + attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask)
+            fused = attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask)
+            if other.gate is not None:
+                fused = fused * other.gate.view(-1, 1, 1, 1).to(fused.dtype)
+            out = out + fused
         return self.o(out.flatten(2))
 
 
@@ -318,9 +341,10 @@ class Tower(nn.Module):
         """The tower alone (plain Wan blocks, no cross-modal attention)."""
         s = self.prepare(inp)
         for i in range(len(self.blocks)):
-            if i in skip_blocks and skip_items is None:
+            items = items_skipping(i, skip_blocks, skip_items)
+            if items is True:
                 continue
-            step = functools.partial(self._block, i, s, skip_items if i in skip_blocks else None)
+            step = functools.partial(self._block, i, s, None if items is False else items)
             s.x = run_block(step, s.x, checkpoint=self.gradient_checkpointing)
         return self.finish(s)
 

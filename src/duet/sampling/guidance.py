@@ -1,7 +1,21 @@
-"""Classifier-free guidance for the joint model (Ho & Salimans 2022), with Ovi's choices:
-a separate scale per modality, a separate negative prompt per tower, and skip-layer
-guidance (the negative pass skips a block). The conditional and negative passes run as one
-batch of 2B items when `batched` (the default), halving the number of forward calls.
+"""Guidance for the joint model: classifier-free guidance (Ho & Salimans 2022) with Ovi's
+choices, plus the extra terms of its successors, each optional. Per modality m:
+
+    pred_m = cond + (text_m - 1)(cond - uncond) + stg_m (cond - skipped) + (bridge_m - 1)(cond - solo)
+
+- cond: the prompt, full model.
+- uncond: the negative prompt of each tower; it also skips `negative_skip_blocks` (Ovi's
+  skip-layer guidance lives in the negative pass). With only this term the formula is Ovi's
+  plain CFG, uncond + text_m (cond - uncond), which is the default.
+- skipped: the prompt with `stg_blocks` skipped (spatio-temporal guidance, STG: a separate
+  weak pass, so text and structure get their own scales).
+- solo: the prompt with the cross-modal attention off (MOVA's dual CFG / LTX-2's modality
+  term): it pushes each modality toward what the other one implies, i.e. toward sync.
+- rescale phi > 0 pulls the result's std toward cond's (Lin et al. 2024), against the
+  over-saturation that large scales cause: pred <- phi * pred * std(cond)/std(pred) + (1-phi) * pred.
+
+All needed passes run as one batch of K*B items when `batched` (the default): the model
+skips blocks per item and switches the fusion off per item, so K passes cost one call.
 """
 
 from __future__ import annotations
@@ -25,21 +39,58 @@ class Conditioning:
 
 @dataclass(frozen=True)
 class Guidance:
-    """Per-modality CFG scales (1.0 = off) and the blocks the negative pass skips."""
+    """Scales of each guidance term per modality (see the module docstring; neutral values:
+    text 1, stg 0, bridge 1) and the blocks the weak passes skip."""
 
-    video_scale: float = 4.0
+    video_scale: float = 4.0  # text CFG
     audio_scale: float = 3.0
-    negative_skip_blocks: tuple[int, ...] = (11,)
+    negative_skip_blocks: tuple[int, ...] = (11,)  # skipped in the negative (uncond) pass
+    stg_video: float = 0.0
+    stg_audio: float = 0.0
+    stg_blocks: tuple[int, ...] = ()
+    bridge_video: float = 1.0
+    bridge_audio: float = 1.0
+    rescale: float = 0.0
     batched: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("video_scale", "audio_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"guidance {name} must be >= 0 (1 disables it), got {getattr(self, name)}")
+        for name in ("video_scale", "audio_scale", "stg_video", "stg_audio", "bridge_video",
+                     "bridge_audio"):
+            value = getattr(self, name)
+            if not value >= 0:  # also refuses nan
+                neutral = "0" if name.startswith("stg") else "1"
+                raise ConfigError(f"guidance {name} must be >= 0 ({neutral} disables it), got {value}")
+        if not 0.0 <= self.rescale <= 1.0:
+            raise ConfigError(f"guidance rescale must be in [0, 1] (0 disables it), got {self.rescale}")
+        if (self.stg_video or self.stg_audio) and not self.stg_blocks:
+            raise ConfigError("STG needs the blocks its weak pass skips: set stg_blocks "
+                              "(CLI: --stg-blocks), e.g. a middle block")
+
+    @property
+    def text_active(self) -> bool:
+        return self.video_scale != 1.0 or self.audio_scale != 1.0
+
+    @property
+    def stg_active(self) -> bool:
+        return self.stg_video != 0.0 or self.stg_audio != 0.0
+
+    @property
+    def bridge_active(self) -> bool:
+        return self.bridge_video != 1.0 or self.bridge_audio != 1.0
 
     @property
     def active(self) -> bool:
-        return self.video_scale != 1.0 or self.audio_scale != 1.0
+        return self.text_active or self.stg_active or self.bridge_active
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One model evaluation that guidance needs."""
+
+    name: str  # cond | uncond | skipped | solo
+    negative: bool  # reads the negative prompts
+    skip: tuple[int, ...]
+    cross_modal: bool
 
 
 def cfg(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
@@ -59,10 +110,11 @@ def first_frame_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int]) 
 def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
                    cond: Conditioning, *, first_frame_clean: bool = False,
                    skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
-                   cross_modal: bool = True) -> tuple[Tensor | None, Tensor | None]:
+                   cross_modal: bool | Tensor = True) -> tuple[Tensor | None, Tensor | None]:
     """One model call on latents at timestep t [B] (0..1000), conditioned on `cond`.
 
-    cross_modal=False runs the towers without fusion (an ablation of what fusion buys)."""
+    cross_modal=False runs the towers without fusion (an ablation of what fusion buys); a
+    bool [B] tensor switches it per item (see `TwinModel.forward`)."""
     vin = ain = None
     if video is not None:
         vt = first_frame_timestep(t, video, model.cfg.video.patch_size) if first_frame_clean else t
@@ -72,35 +124,74 @@ def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None,
     return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items, cross_modal=cross_modal)
 
 
-def _cat(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-    """Stack two batches; text contexts of different lengths are zero-padded, which the
-    model does anyway (Ovi pads text with zeros and never masks it)."""
-    if a is None or b is None:
+def _cat(xs: list[Tensor | None]) -> Tensor | None:
+    """Stack batches; text contexts of different lengths are zero-padded, which the model
+    does anyway (Ovi pads text with zeros and never masks it)."""
+    if any(x is None for x in xs):
         return None
-    if a.dim() == 3 and a.shape[1] != b.shape[1]:
-        n = max(a.shape[1], b.shape[1])
-        a, b = (torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1])) for x in (a, b))
-    return torch.cat([a, b])
+    if xs[0].dim() == 3 and len({x.shape[1] for x in xs}) > 1:
+        n = max(x.shape[1] for x in xs)
+        xs = [torch.nn.functional.pad(x, (0, 0, 0, n - x.shape[1])) for x in xs]
+    return torch.cat(xs)
+
+
+def _passes(guidance: Guidance, fused: bool) -> list[_Pass]:
+    """The passes `guidance` needs; `fused`: the conditional pass runs with fusion on."""
+    passes = [_Pass("cond", False, (), fused)]
+    if guidance.text_active:
+        passes.append(_Pass("uncond", True, tuple(guidance.negative_skip_blocks), fused))
+    if guidance.stg_active:
+        passes.append(_Pass("skipped", False, tuple(guidance.stg_blocks), fused))
+    if guidance.bridge_active and fused:
+        passes.append(_Pass("solo", False, (), False))
+    return passes
+
+
+def combine(out: dict[str, Tensor], text: float, stg: float, bridge: float,
+            rescale: float) -> Tensor:
+    """One modality's guided prediction from its passes' outputs (module docstring)."""
+    cond = out["cond"]
+    pred = cfg(cond, out["uncond"], text) if "uncond" in out and text != 1.0 else cond
+    if "skipped" in out and stg != 0.0:
+        pred = pred + stg * (cond - out["skipped"])
+    if "solo" in out and bridge != 1.0:
+        pred = pred + (bridge - 1.0) * (cond - out["solo"])
+    if rescale > 0.0:
+        dims = tuple(range(1, cond.dim()))
+        ratio = cond.float().std(dim=dims, keepdim=True) / pred.float().std(dim=dims, keepdim=True).clamp(min=1e-12)
+        pred = (rescale * ratio + (1.0 - rescale)).to(pred.dtype) * pred
+    return pred
 
 
 def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
                     cond: Conditioning, uncond: Conditioning, guidance: Guidance, *,
                     first_frame_clean: bool = False, cross_modal: bool = True,
                     ) -> tuple[Tensor | None, Tensor | None]:
-    """CFG velocity per modality: negative pass with `uncond` texts and skipped blocks."""
-    kw = dict(first_frame_clean=first_frame_clean, cross_modal=cross_modal)
+    """Guided velocity per modality; `cross_modal=False` turns the fusion off everywhere."""
+    kw = dict(first_frame_clean=first_frame_clean)
+    fused = cross_modal and video is not None and audio is not None
     if not guidance.active:
-        return model_velocity(model, video, audio, t, cond, **kw)
-    skip = guidance.negative_skip_blocks
-    if guidance.batched:
-        b = t.shape[0]
-        both = Conditioning(_cat(cond.video, uncond.video), _cat(cond.audio, uncond.audio))
-        skip_items = torch.arange(2 * b, device=t.device) >= b
-        v, a = model_velocity(model, _cat(video, video), _cat(audio, audio), torch.cat([t, t]),
-                              both, skip_blocks=skip, skip_items=skip_items, **kw)
-        (vc, vu), (ac, au) = (x.chunk(2) if x is not None else (None, None) for x in (v, a))
+        return model_velocity(model, video, audio, t, cond, cross_modal=cross_modal, **kw)
+    passes = _passes(guidance, fused)
+    texts = [uncond if p.negative else cond for p in passes]
+    if guidance.batched and len(passes) > 1:
+        b, k = t.shape[0], len(passes)
+        blocks = tuple(sorted({i for p in passes for i in p.skip}))
+        skip = torch.tensor([[i in p.skip for i in blocks] for p in passes for _ in range(b)],
+                            device=t.device).reshape(k * b, len(blocks))
+        gate = torch.tensor([p.cross_modal for p in passes for _ in range(b)], device=t.device)
+        both = Conditioning(_cat([c.video for c in texts]), _cat([c.audio for c in texts]))
+        v, a = model_velocity(model, _cat([video] * k), _cat([audio] * k), t.repeat(k), both,
+                              skip_blocks=blocks, skip_items=skip if blocks else None,
+                              cross_modal=gate if fused else cross_modal, **kw)
+        outs = [dict(zip([p.name for p in passes], x.chunk(k))) if x is not None else None
+                for x in (v, a)]
     else:
-        vc, ac = model_velocity(model, video, audio, t, cond, **kw)
-        vu, au = model_velocity(model, video, audio, t, uncond, skip_blocks=skip, **kw)
-    return (cfg(vc, vu, guidance.video_scale) if vc is not None else None,
-            cfg(ac, au, guidance.audio_scale) if ac is not None else None)
+        results = [model_velocity(model, video, audio, t, c, skip_blocks=p.skip,
+                                  cross_modal=p.cross_modal and cross_modal, **kw)
+                   for p, c in zip(passes, texts)]
+        outs = [{p.name: r[m] for p, r in zip(passes, results)} if r0 is not None else None
+                for m, r0 in enumerate(results[0])]
+    g = guidance
+    return (combine(outs[0], g.video_scale, g.stg_video, g.bridge_video, g.rescale) if outs[0] is not None else None,
+            combine(outs[1], g.audio_scale, g.stg_audio, g.bridge_audio, g.rescale) if outs[1] is not None else None)

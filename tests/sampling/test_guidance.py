@@ -1,0 +1,103 @@
+"""Multi-term guidance: text CFG (+ SLG in the negative pass), STG, the bridge (dual CFG)
+term and std rescale; all passes batched into one forward must equal running them apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from duet.errors import ConfigError, InputError
+from duet.reference import load_cases, load_model
+from duet.sampling.guidance import Conditioning, Guidance, combine, guided_velocity, model_velocity
+
+
+@pytest.fixture(scope="module")
+def setup(reference_dir):
+    model = load_model(reference_dir, torch.float32)
+    ref = load_cases(reference_dir)[1]
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(2, 48, 3, 8, 8, generator=g)
+    audio = torch.randn(2, 15, 20, generator=g)
+    pos = ref["in.ctx.pos"][None].expand(2, -1, -1)
+    neg = torch.randn(2, 7, pos.shape[-1], generator=g)  # a shorter negative context
+    t = torch.tensor([700.0, 300.0])
+    return model, video, audio, t, Conditioning(pos, pos), Conditioning(neg, neg)
+
+
+ALL_TERMS = Guidance(video_scale=4.0, audio_scale=3.0, negative_skip_blocks=(1,), stg_video=0.7,
+                     stg_audio=0.4, stg_blocks=(0, 2), bridge_video=1.5, bridge_audio=2.5,
+                     rescale=0.6)
+
+
+def test_every_term_batched_equals_sequential(setup):
+    model, video, audio, t, cond, uncond = setup
+    batched = guided_velocity(model, video, audio, t, cond, uncond, ALL_TERMS)
+    apart = guided_velocity(model, video, audio, t, cond, uncond,
+                            Guidance(**{**ALL_TERMS.__dict__, "batched": False}))
+    for x, y in zip(batched, apart):
+        torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-5)
+
+
+def test_each_term_follows_its_formula(setup):
+    model, video, audio, t, cond, uncond = setup
+    run = lambda c, **kw: model_velocity(model, video, audio, t, c, **kw)  # noqa: E731
+    c, u = run(cond), run(uncond, skip_blocks=(1,))
+    s, solo = run(cond, skip_blocks=(0, 2)), run(cond, cross_modal=False)
+    g = Guidance(video_scale=4.0, audio_scale=1.0, negative_skip_blocks=(1,), stg_video=0.0,
+                 stg_audio=0.5, stg_blocks=(0, 2), bridge_video=2.0, bridge_audio=1.0)
+    v, a = guided_velocity(model, video, audio, t, cond, uncond, g)
+    torch.testing.assert_close(v, u[0] + 4.0 * (c[0] - u[0]) + (c[0] - solo[0]), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(a, c[1] + 0.5 * (c[1] - s[1]), atol=2e-5, rtol=1e-5)
+
+
+def test_default_is_ovi_cfg_with_slg_in_the_negative_pass(setup):
+    model, video, audio, t, cond, uncond = setup
+    c = model_velocity(model, video, audio, t, cond)
+    u = model_velocity(model, video, audio, t, uncond, skip_blocks=(1,))
+    v, a = guided_velocity(model, video, audio, t, cond, uncond, Guidance(negative_skip_blocks=(1,)))
+    torch.testing.assert_close(v, u[0] + 4.0 * (c[0] - u[0]), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(a, u[1] + 3.0 * (c[1] - u[1]), atol=2e-5, rtol=1e-5)
+
+
+def test_rescale_pulls_std_toward_the_conditional():
+    g = torch.Generator().manual_seed(1)
+    cond, uncond = torch.randn(2, 4, 10, generator=g), torch.randn(2, 4, 10, generator=g)
+    out = {"cond": cond, "uncond": uncond}
+    plain, full = combine(out, 5.0, 0.0, 1.0, 0.0), combine(out, 5.0, 0.0, 1.0, 1.0)
+    torch.testing.assert_close(full.std(dim=(1, 2)), cond.std(dim=(1, 2)))
+    half = combine(out, 5.0, 0.0, 1.0, 0.5)
+    torch.testing.assert_close(half, 0.5 * (plain + full))
+
+
+def test_per_item_fusion_switch_and_skip_matrix_match_separate_calls(setup):
+    model, video, audio, t, cond, _ = setup
+    fused = model_velocity(model, video, audio, t, cond)
+    solo = model_velocity(model, video, audio, t, cond, cross_modal=False)
+    mixed = model_velocity(model, video, audio, t, cond, cross_modal=torch.tensor([True, False]))
+    for m in range(2):
+        torch.testing.assert_close(mixed[m][0], fused[m][0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(mixed[m][1], solo[m][1], atol=1e-6, rtol=0)
+    skip0 = model_velocity(model, video, audio, t, cond, skip_blocks=(0,))
+    skip2 = model_velocity(model, video, audio, t, cond, skip_blocks=(2,))
+    matrix = torch.tensor([[True, False], [False, True]])
+    both = model_velocity(model, video, audio, t, cond, skip_blocks=(0, 2), skip_items=matrix)
+    for m in range(2):
+        torch.testing.assert_close(both[m][0], skip0[m][0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(both[m][1], skip2[m][1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(video_scale=-1.0), "video_scale must be >= 0"),
+    (dict(bridge_audio=float("nan")), "bridge_audio"),
+    (dict(stg_video=1.0), "stg_blocks"),
+    (dict(rescale=1.5), "rescale must be in"),
+])
+def test_bad_guidance_is_refused(kw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Guidance(**kw)
+
+
+def test_out_of_range_stg_block_names_the_range(setup):
+    model, video, audio, t, cond, uncond = setup
+    with pytest.raises(InputError, match="out of range"):
+        guided_velocity(model, video, audio, t, cond, uncond, Guidance(stg_video=1.0, stg_blocks=(9,)))
