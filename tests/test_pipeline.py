@@ -157,3 +157,13 @@ def test_stg_bridge_and_rescale_terms_change_the_clip(pipe):
         assert not torch.equal(base.audio, other.audio), kw
     with pytest.raises(InputError, match="stg_guidance must be one number"):
         pipe(prompt, stg_guidance=(1.0, 2.0, 3.0), **FAST)
+
+
+def test_a_shift_per_modality_gives_each_its_own_grid(pipe):
+    prompt = "a green wood ball bounces <AUDCAP>knocks<ENDAUDCAP>"
+    base = pipe(prompt, seed=5, shift=5.0, **FAST)
+    same = pipe(prompt, seed=5, shift=(5.0, 5.0), **FAST)
+    assert torch.equal(base.video, same.video) and torch.equal(base.audio, same.audio)
+    sigmas = []
+    pipe(prompt, seed=5, shift=(5.0, 1.0), callback=lambda s: sigmas.append(s["sigma"]), **FAST)
+    assert isinstance(sigmas[0], tuple) and sigmas[1][0] > sigmas[1][1]

@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int)
     g.add_argument("--width", type=int)
     g.add_argument("--duration", type=float, help="seconds (preset default)")
-    g.add_argument("--shift", type=float, help="sigma shift (Ovi: 5.0)")
+    g.add_argument("--shift", type=_scales, metavar="S|V,A",
+                   help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])
     g.add_argument("--image", help="first frame (PNG/JPEG) for image-to-audio-video")
     g.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")

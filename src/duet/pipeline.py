@@ -220,7 +220,7 @@ class DuetPipeline:
     @torch.no_grad()
     def __call__(self, prompt: str, *, height: int | None = None, width: int | None = None,
                  duration: float | None = None, steps: int | None = None,
-                 shift: float | None = None, solver: str | None = None,
+                 shift: float | tuple[float, float] | None = None, solver: str | None = None,
                  video_guidance: float | None = None, audio_guidance: float | None = None,
                  video_negative: str | None = None, audio_negative: str | None = None,
                  slg_block: int | None = -1, stg_guidance: float | tuple[float, float] = 0.0,
@@ -237,6 +237,8 @@ class DuetPipeline:
             (STG and MOVA's dual-CFG bridge term), one scale or (video, audio); neutral 0 and
             1. stg_blocks: the blocks the STG pass skips (default: the middle block).
         guidance_rescale: std rescale phi in [0, 1] (0 = off).
+        shift: σ shift, one for both or (video, audio): two values give each modality its
+            own σ grid (same steps), so one can be denoised ahead of the other.
         image: uint8 [H, W, 3] first frame (image-to-audio-video); it is resized to the output.
         seed / generator: the same seed gives the same clip on the same device and dtype.
         cross_modal: False disables the fusion at inference (each tower runs alone), to
@@ -265,7 +267,10 @@ class DuetPipeline:
             if bad or (name == "stg_blocks" and len(set(blocks)) != len(blocks)):
                 raise InputError(f"{name} {list(blocks)} out of range or repeated: the model has "
                                  f"blocks 0..{n_blocks - 1}")
-        sigmas = flow_sigmas(steps, sc.shift if shift is None else shift, dtype=torch.float64)
+        shift_v, shift_a = _pair(sc.shift if shift is None else shift, "shift")
+        sigmas = flow_sigmas(steps, shift_v, dtype=torch.float64)
+        if shift_a != shift_v:  # one σ grid per modality, same steps
+            sigmas = (sigmas, flow_sigmas(steps, shift_a, dtype=torch.float64))
         if generator is None:
             generator = torch.Generator().manual_seed(seed if seed is not None else 0)
 
@@ -287,7 +292,8 @@ class DuetPipeline:
         denoise = functools.partial(guided_velocity, self.model, cond=cond, uncond=uncond,
                                     guidance=guidance, first_frame_clean=first is not None,
                                     cross_modal=cross_modal)
-        video, audio = sample(denoise, video, audio, sigmas.to(self.device),
+        sigmas = tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple) else sigmas.to(self.device)
+        video, audio = sample(denoise, video, audio, sigmas,
                               solver=solver or sc.solver, first_frame=first,
                               callback=callback, disable=not progress)
 

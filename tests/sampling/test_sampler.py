@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from duet.errors import InputError
 from duet.reference import load_cases, load_model, run_engine_loop
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
@@ -54,3 +55,27 @@ def test_first_frame_is_reimposed_and_gets_t0(reference_dir, ref):
     assert all(torch.equal(s, first) for s in seen)
     assert torch.equal(v[:, :, :1], first)
     assert not torch.allclose(v[:, :, 1:], noise[:, :, 1:])
+
+
+def test_per_modality_sigma_grids(reference_dir, ref):
+    model = load_model(reference_dir, torch.float32)
+    cond = Conditioning(ref["in.ctx.pos"][None], ref["in.ctx.pos"][None])
+    seen = []
+
+    def denoise(video, audio, t):
+        seen.append(t)
+        return guided_velocity(model, video, audio, t, cond, cond, Guidance(1.0, 1.0))
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 48, 3, 8, 8, generator=g), torch.randn(1, 15, 20, generator=g)
+    grid5, grid1 = flow_sigmas(4, 5.0, dtype=torch.float64), flow_sigmas(4, 1.0, dtype=torch.float64)
+    shared = sample(denoise, *noise, grid5, disable=True)
+    same = sample(denoise, *noise, (grid5, grid5), disable=True)
+    assert all(torch.equal(x, y) for x, y in zip(shared, same))
+    seen.clear()
+    apart = sample(denoise, *noise, (grid5, grid1), disable=True)
+    assert all(isinstance(t, tuple) and t[0].item() >= t[1].item() for t in seen)
+    assert seen[1][0].item() > seen[1][1].item()  # shift 5 keeps video noisier than audio
+    assert not torch.equal(apart[1], shared[1])
+    with pytest.raises(InputError, match="same number of steps"):
+        sample(denoise, *noise, (grid5, flow_sigmas(3, 1.0)), disable=True)

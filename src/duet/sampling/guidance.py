@@ -107,20 +107,25 @@ def first_frame_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int]) 
     return tokens
 
 
-def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
+Timestep = Tensor | tuple[Tensor, Tensor]  # shared [B], or (video [B], audio [B]) per modality
+
+
+def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Timestep,
                    cond: Conditioning, *, first_frame_clean: bool = False,
                    skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
                    cross_modal: bool | Tensor = True) -> tuple[Tensor | None, Tensor | None]:
-    """One model call on latents at timestep t [B] (0..1000), conditioned on `cond`.
+    """One model call on latents at timestep t [B] (0..1000), or (t_video, t_audio) when the
+    modalities sit at different noise levels, conditioned on `cond`.
 
     cross_modal=False runs the towers without fusion (an ablation of what fusion buys); a
     bool [B] tensor switches it per item (see `TwinModel.forward`)."""
     vin = ain = None
     if video is not None:
-        vt = first_frame_timestep(t, video, model.cfg.video.patch_size) if first_frame_clean else t
+        tv = t[0] if isinstance(t, tuple) else t
+        vt = first_frame_timestep(tv, video, model.cfg.video.patch_size) if first_frame_clean else tv
         vin = ModalityInput(video, vt, cond.video)
     if audio is not None:
-        ain = ModalityInput(audio, t, cond.audio)
+        ain = ModalityInput(audio, t[1] if isinstance(t, tuple) else t, cond.audio)
     return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items, cross_modal=cross_modal)
 
 
@@ -163,7 +168,7 @@ def combine(out: dict[str, Tensor], text: float, stg: float, bridge: float,
     return pred
 
 
-def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Tensor,
+def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Timestep,
                     cond: Conditioning, uncond: Conditioning, guidance: Guidance, *,
                     first_frame_clean: bool = False, cross_modal: bool = True,
                     ) -> tuple[Tensor | None, Tensor | None]:
@@ -175,13 +180,15 @@ def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None
     passes = _passes(guidance, fused)
     texts = [uncond if p.negative else cond for p in passes]
     if guidance.batched and len(passes) > 1:
-        b, k = t.shape[0], len(passes)
+        b, k = (video if video is not None else audio).shape[0], len(passes)
+        device = (video if video is not None else audio).device
         blocks = tuple(sorted({i for p in passes for i in p.skip}))
         skip = torch.tensor([[i in p.skip for i in blocks] for p in passes for _ in range(b)],
-                            device=t.device).reshape(k * b, len(blocks))
-        gate = torch.tensor([p.cross_modal for p in passes for _ in range(b)], device=t.device)
+                            device=device).reshape(k * b, len(blocks))
+        gate = torch.tensor([p.cross_modal for p in passes for _ in range(b)], device=device)
+        tk = (t[0].repeat(k), t[1].repeat(k)) if isinstance(t, tuple) else t.repeat(k)
         both = Conditioning(_cat([c.video for c in texts]), _cat([c.audio for c in texts]))
-        v, a = model_velocity(model, _cat([video] * k), _cat([audio] * k), t.repeat(k), both,
+        v, a = model_velocity(model, _cat([video] * k), _cat([audio] * k), tk, both,
                               skip_blocks=blocks, skip_items=skip if blocks else None,
                               cross_modal=gate if fused else cross_modal, **kw)
         outs = [dict(zip([p.name for p in passes], x.chunk(k))) if x is not None else None

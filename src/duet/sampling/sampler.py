@@ -2,7 +2,8 @@
 
 The denoiser is any callable `denoise(video, audio, t) -> (video_velocity, audio_velocity)`
 (guidance is a closure around the model, see `guidance.py`), so the loop never knows
-about CFG. Either modality may be None.
+about CFG. Either modality may be None. With one σ grid per modality (e.g. a different
+shift for each) both grids have the same number of steps and t is a (video, audio) pair.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import trange
 
+from duet.errors import InputError
 from duet.sampling.schedule import sigmas_to_timesteps
 from duet.sampling.solvers import SolverState, get_solver
 
-Denoiser = Callable[[Tensor | None, Tensor | None, Tensor], tuple[Tensor | None, Tensor | None]]
+Denoiser = Callable[[Tensor | None, Tensor | None, Any], tuple[Tensor | None, Tensor | None]]
 
 
 @torch.no_grad()
-def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None, sigmas: Tensor, *,
+def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
+           sigmas: Tensor | tuple[Tensor, Tensor], *,
            solver: str = "unipc", first_frame: Tensor | None = None,
            callback: Callable[[dict[str, Any]], None] | None = None, disable: bool = False,
            ) -> tuple[Tensor | None, Tensor | None]:
@@ -33,24 +36,33 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None, sigmas
     video [B, C, F, H, W] and audio [B, L, C] are the starting noise. first_frame
     [B, C, 1, H, W]: a clean latent re-imposed on video frame 0 before every step
     (image-to-video; the denoiser must then give its tokens t = 0).
-    The callback gets {"i", "t", "sigma", "video", "audio"} after each step.
+    sigmas may be one grid or (video grid, audio grid) of equal length.
+    The callback gets {"i", "t", "sigma", "video", "audio"} after each step ("t" and
+    "sigma" are (video, audio) pairs with two grids).
     """
     step = get_solver(solver)
-    timesteps = sigmas_to_timesteps(sigmas)  # int64, what the model is conditioned on
-    sigmas = sigmas.float()  # float64 grids give exact official timesteps; solvers use float32
+    shared = isinstance(sigmas, Tensor)
+    grids = (sigmas, sigmas) if shared else tuple(sigmas)
+    if len(grids) != 2 or grids[0].shape != grids[1].shape:
+        raise InputError("per-modality sigmas must be two grids with the same number of steps")
+    timesteps = [sigmas_to_timesteps(g) for g in grids]  # int64, what the model is conditioned on
+    grids = [g.float() for g in grids]  # float64 grids give exact official timesteps; solvers use float32
     batch = (video if video is not None else audio).shape[0]
+    device = (video if video is not None else audio).device
     vstate, astate = SolverState(), SolverState()
-    for i in trange(len(sigmas) - 1, disable=disable, desc="denoising"):
+    for i in trange(len(grids[0]) - 1, disable=disable, desc="denoising"):
         if first_frame is not None:
             video = _impose(video, first_frame)
-        t = timesteps[i].expand(batch).to((video if video is not None else audio).device)
-        v_vel, a_vel = denoise(video, audio, t)
+        tv, ta = (ts[i].expand(batch).to(device) for ts in timesteps)
+        v_vel, a_vel = denoise(video, audio, tv if shared else (tv, ta))
         if video is not None:
-            video, vstate = step(video, v_vel, sigmas, i, vstate)
+            video, vstate = step(video, v_vel, grids[0], i, vstate)
         if audio is not None:
-            audio, astate = step(audio, a_vel, sigmas, i, astate)
+            audio, astate = step(audio, a_vel, grids[1], i, astate)
         if callback is not None:
-            callback({"i": i, "t": timesteps[i], "sigma": sigmas[i], "video": video, "audio": audio})
+            t_i = timesteps[0][i] if shared else (timesteps[0][i], timesteps[1][i])
+            s_i = grids[0][i] if shared else (grids[0][i], grids[1][i])
+            callback({"i": i, "t": t_i, "sigma": s_i, "video": video, "audio": audio})
     if first_frame is not None:
         video = _impose(video, first_frame)
     return video, audio
