@@ -41,5 +41,5 @@ JSON
 }
 stage audio "" 1500 3e-4 0.995
 stage video audio 1200 3e-4 0.995
-stage fusion video 2800 2e-4 0.998
+stage fusion video 3200 2e-4 0.998
 echo "done: $OUT/fusion/final"

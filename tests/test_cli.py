@@ -117,3 +117,21 @@ def test_data_build_train_generate_end_to_end(tmp_path, capsys):
     assert read_mp4(out).frames.shape == (13, 64, 64, 3)
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "stpes": 3}))
     assert main(["train", str(tmp_path / "bad.json")]) == 2
+
+
+def test_generate_from_video_and_from_audio(tmp_path):
+    from duet.data.world import make_clip
+    from duet.media import write_mp4, write_wav
+
+    world = make_clip(1_000_004, kind="bounce")
+    src = write_mp4(tmp_path / "in.mp4", world.video[:24], world.audio[:16000], 24, 16000)
+    out = tmp_path / "v2a.mp4"
+    assert main(["generate", world.caption, "--from-video", str(src), "-o", str(out),
+                 "--steps", "2", "-q"]) == 0
+    frames, audio, _, _ = read_mp4(out)
+    assert frames.shape == (24, 64, 64, 3) and abs(len(audio) - 16000) <= 16
+    wav = write_wav(tmp_path / "in.wav", world.audio[:24000], 16000)
+    out = tmp_path / "a2v.mp4"
+    assert main(["generate", world.caption, "--from-audio", str(wav), "-o", str(out),
+                 "--steps", "2", "-q"]) == 0
+    assert read_mp4(out).frames.shape == (36, 64, 64, 3)

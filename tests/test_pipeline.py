@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,36 @@ def test_a_shift_per_modality_gives_each_its_own_grid(pipe):
     sigmas = []
     pipe(prompt, seed=5, shift=(5.0, 1.0), callback=lambda s: sigmas.append(s["sigma"]), **FAST)
     assert isinstance(sigmas[0], tuple) and sigmas[1][0] > sigmas[1][1]
+
+
+def test_video_to_audio_keeps_the_video_clean_and_generates_sound(pipe):
+    from duet.data.world import make_clip
+
+    world = make_clip(1_000_003, kind="bounce")
+    seen = []
+    clip = pipe(world.caption, from_video=world.video[:30], steps=2, progress=False,
+                callback=lambda s: seen.append((s["t"], s["video"].clone(), s["audio"].clone())))
+    assert torch.equal(clip.video, torch.from_numpy(world.video[:30]))  # returned as given
+    assert clip.audio.shape == (20000,) and clip.audio.abs().max() > 0
+    assert all(t[0].item() == 0 and t[1].item() > 0 for t, _, _ in seen)  # video held at t = 0
+    assert torch.equal(seen[0][1], seen[-1][1]) and not torch.equal(seen[0][2], seen[-1][2])
+
+
+def test_audio_to_video_keeps_the_sound(pipe):
+    wave = np.sin(np.linspace(0, 800 * np.pi, 16000)).astype(np.float32) * 0.3
+    clip = pipe("a bell <AUDCAP>a tone<ENDAUDCAP>", from_audio=wave, steps=2, progress=False)
+    assert clip.video.shape == (24, 64, 64, 3)  # 1.0 s at 24 fps
+    torch.testing.assert_close(clip.audio, torch.from_numpy(wave))
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(from_video=np.zeros((9, 64, 64, 3), np.uint8), from_audio=np.zeros(8000, np.float32)),
+     "at most one of"),
+    (dict(from_video=np.zeros((9, 64, 64, 3), np.uint8), duration=2.0), "sets the clip's duration"),
+    (dict(from_video=np.zeros((1, 64, 64, 3), np.uint8)), "needs at least 2"),
+    (dict(from_video=np.zeros((9, 64, 64), np.uint8)), "uint8 \\[T, H, W, 3\\]"),
+    (dict(from_audio=np.zeros(8000, np.int16)), "float waveform"),
+])
+def test_bad_conditioning_input_is_refused(pipe, kw, needle):
+    with pytest.raises(InputError, match=needle):
+        pipe("a ball", steps=1, progress=False, **kw)

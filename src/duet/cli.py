@@ -22,9 +22,17 @@ log = logging.getLogger("duet")
 def _generate(args: argparse.Namespace) -> int:
     from duet.pipeline import RANDOM_INIT_WARNING, DuetPipeline
 
+    from duet.media import read_audio, read_mp4, retime_frames
+
     image = _read_image(args.image) if args.image is not None else None
+    given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
     pipe = DuetPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    from_video = from_audio = None
+    if given is not None:
+        from_video = retime_frames(given.frames, given.fps, pipe.preset.media.fps)
+    if args.from_audio is not None:
+        from_audio = read_audio(args.from_audio, pipe.audio_codec.sample_rate)
     if pipe.random_init:
         bar = "!" * 78
         print(f"{bar}\n!! WARNING: {RANDOM_INIT_WARNING}\n{bar}", file=sys.stderr)
@@ -35,7 +43,8 @@ def _generate(args: argparse.Namespace) -> int:
                 video_negative=args.video_negative, audio_negative=args.audio_negative,
                 slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
                 stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
-                guidance_rescale=args.guidance_rescale, image=image, seed=args.seed,
+                guidance_rescale=args.guidance_rescale, image=image, from_video=from_video,
+                from_audio=from_audio, seed=args.seed,
                 progress=not args.quiet)
     path = clip.save(args.output)
     t = clip.video.shape
@@ -211,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])
     g.add_argument("--image", help="first frame (PNG/JPEG) for image-to-audio-video")
+    g.add_argument("--from-video", metavar="CLIP.mp4",
+                   help="video-to-audio: keep this video, generate its sound (sets the duration)")
+    g.add_argument("--from-audio", metavar="SOUND",
+                   help="audio-to-video: keep this sound (WAV, MP3, an MP4's track...), generate the picture")
     g.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
     g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

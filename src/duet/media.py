@@ -519,6 +519,39 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
 # ------------------------------------------------------------------------ previews
 
 
+def read_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
+    """Any audio PyAV decodes (WAV, FLAC, MP3, the sound track of an MP4) as mono float32
+    [N] at `sample_rate` (libswresample does the resampling)."""
+    src = Path(path)
+    if not src.is_file():
+        raise MediaError(f"{src} does not exist; check the path.")
+    try:
+        with av.open(str(src), mode="r") as container:
+            if not container.streams.audio:
+                raise MediaError(f"{src} has no audio stream.")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+            parts = []
+            for frame in container.decode(container.streams.audio[0]):
+                parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot decode audio from {src}: {exc}") from exc
+    if not parts:
+        raise MediaError(f"{src} has an audio stream but no decodable samples.")
+    return np.concatenate(parts).astype(np.float32)
+
+
+def retime_frames(frames: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """Frames [T, ...] shown at `fps` resampled to `target_fps` (nearest frame in time)."""
+    if fps <= 0:
+        raise MediaError(f"the video's frame rate is unknown ({fps}); re-encode it with a fixed rate")
+    if abs(fps - target_fps) < 1e-6:
+        return frames
+    n = int(len(frames) / fps * target_fps)
+    index = np.minimum(np.round(np.arange(n) * fps / target_fps).astype(int), len(frames) - 1)
+    return frames[index]
+
+
 def frame_grid(frames: Any, cols: int) -> np.ndarray:
     """Tile frames row by row into one uint8 [rows * H, cols * W, 3] image.
 

@@ -227,6 +227,8 @@ class DuetPipeline:
                  stg_blocks: tuple[int, ...] | None = None,
                  bridge_guidance: float | tuple[float, float] = 1.0, guidance_rescale: float = 0.0,
                  image: Tensor | np.ndarray | None = None,
+                 from_video: Tensor | np.ndarray | None = None,
+                 from_audio: Tensor | np.ndarray | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  batch_cfg: bool = True, cross_modal: bool = True, progress: bool = True,
                  callback: Callable[[dict[str, Any]], None] | None = None) -> Clip:
@@ -240,6 +242,11 @@ class DuetPipeline:
         shift: σ shift, one for both or (video, audio): two values give each modality its
             own σ grid (same steps), so one can be denoised ahead of the other.
         image: uint8 [H, W, 3] first frame (image-to-audio-video); it is resized to the output.
+        from_video: uint8 [T, H, W, 3] frames at the preset's fps (video-to-audio): the video
+            is held clean (t = 0) and only the audio is generated; the clip's duration is the
+            video's (trimmed to whole latent frames) and its picture is the given one, resized.
+        from_audio: float [N] waveform at the codec's sample rate (audio-to-video), the
+            converse; the clip keeps the given sound.
         seed / generator: the same seed gives the same clip on the same device and dtype.
         cross_modal: False disables the fusion at inference (each tower runs alone), to
             measure what the cross-modal attention contributes.
@@ -249,7 +256,14 @@ class DuetPipeline:
         parsed = parse_prompt(prompt)
         text = parsed.to_format(self.preset.prompt_format)
         h, w = snap_size(height, width, media.area, media.size_multiple)
-        frames = self._frames(duration)
+        held = self._check_conditioning(image, from_video, from_audio, duration)
+        if from_video is not None:
+            frames = self._frames_within(int(np.asarray(from_video).shape[0]))
+        elif from_audio is not None:
+            n = int(np.asarray(from_audio).shape[0])
+            frames = self._frames_within(int(n * media.fps / self.audio_codec.sample_rate))
+        else:
+            frames = self._frames(duration)
         steps = sc.steps if steps is None else steps
         skip = sc.slg_block if slg_block == -1 else slg_block
         stg_v, stg_a = _pair(stg_guidance, "stg_guidance")
@@ -287,6 +301,15 @@ class DuetPipeline:
         audio = torch.randn(1, n_audio, self.audio_codec.latent_channels,
                             generator=generator).to(self.device, dtype)
         first = self._encode_image(image, h, w, dtype) if image is not None else None
+        given_frames = given_wave = None
+        if from_video is not None:
+            given_frames = self._fit_frames(from_video, h, w)[:, :, :frames]  # (1, 3, T, h, w)
+            video = self.video_codec.encode(given_frames).to(self.device, dtype)
+        if from_audio is not None:
+            given_wave = torch.as_tensor(np.asarray(from_audio), dtype=torch.float32)
+            n = n_audio * self.audio_codec.hop
+            head = torch.nn.functional.pad(given_wave, (0, max(0, n - given_wave.shape[0])))[:n]
+            audio = self.audio_codec.encode(head[None]).to(self.device, dtype)
 
         # 4. Denoise
         denoise = functools.partial(guided_velocity, self.model, cond=cond, uncond=uncond,
@@ -294,13 +317,14 @@ class DuetPipeline:
                                     cross_modal=cross_modal)
         sigmas = tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple) else sigmas.to(self.device)
         video, audio = sample(denoise, video, audio, sigmas,
-                              solver=solver or sc.solver, first_frame=first,
+                              solver=solver or sc.solver, first_frame=first, held=held,
                               callback=callback, disable=not progress)
 
         # 5. Decode
-        pixels = self.video_codec.decode(video.float())[0, :, :frames]  # (3, T, H, W)
+        # (a given modality is returned as given, not through its codec's round trip)
+        pixels = given_frames[0] if given_frames is not None else self.video_codec.decode(video.float())[0, :, :frames]
         frames_u8 = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        wave = self.audio_codec.decode(audio.float())[0]
+        wave = given_wave if given_wave is not None else self.audio_codec.decode(audio.float())[0]
         n_samples = round(frames / media.fps * self.audio_codec.sample_rate)
         wave = torch.nn.functional.pad(wave, (0, max(0, n_samples - wave.shape[0])))[:n_samples]
         return Clip(frames_u8.permute(1, 2, 3, 0).cpu(), wave.float().cpu(), media.fps,
@@ -332,11 +356,46 @@ class DuetPipeline:
         img = torch.as_tensor(np.asarray(image))
         if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
             raise InputError(f"image must be uint8 [H, W, 3], got {img.dtype} {tuple(img.shape)}")
-        x = img.permute(2, 0, 1).float()[None] / 127.5 - 1  # (1, 3, H, W)
+        x = self._fit_frames(img[None], h, w)  # (1, 3, 1, h, w)
+        return self.video_codec.encode(x).to(self.device, dtype)  # (1, C, 1, h', w')
+
+    @staticmethod
+    def _fit_frames(frames: Tensor | np.ndarray, h: int, w: int) -> Tensor:
+        """uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1] (center crop + resize)."""
+        x = torch.as_tensor(np.asarray(frames))
+        if x.dim() != 4 or x.shape[3] != 3 or x.dtype != torch.uint8:
+            raise InputError(f"frames must be uint8 [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+        x = x.permute(0, 3, 1, 2).float() / 127.5 - 1  # (T, 3, H, W)
         ih, iw = x.shape[2:]
-        scale = max(h / ih, w / iw)
-        x = torch.nn.functional.interpolate(x, size=(max(h, round(ih * scale)), max(w, round(iw * scale))),
-                                            mode="bilinear", antialias=True, align_corners=False)
-        top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
-        x = x[:, :, top:top + h, left:left + w]
-        return self.video_codec.encode(x[:, :, None]).to(self.device, dtype)  # (1, C, 1, h', w')
+        if (ih, iw) != (h, w):
+            scale = max(h / ih, w / iw)
+            size = (max(h, round(ih * scale)), max(w, round(iw * scale)))
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                                align_corners=False)
+            top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
+            x = x[:, :, top:top + h, left:left + w]
+        return x.permute(1, 0, 2, 3)[None]  # (1, 3, T, h, w)
+
+    def _frames_within(self, available: int) -> int:
+        """The longest valid clip (st*k + 1 frames) that fits in `available` frames."""
+        st = self.preset.media.video_stride[0]
+        if available < st + 1:
+            raise InputError(f"the input is {available} frames long; this model needs at least "
+                             f"{st + 1} ({(st + 1) / self.preset.media.fps:.2f} s)")
+        return st * ((available - 1) // st) + 1
+
+    @staticmethod
+    def _check_conditioning(image: Any, from_video: Any, from_audio: Any,
+                            duration: float | None) -> str | None:
+        """Which modality is held (given), after refusing combinations that make no sense."""
+        given = [n for n, x in (("image", image), ("from_video", from_video),
+                                ("from_audio", from_audio)) if x is not None]
+        if len(given) > 1:
+            raise InputError(f"pass at most one of image, from_video, from_audio (got {', '.join(given)})")
+        if given and given[0] != "image" and duration is not None:
+            raise InputError(f"{given[0]} sets the clip's duration; do not pass duration as well")
+        if from_audio is not None:
+            wave = np.asarray(from_audio)
+            if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.floating):
+                raise InputError(f"from_audio must be a float waveform [N], got {wave.dtype} {wave.shape}")
+        return {"from_video": "video", "from_audio": "audio"}.get(given[0]) if given else None

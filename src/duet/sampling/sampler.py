@@ -25,7 +25,7 @@ Denoiser = Callable[[Tensor | None, Tensor | None, Any], tuple[Tensor | None, Te
 @torch.no_grad()
 def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
            sigmas: Tensor | tuple[Tensor, Tensor], *,
-           solver: str = "unipc", first_frame: Tensor | None = None,
+           solver: str = "unipc", first_frame: Tensor | None = None, held: str | None = None,
            callback: Callable[[dict[str, Any]], None] | None = None, disable: bool = False,
            ) -> tuple[Tensor | None, Tensor | None]:
     """Integrate the flow ODE from noise at sigmas[0] to data at sigmas[-1] = 0.
@@ -37,12 +37,19 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     [B, C, 1, H, W]: a clean latent re-imposed on video frame 0 before every step
     (image-to-video; the denoiser must then give its tokens t = 0).
     sigmas may be one grid or (video grid, audio grid) of equal length.
+    held: "video" or "audio" is given, not generated (video-to-audio, audio-to-video): that
+    latent stays as passed, clean, and the model sees it at t = 0 throughout.
     The callback gets {"i", "t", "sigma", "video", "audio"} after each step ("t" and
     "sigma" are (video, audio) pairs with two grids).
     """
     step = get_solver(solver)
-    shared = isinstance(sigmas, Tensor)
-    grids = (sigmas, sigmas) if shared else tuple(sigmas)
+    if held not in (None, "video", "audio"):
+        raise InputError(f"held must be None, 'video' or 'audio', got {held!r}")
+    if held is not None and (video is None or audio is None or first_frame is not None):
+        raise InputError("a held modality needs both latents and no first_frame")
+    one_grid = isinstance(sigmas, Tensor)
+    grids = (sigmas, sigmas) if one_grid else tuple(sigmas)
+    shared = one_grid and held is None  # the denoiser gets one t, else a (video, audio) pair
     if len(grids) != 2 or grids[0].shape != grids[1].shape:
         raise InputError("per-modality sigmas must be two grids with the same number of steps")
     timesteps = [sigmas_to_timesteps(g) for g in grids]  # int64, what the model is conditioned on
@@ -53,16 +60,18 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     for i in trange(len(grids[0]) - 1, disable=disable, desc="denoising"):
         if first_frame is not None:
             video = _impose(video, first_frame)
-        tv, ta = (ts[i].expand(batch).to(device) for ts in timesteps)
+        tv, ta = (torch.zeros_like(ts[i]) if held == m else ts[i]
+                  for m, ts in zip(("video", "audio"), timesteps))
+        tv, ta = tv.expand(batch).to(device), ta.expand(batch).to(device)
         v_vel, a_vel = denoise(video, audio, tv if shared else (tv, ta))
-        if video is not None:
+        if video is not None and held != "video":
             video, vstate = step(video, v_vel, grids[0], i, vstate)
-        if audio is not None:
+        if audio is not None and held != "audio":
             audio, astate = step(audio, a_vel, grids[1], i, astate)
         if callback is not None:
-            t_i = timesteps[0][i] if shared else (timesteps[0][i], timesteps[1][i])
-            s_i = grids[0][i] if shared else (grids[0][i], grids[1][i])
-            callback({"i": i, "t": t_i, "sigma": s_i, "video": video, "audio": audio})
+            sig = [torch.zeros_like(g[i]) if held == m else g[i] for m, g in zip(("video", "audio"), grids)]
+            callback({"i": i, "t": tv[0] if shared else (tv[0], ta[0]),
+                      "sigma": sig[0] if shared else (sig[0], sig[1]), "video": video, "audio": audio})
     if first_frame is not None:
         video = _impose(video, first_frame)
     return video, audio
