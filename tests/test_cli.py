@@ -135,3 +135,28 @@ def test_generate_from_video_and_from_audio(tmp_path):
     assert main(["generate", world.caption, "--from-audio", str(wav), "-o", str(out),
                  "--steps", "2", "-q"]) == 0
     assert read_mp4(out).frames.shape == (36, 64, 64, 3)
+
+
+def test_generate_merges_lora_adapters(tmp_path):
+    import torch
+
+    from duet.config import get_preset
+    from duet.lora import LoraSpec, add_lora, save_adapter
+    from duet.model import TwinModel
+
+    model = TwinModel.from_config(get_preset("demo").model)
+    spec = LoraSpec(rank=2, targets=("self_attn",))
+    add_lora(model, spec)
+    with torch.no_grad():  # peft starts B at zero; a trained adapter would not be
+        for name, p in model.named_parameters():
+            if ".lora_B." in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(len(name)))
+    adapter = save_adapter(tmp_path / "adapter", model, spec)
+    outs = {}
+    for tag, extra in (("plain", []), ("zero", ["--lora", f"{adapter}:0"]), ("one", ["--lora", str(adapter)])):
+        out = tmp_path / f"{tag}.mp4"
+        assert main(["generate", "a ball <AUDCAP>thud<ENDAUDCAP>", "-o", str(out), "--steps", "2",
+                     "--duration", "0.5", "-q", *extra]) == 0
+        outs[tag] = read_mp4(out).frames
+    assert (outs["plain"] == outs["zero"]).all() and not (outs["plain"] == outs["one"]).all()
+    assert main(["generate", "x", "--lora", str(tmp_path), "-o", str(tmp_path / "bad.mp4")]) == 2

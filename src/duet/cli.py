@@ -28,6 +28,9 @@ def _generate(args: argparse.Namespace) -> int:
     given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
     pipe = DuetPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    for spec in args.lora:
+        path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
+        pipe.load_lora(path, float(scale))
     from_video = from_audio = None
     if given is not None:
         from_video = retime_frames(given.frames, given.fps, pipe.preset.media.fps)
@@ -157,18 +160,30 @@ def _train(args: argparse.Namespace) -> int:
     from duet.train.trainer import main as train_main
 
     logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
-    return train_main([args.config, *(["-q"] if args.quiet else [])])
+    return train_main([args.config, *(["-q"] if args.quiet else []), *(["--lora"] if args.lora else [])])
 
 
 def _data_build(args: argparse.Namespace) -> int:
     from duet.config import get_preset
-    from duet.data.dataset import build_shards
+    from duet.data.dataset import build_shards, world_config_for
 
+    preset = get_preset(args.preset)
+    overrides = {k: tuple(v.split(",")) for k, v in (("kinds", args.kinds), ("materials", args.materials)) if v}
     seeds = range(args.start_seed, args.start_seed + args.clips)
-    paths = build_shards(args.output, get_preset(args.preset), seeds, shard_size=args.shard_size,
-                         progress=not args.quiet)
+    paths = build_shards(args.output, preset, seeds, shard_size=args.shard_size,
+                         config=world_config_for(preset, **overrides), progress=not args.quiet)
     print(f"wrote {len(paths)} shards ({args.clips} clips) to {args.output}")
     return 0
+
+
+def _has_scale(spec: str) -> bool:
+    """Whether `DIR:SCALE` ends in a number (a path may itself contain ':')."""
+    head, sep, tail = spec.rpartition(":")
+    try:
+        float(tail)
+    except ValueError:
+        return False
+    return bool(sep and head)
 
 
 def _scales(text: str) -> float | tuple[float, float]:
@@ -226,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio-to-video: keep this sound (WAV, MP3, an MP4's track...), generate the picture")
     g.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
     g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
+                   help="merge a LoRA adapter into the model (repeatable; scale default 1)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)
 
@@ -251,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train or fine-tune a model (also under torchrun)")
     t.add_argument("config", help="training config (.json or .toml); see README")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--lora", action="store_true",
+                   help="train LoRA adapters on the config's init_from (exports adapter files only)")
     t.set_defaults(func=_train)
 
     d = sub.add_parser("data", help="training data")
@@ -261,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--clips", type=int, default=1024)
     db.add_argument("--start-seed", type=int, default=0)
     db.add_argument("--shard-size", type=int, default=256)
+    db.add_argument("--kinds", metavar="K[,K]", help="clip kinds to draw: bounce,talk (default both)")
+    db.add_argument("--materials", metavar="M[,M...]",
+                    help="ball materials (default rubber,metal,glass,wood; bronze is a new concept)")
     db.add_argument("-q", "--quiet", action="store_true")
     db.set_defaults(func=_data_build)
     return p

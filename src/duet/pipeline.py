@@ -151,6 +151,7 @@ class DuetPipeline:
         self.audio_codec = audio_codec
         self.device = torch.device(device)
         self.random_init = random_init
+        self.loras: list[tuple[str, float]] = []  # adapters merged into `model`, in order
         self._check_components()
 
     # ---- construction ---------------------------------------------------------------
@@ -196,6 +197,18 @@ class DuetPipeline:
         video_codec, audio_codec, text = build_codecs(preset, device)
         return cls(preset, model, text, video_codec, audio_codec, device=device,
                    random_init=random_init)
+
+    def load_lora(self, path: str | os.PathLike, scale: float = 1.0) -> DuetPipeline:
+        """Merge a LoRA adapter (`duet train` with lora) into this pipeline's model weights:
+        W += scale * (alpha/r) B A. Adapters stack; merge with -scale to take one out again."""
+        from duet.lora import load_adapter, merge_adapter
+
+        if not math.isfinite(scale):
+            raise InputError(f"LoRA scale must be a finite number, got {scale}")
+        merged = merge_adapter(self.model, load_adapter(path), scale, source=str(path))
+        log.info("merged LoRA %s (scale %g) into %d layers", path, scale, merged)
+        self.loras.append((str(path), float(scale)))
+        return self
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json + model.safetensors; `from_pretrained(directory)` reads them back."""

@@ -42,6 +42,7 @@ from duet.errors import ConfigError, InputError
 __all__ = [
     "BACKGROUNDS",
     "HELDOUT_SEED_START",
+    "EXTRA_MATERIALS",
     "KINDS",
     "MATERIALS",
     "PALETTE",
@@ -81,7 +82,10 @@ _FLOORS: dict[str, tuple[int, int, int]] = {
     "white tiled": (200, 200, 206),
 }
 MATERIALS: tuple[str, ...] = ("rubber", "metal", "glass", "wood")
-_MATERIAL_WORD = {"rubber": "rubber", "metal": "metal", "glass": "glass", "wood": "wooden"}
+# Not drawn by default: a concept the default model has never seen (LoRA fine-tuning demo).
+EXTRA_MATERIALS: tuple[str, ...] = ("bronze",)
+_MATERIAL_WORD = {"rubber": "rubber", "metal": "metal", "glass": "glass", "wood": "wooden",
+                  "bronze": "bronze"}
 SIZES: dict[str, float] = {"small": 0.06, "large": 0.095}  # ball radius / frame height
 
 # Physics in units of the frame height H, so clips look the same at any resolution.
@@ -92,7 +96,7 @@ _FLOOR = 0.875  # floor line at this fraction of the height (the band below is t
 # sees a few frames on each side of a contact.
 _V_MIN = 0.15 * _GRAVITY
 _RESTITUTION = {"rubber": (0.78, 0.90), "metal": (0.65, 0.80), "glass": (0.65, 0.80),
-                "wood": (0.60, 0.75)}
+                "wood": (0.60, 0.75), "bronze": (0.60, 0.72)}
 _EDGE_FRAMES = 3  # no event within this many frames of either end of the clip
 
 
@@ -109,6 +113,7 @@ class WorldConfig:
     max_balls: int = 2
     ambience: float = 0.5  # probability of a quiet room tone under the events
     min_event_gap: float = 0.1  # seconds between any two events, so each is observable
+    materials: tuple[str, ...] = MATERIALS  # ball materials drawn (EXTRA_MATERIALS: new concepts)
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.sample_rate <= 0:
@@ -123,6 +128,10 @@ class WorldConfig:
         unknown = sorted(set(self.kinds) - set(KINDS))
         if not self.kinds or unknown:
             raise ConfigError(f"kinds {self.kinds!r} must be a non-empty subset of {KINDS}")
+        unknown = sorted(set(self.materials) - set(MATERIALS) - set(EXTRA_MATERIALS))
+        if not self.materials or unknown:
+            raise ConfigError(f"materials {self.materials!r} must be a non-empty subset of "
+                              f"{MATERIALS + EXTRA_MATERIALS}")
         if self.max_balls not in (1, 2):
             raise ConfigError(f"max_balls must be 1 or 2, got {self.max_balls}")
         if not 0.0 <= self.ambience <= 1.0:
@@ -282,6 +291,8 @@ _IMPACT = {
                   gains=(1.0, 0.6, 0.35), click=(4000.0, 2000.0, 0.002, 0.4)),
     "glass": dict(modes=(3900.0, 5300.0, 6700.0), decays=(0.045, 0.035, 0.025),
                   gains=(1.0, 0.7, 0.5), click=(5500.0, 1500.0, 0.002, 0.6)),
+    "bronze": dict(modes=(520.0, 1270.0, 1830.0), decays=(0.6, 0.4, 0.25),
+                   gains=(1.0, 0.5, 0.3), click=(900.0, 600.0, 0.003, 0.3)),
 }
 
 
@@ -349,7 +360,7 @@ def _draw_ball(rng: np.random.Generator, config: WorldConfig, lane: tuple[float,
     g = _GRAVITY * h
     colour = str(rng.choice(sorted(set(PALETTE) - taken)))
     size = str(rng.choice(list(SIZES)))
-    material = str(rng.choice(MATERIALS))
+    material = str(rng.choice(config.materials))
     r = SIZES[size] * h
     floor_y = round(_FLOOR * h)
     y_contact = floor_y - r
@@ -403,7 +414,8 @@ def _bounce_caption(balls: list[dict[str, Any]], floor: str, background: str,
     visual = (f"{' and '.join(names).capitalize()} {verb} on a {floor} floor in front of a "
               f"plain {background} wall.")
     sounds = {"rubber": "dull low rubbery thuds", "metal": "high metallic pings that ring",
-              "glass": "bright short glassy clinks", "wood": "hollow wooden knocks"}
+              "glass": "bright short glassy clinks", "wood": "hollow wooden knocks",
+              "bronze": "deep ringing bell-like bongs"}
     heard = " and ".join(dict.fromkeys(sounds[b["material"]] for b in balls))
     room = "quiet room ambience" if ambience else "otherwise silent"
     audio = f"{heard.capitalize()} each time a ball hits the floor, {room}"
@@ -433,7 +445,7 @@ def _make_bounce(rng: np.random.Generator, config: WorldConfig) -> WorldClip:
             band = _disc(cx, cy, r, h, w) * (np.abs(np.arange(h)[None, :, None] + 0.5
                                                     - cy[:, None, None]) < 0.22 * r)
             _paint(img, band, 0.72 * colour)
-        elif b["material"] in ("metal", "glass"):  # a specular highlight
+        elif b["material"] in ("metal", "glass", "bronze"):  # a specular highlight
             spot = _disc(cx - 0.35 * r, cy - 0.35 * r, 0.28 * r, h, w)
             _paint(img, spot * (0.85 if b["material"] == "metal" else 0.6), (250, 250, 250))
         pitch = (1.25 if b["size"] == "small" else 0.8) * rng.uniform(0.94, 1.06)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from duet.config import Preset, TowerConfig, TwinConfig, get_preset
 from duet.errors import ConfigError
+from duet.lora import LoraSpec
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
 
@@ -39,6 +40,9 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None  # bundle directory with starting weights (strictly loaded)
     stage: str = "full"  # audio | video | fusion | full (see duet.train.stages)
+    # LoRA fine-tuning (duet.lora.LoraSpec keys: rank, alpha, targets, towers, dropout,
+    # blocks); None trains the stage's parameters themselves. Needs init_from.
+    lora: dict[str, Any] | None = None
     # data
     data: tuple[str, ...] = ()  # safetensors shards, or directories of them (see train.data)
     batch_size: int = 8  # global items per optimizer step (all ranks, all micro-steps)
@@ -103,6 +107,10 @@ class TrainConfig:
                               f"choose one of {list(SAMPLERS)}")
         self.flow()  # checks the objective's values
         self.twin()  # checks the model shape
+        if self.lora is not None:
+            self.lora_spec()
+            if self.init_from is None:
+                raise ConfigError("lora fine-tunes a trained model: set init_from to its bundle")
 
     # ---- loading ----------------------------------------------------------------------
     @classmethod
@@ -138,6 +146,17 @@ class TrainConfig:
     # ---- derived ----------------------------------------------------------------------
     def get_stage(self) -> Stage:
         return get_stage(self.stage)
+
+    def lora_spec(self) -> LoraSpec | None:
+        """The LoRA adapters to train, or None (ConfigError names a bad key)."""
+        if self.lora is None:
+            return None
+        try:
+            return LoraSpec.from_dict(self.lora)
+        except TypeError as e:
+            raise ConfigError(f"lora: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"lora: {e}") from None
 
     def flow(self) -> FlowConfig:
         st = self.get_stage()

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
                               save_weights, write_config)
 from duet.errors import CheckpointError, ConfigError, DuetError
+from duet.lora import add_lora, save_adapter
 from duet.model import TwinModel
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
@@ -131,6 +132,8 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
     if problem is not None:
         raise CheckpointError(problem)
     if rt.distributed:
+        if cfg.lora is not None:
+            raise ConfigError("lora training runs in one process for now; drop torchrun")
         trainable = apply_stage(model, cfg.stage)
         parallelize(model, rt.mesh, cfg)  # type: ignore[arg-type]
         model.to_empty(device=rt.device)
@@ -138,6 +141,11 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
     else:
         load_into(model, state, source=cfg.init_from or "random init", dtype=torch.float32)
         trainable = apply_stage(model, cfg.stage)
+        spec = cfg.lora_spec()
+        if spec is not None:  # base weights frozen; only the injected adapters train
+            layers = add_lora(model, spec)
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            log.info("LoRA rank %d on %d layers (%s)", spec.rank, layers, ", ".join(spec.targets))
         model.to(rt.device)
         model.gradient_checkpointing = cfg.gradient_checkpointing
     return model, trainable
@@ -251,9 +259,19 @@ def _jsonable(v: Any) -> Any:
 def export_bundle(directory: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module, ema: Ema,
                   step: int) -> Path:
     """EMA weights (frozen parameters as they are) as a model bundle that
-    `DuetPipeline.from_pretrained(directory)` loads: config.json + model.safetensors.
+    `DuetPipeline.from_pretrained(directory)` loads: config.json + model.safetensors; with
+    LoRA, the EMA adapters alone (duet.lora: adapter.safetensors + adapter.json).
     Gathered tensor by tensor and cast on the fly, so rank 0 holds one export-dtype copy."""
     dtype = getattr(torch, cfg.export_dtype)
+    spec = cfg.lora_spec()
+    if spec is not None:  # an adapter, not a model: the base bundle stays as it is
+        if rt.is_main:
+            save_adapter(directory, model, spec, values=ema.shadow, dtype=dtype,
+                         note=f"LoRA on {cfg.init_from}: stage {cfg.stage}, {step} steps, EMA "
+                              f"decay {cfg.ema_decay}")
+            log.info("exported adapter %s", directory)
+        rt.barrier()
+        return directory
     weights = {}
     for name, t in model.state_dict().items():
         full = full_tensor(ema.shadow.get(name, t))  # a collective for sharded tensors
@@ -369,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Train a Duet model on precomputed latents.")
     parser.add_argument("config", help="training config (.json or .toml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--lora", action="store_true",
+                        help="train LoRA adapters on init_from (default spec unless the config has a lora table)")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
@@ -377,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig.from_file(args.config)
         if args.quiet:
             cfg = dataclasses.replace(cfg, progress=False)
+        if args.lora and cfg.lora is None:
+            cfg = dataclasses.replace(cfg, lora={})
         bundle = train(cfg)
     except DuetError as e:
         log.error("%s", e)
