@@ -21,7 +21,7 @@ from duet.codecs.pixels import PixelCodec
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.sync import measure, merge
 
-STRIDES = ((1, 4, 4), (2, 4, 4), (4, 4, 4), (4, 8, 8))
+STRIDES = ((1, 4, 4), (1, 8, 8), (2, 4, 4), (4, 8, 8))
 
 
 def video_roundtrip(frames: np.ndarray, stride: tuple[int, int, int]) -> np.ndarray:

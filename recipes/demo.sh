@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # The recipe of Duet's default model (the `demo` preset), end to end on a 2-core CPU:
 #
-#   bash recipes/demo.sh [OUT=runs/demo]            # -> OUT/fusion/final, the shipped bundle
-#   ROPE_SCALE=1.0 bash recipes/demo.sh runs/unscaled   # the unscaled-RoPE comparison model
+#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/fusion/final, the shipped bundle
+#   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/video/final bash recipes/demo.sh runs/unscaled
+#                                                           # the unscaled-RoPE comparison model
 #
 # 1. data: 5,120 world clips (seeds 0-5119, half bounce half talk) -> demo-codec latents and
 #    MiniLM contexts, built by two processes at once (DATA, default data/world);
-# 2. stage "audio" (Ovi stage 1): the audio tower alone, scaled RoPE from the start;
-# 3. stage "video": the video tower alone (a small model has no pretrained video tower);
-# 4. stage "fusion" (Ovi stage 2): both towers + the cross-modal layers, every FFN frozen,
-#    loss 0.85 L_v + 0.15 L_a, AdamW betas (0.9, 0.95).
-# Each stage starts from the previous stage's exported (EMA) bundle. THREADS (default 2)
-# sets torch's thread count; two recipes side by side run with THREADS=1 each.
+# 2. stage "audio" (Ovi stage 1): the audio tower alone, with its RoPE scale from the start;
+# 3. stage "video": the video tower alone (a small model has no pretrained video tower; it
+#    does not depend on the audio RoPE, so a comparison run may reuse it: VIDEO_FROM);
+# 4. stage "fusion" (Ovi stage 2): each tower from its stage, the cross-modal layers new,
+#    every FFN frozen, loss 0.85 L_v + 0.15 L_a, AdamW betas (0.9, 0.95).
+# STAGES (default "audio video fusion") runs a subset; a stage whose final bundle exists is
+# skipped, and fusion waits for its two inputs to appear, so stages can run in two processes.
+# THREADS (default 2) sets torch's thread count (THREADS=1 for two processes side by side).
 set -euo pipefail
 OUT=${1:-runs/demo}
 DATA=${DATA:-data/world}
 THREADS=${THREADS:-2}
 ROPE_SCALE=${ROPE_SCALE:-}
+STAGES=${STAGES:-audio video fusion}
+VIDEO_FROM=${VIDEO_FROM:-$OUT/video/final}
 export OMP_NUM_THREADS=$THREADS
 
 if [ ! -d "$DATA/part1" ]; then
@@ -27,19 +32,26 @@ fi
 
 model='{}'
 if [ -n "$ROPE_SCALE" ]; then model="{\"audio\": {\"rope_time_scale\": $ROPE_SCALE}}"; fi
-stage() {  # name, init_from ("" for a random init), steps, lr, ema_decay
-    local init=null
-    if [ -n "$2" ]; then init="\"$OUT/$2/final\""; fi
-    mkdir -p "$OUT/$1"
-    cat > "$OUT/$1.json" <<JSON
-{"preset": "demo", "model": $model, "stage": "$1", "init_from": $init,
- "data": ["$DATA/part0", "$DATA/part1"], "batch_size": 8, "steps": $3, "lr": $4,
- "warmup_steps": 100, "ema_decay": $5, "checkpoint_every": 250, "keep_checkpoints": 2,
- "log_every": 50, "out_dir": "$OUT/$1", "seed": 0}
+stage() {  # name, out folder, init_from (JSON), steps, lr, ema_decay
+    mkdir -p "$2"
+    cat > "$2.json" <<JSON
+{"preset": "demo", "model": $model, "stage": "$1", "init_from": $3,
+ "data": ["$DATA/part0", "$DATA/part1"], "batch_size": 8, "steps": $4, "lr": $5,
+ "warmup_steps": 100, "ema_decay": $6, "checkpoint_every": 100, "keep_checkpoints": 2,
+ "log_every": 50, "out_dir": "$2", "seed": 0}
 JSON
-    if [ ! -f "$OUT/$1/final/model.safetensors" ]; then duet train "$OUT/$1.json" -q; fi
+    if [ ! -f "$2/final/model.safetensors" ]; then duet train "$2.json" -q; fi
 }
-stage audio "" 1500 3e-4 0.995
-stage video audio 1200 3e-4 0.995
-stage fusion video 3200 2e-4 0.998
+for s in $STAGES; do
+    case $s in
+        audio) stage audio "$OUT/audio" null 600 3e-4 0.99 ;;
+        video) stage video "$OUT/video" null 600 3e-4 0.995 ;;
+        fusion)
+            while [ ! -f "$VIDEO_FROM/model.safetensors" ] || [ ! -f "$OUT/audio/final/model.safetensors" ]; do
+                sleep 30
+            done
+            stage fusion "$OUT/fusion" "{\"video\": \"$VIDEO_FROM\", \"audio\": \"$OUT/audio/final\"}" \
+                800 2e-4 0.995 ;;
+    esac
+done
 echo "done: $OUT/fusion/final"

@@ -213,14 +213,17 @@ def _demo() -> Preset:
 
     The video codec keeps every frame (temporal stride 1: an impact must be placeable to the
     frame, and averaging frames smears the bounce the sync ruler looks for) and averages
-    4x4 pixels (a 5-px ball stays visible); large 8x8 patches then keep the video tower at
-    4 tokens per frame, 388 per clip, which is what lets it train in two hours on 2 cores.
+    4x4 pixels (at 8x8 the ruler misses half the impacts after a round trip:
+    benchmarks/codec_roundtrip.py). Large 8x8 patches then keep the video tower at 4 tokens
+    per frame, 388 per clip, which is what lets it train in two hours on 2 cores; a patch is
+    8*8*3 = 192 numbers, so the width must exceed 192 for the linear head to be able to
+    output any patch (at dim 128 the samples stayed noisy: the head has rank 128).
     """
     media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
                         video_stride=(1, 4, 4), audio_hop=512, audio_latents=None)
     scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
                                   media.audio_rate), 5)
-    common = dict(dim=128, ffn_dim=384, num_heads=2, num_layers=4, text_len=96, text_dim=384)
+    common = dict(dim=256, ffn_dim=768, num_heads=4, num_layers=4, text_len=96, text_dim=384)
     model = TwinConfig(
         TowerConfig("video", in_dim=3, out_dim=3, patch_size=(1, 8, 8), **common),
         TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),

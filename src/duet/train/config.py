@@ -38,7 +38,9 @@ class TrainConfig:
     preset: str = "tiny"  # base preset: its model shape, media rates and codecs go in the bundle
     # TowerConfig overrides: top-level keys apply to both towers, "video"/"audio" sub-dicts to one
     model: dict[str, Any] = field(default_factory=dict)
-    init_from: str | None = None  # bundle directory with starting weights (strictly loaded)
+    # bundle directory with starting weights (strictly loaded), or {"video": dir, "audio": dir}
+    # to take each tower from its own bundle (Ovi: video from Wan, audio from its stage 1)
+    init_from: str | dict[str, str] | None = None
     stage: str = "full"  # audio | video | fusion | full (see duet.train.stages)
     # LoRA fine-tuning (duet.lora.LoraSpec keys: rank, alpha, targets, towers, dropout,
     # blocks); None trains the stage's parameters themselves. Needs init_from.
@@ -107,6 +109,11 @@ class TrainConfig:
                               f"choose one of {list(SAMPLERS)}")
         self.flow()  # checks the objective's values
         self.twin()  # checks the model shape
+        if isinstance(self.init_from, dict):
+            bad = sorted(set(self.init_from) - {"video", "audio"})
+            if bad or not self.init_from or not all(isinstance(v, str) for v in self.init_from.values()):
+                raise ConfigError(f"init_from as a table maps 'video' and/or 'audio' to bundle "
+                                  f"directories, got {self.init_from!r}")
         if self.lora is not None:
             self.lora_spec()
             if self.init_from is None:

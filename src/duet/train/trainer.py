@@ -100,23 +100,38 @@ class Ema:
 
 # ---- setup -------------------------------------------------------------------------------
 def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
-    """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or a seeded
-    random init. The bundle's presence and config are checked on every rank."""
+    """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or each
+    tower from its own bundle, or a seeded random init (for towers no bundle gives). The
+    bundles' presence and configs are checked on every rank."""
     twin = cfg.twin()
-    if cfg.init_from is not None:
-        preset, _ = read_config(cfg.init_from)
-        weights = Path(cfg.init_from) / BUNDLE_WEIGHTS
-        if not weights.is_file():
-            raise CheckpointError(f"init_from: {weights} is missing")
+    sources = cfg.init_from if isinstance(cfg.init_from, dict) else (
+        {"": cfg.init_from} if cfg.init_from is not None else {})
+    for bundle in sources.values():
+        preset, _ = read_config(bundle)
+        if not (Path(bundle) / BUNDLE_WEIGHTS).is_file():
+            raise CheckpointError(f"init_from: {Path(bundle) / BUNDLE_WEIGHTS} is missing")
         if preset.model != twin and rt.is_main:
             log.warning("init_from %s was saved with another model config; loading its weights "
-                        "strictly into this run's model", cfg.init_from)
-        return load_weights(weights) if rt.is_main else {}
+                        "strictly into this run's model", bundle)
     if not rt.is_main:
         return {}
+    if "" in sources:
+        return load_weights(Path(sources[""]) / BUNDLE_WEIGHTS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return TwinModel.from_config(twin).state_dict()
+        state = TwinModel.from_config(twin).state_dict()
+    for tower, bundle in sources.items():
+        prefix = f"{tower}_model."
+        weights = load_weights(Path(bundle) / BUNDLE_WEIGHTS)
+        state.update({k: v for k, v in weights.items() if k.startswith(prefix)})
+    return state
+
+
+def _source(cfg: TrainConfig) -> str:
+    """Where the starting weights come from, for error messages."""
+    if isinstance(cfg.init_from, dict):
+        return ", ".join(f"{k}: {v}" for k, v in cfg.init_from.items())
+    return cfg.init_from or "random init"
 
 
 def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tuple[nn.Module, int]:
@@ -125,7 +140,7 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
     problem = None
     if rt.is_main:  # every missing, unexpected or mis-shaped key, before anything is loaded
         try:
-            check_state_dict(model, state, cfg.init_from or "random init")
+            check_state_dict(model, state, _source(cfg))
         except CheckpointError as e:
             problem = str(e)
     problem = rt.broadcast(problem)
@@ -139,7 +154,7 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
         model.to_empty(device=rt.device)
         load_model_state(model, state, rt)  # rank 0's weights, broadcast and sharded
     else:
-        load_into(model, state, source=cfg.init_from or "random init", dtype=torch.float32)
+        load_into(model, state, source=_source(cfg), dtype=torch.float32)
         trainable = apply_stage(model, cfg.stage)
         spec = cfg.lora_spec()
         if spec is not None:  # base weights frozen; only the injected adapters train
