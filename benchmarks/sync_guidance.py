@@ -1,0 +1,59 @@
+"""Sync and generation time under each guidance term, on held-out bounce prompts.
+
+    python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25]
+
+Rows: Ovi's plain CFG (the default), + the bridge (dual-CFG) term at three scales, + STG,
+and all together with std rescale. Every row uses the same captions and seeds, so the rows
+differ only in guidance; s/clip counts the extra forward passes each term costs (they are
+batched into one call per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from duet.data.world import HELDOUT_SEED_START, make_clip
+from duet.eval.sync import measure_file, merge
+from duet.pipeline import DuetPipeline
+
+ROWS: list[tuple[str, dict]] = [
+    ("plain CFG (default)", {}),
+    ("+ bridge 2.0", dict(bridge_guidance=2.0)),
+    ("+ bridge 3.0", dict(bridge_guidance=3.0)),
+    ("+ bridge 4.0", dict(bridge_guidance=4.0)),
+    ("+ STG 1.0", dict(stg_guidance=1.0)),
+    ("+ bridge 3.0 + STG 1.0, rescale 0.7", dict(bridge_guidance=3.0, stg_guidance=1.0, guidance_rescale=0.7)),
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo")
+    p.add_argument("--clips", type=int, default=16)
+    p.add_argument("--steps", type=int)
+    args = p.parse_args()
+    pipe = DuetPipeline.from_pretrained(args.model, device="cpu")
+    captions = [make_clip(HELDOUT_SEED_START + i, kind="bounce").caption for i in range(args.clips)]
+    print("| guidance | pairs | median offset ms | median abs offset ms | within 1 frame | "
+          "within 2 frames | missed | extra | s/clip |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in ROWS:
+            reports, seconds = [], 0.0
+            for i, caption in enumerate(captions):
+                start = time.perf_counter()
+                clip = pipe(caption, seed=i, steps=args.steps, progress=False, **kw)
+                path = clip.save(Path(tmp) / "clip.mp4")
+                seconds += time.perf_counter() - start
+                reports.append(measure_file(path, kind="bounce"))
+            r = merge(reports)
+            print(f"| {name} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | {r.median_abs_offset_ms:.1f} | "
+                  f"{r.within_1_frame:.0%} | {r.within_2_frames:.0%} | {r.missed} | {r.extra} | "
+                  f"{seconds / len(captions):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
