@@ -49,9 +49,7 @@ def main() -> None:
 
     def row(stride: str, what: str, reports: list) -> None:
         r = merge(reports)
-        print(f"| {stride} | {what} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | "
-              f"{r.median_abs_offset_ms:.1f} | {r.within_1_frame:.0%} | {r.within_2_frames:.0%} | "
-              f"{r.missed} | {r.extra} |", flush=True)
+        print(f"| {stride} | {what} | {r.table_cells()} |", flush=True)
 
     row("—", "audio", [measure(c.video, a, 24.0, 16000, "bounce") for c, a in zip(clips, audio)])
     for stride in STRIDES:

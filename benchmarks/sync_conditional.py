@@ -41,8 +41,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, reports in rows.items():
         r = merge(reports)
-        print(f"| {name} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | {r.median_abs_offset_ms:.1f} | "
-              f"{r.within_1_frame:.0%} | {r.within_2_frames:.0%} | {r.missed} | {r.extra} |")
+        print(f"| {name} | {r.table_cells()} |")
 
 
 if __name__ == "__main__":

@@ -151,8 +151,7 @@ def _eval_sync(args: argparse.Namespace) -> int:
     print("| clip | pairs | median offset ms | median abs ms | within 1 frame | within 2 frames | missed | extra |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in [*reports.items(), ("all", total)]:
-        print(f"| {name} | {len(r.offsets_ms)} | {r.median_offset_ms:+.1f} | {r.median_abs_offset_ms:.1f} | "
-              f"{r.within_1_frame:.0%} | {r.within_2_frames:.0%} | {r.missed} | {r.extra} |")
+        print(f"| {name} | {r.table_cells()} |")
     return 0
 
 

@@ -94,6 +94,12 @@ class SyncReport:
             frame_ms=float(frame_ms),
         )
 
+    def table_cells(self) -> str:
+        """The markdown cells every sync table shares: pairs | median offset | median |offset| |
+        within 1 frame | within 2 frames | missed | extra."""
+        return (f"{len(self.offsets_ms)} | {self.median_offset_ms:+.1f} | {self.median_abs_offset_ms:.1f} | "
+                f"{self.within_1_frame:.0%} | {self.within_2_frames:.0%} | {self.missed} | {self.extra}")
+
 
 def merge(reports: Iterable[SyncReport]) -> SyncReport:
     """Pool several reports (e.g. one per clip) as if they were one long clip."""
