@@ -5,6 +5,8 @@
 #   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/video/final bash recipes/demo.sh runs/unscaled
 #                                                           # the unscaled-RoPE comparison model
 #
+# 0. codec: the learned frame codec (duet codec train, ~15 min), written into the package as
+#    the shipped one when it is not there yet (it is part of the default model);
 # 1. data: 5,120 world clips (seeds 0-5119, half bounce half talk) -> demo-codec latents and
 #    MiniLM contexts, built by two processes at once (DATA, default data/world);
 # 2. stage "audio" (Ovi stage 1): the audio tower alone, with its RoPE scale from the start;
@@ -24,9 +26,14 @@ STAGES=${STAGES:-audio video fusion}
 VIDEO_FROM=${VIDEO_FROM:-$OUT/video/final}
 export OMP_NUM_THREADS=$THREADS
 
+CODEC=$(python -c "from duet.codecs.frames import SHIPPED; from importlib import resources; print(resources.files('duet') / 'assets' / 'codecs' / SHIPPED)")
+if [ ! -f "$CODEC" ]; then
+    mkdir -p "$(dirname "$CODEC")"
+    duet codec train -o "$CODEC" -q
+fi
 if [ ! -d "$DATA/part1" ]; then
-    duet data build -o "$DATA/part0" --clips 2560 --start-seed 0 -q &
-    duet data build -o "$DATA/part1" --clips 2560 --start-seed 2560 -q &
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part0" --clips 2560 --start-seed 0 -q &
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part1" --clips 2560 --start-seed 2560 -q &
     wait
 fi
 
@@ -45,7 +52,7 @@ JSON
 for s in $STAGES; do
     case $s in
         audio) stage audio "$OUT/audio" null 600 3e-4 0.99 ;;
-        video) stage video "$OUT/video" null 600 3e-4 0.995 ;;
+        video) stage video "$OUT/video" null 1200 3e-4 0.995 ;;
         fusion)
             while [ ! -f "$VIDEO_FROM/model.safetensors" ] || [ ! -f "$OUT/audio/final/model.safetensors" ]; do
                 sleep 30

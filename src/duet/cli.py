@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | eval sync | train | data build`: parse arguments, call the library, print.
+"""`duet generate | info | convert | eval sync | train | data build | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -81,7 +81,8 @@ def _info(args: argparse.Namespace) -> int:
     preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
     model = TwinModel.from_config(preset.model, device="meta")
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    fusion = sum(p.numel() for n, p in model.named_parameters() if "_fusion" in n)
+    fusion = sum(p.numel() for n, p in model.named_parameters()
+                 if "_fusion" in n or n.startswith("bridge."))
     media = preset.media
     frames = media.frames
     lf = media.latent_frames(frames)
@@ -107,7 +108,7 @@ def _info(args: argparse.Namespace) -> int:
     p = info["parameters"]
     print(f"{preset.name}: {p['total'] / 1e9:.3f}B parameters "
           f"(video {p['video_tower'] / 1e9:.3f}B, audio {p['audio_tower'] / 1e9:.3f}B, "
-          f"of which fusion {fusion / 1e9:.3f}B)")
+          f"of which fusion/bridge {fusion / 1e9:.3f}B)")
     print(f"default clip: {frames} frames @ {media.fps:g} fps, {side}x{side}, "
           f"{media.sample_rate} Hz audio")
     lat = info["latents"]
@@ -116,6 +117,9 @@ def _info(args: argparse.Namespace) -> int:
     for name, tower in (("video", preset.model.video), ("audio", preset.model.audio)):
         print(f"{name} tower: dim {tower.dim}, {tower.num_layers} blocks, {tower.num_heads} heads, "
               f"ffn {tower.ffn_dim}, in/out {tower.in_dim}/{tower.out_dim}, text {tower.text_len}x{tower.text_dim}")
+    if (b := preset.model.bridge) is not None:
+        print(f"bridge: before video blocks {list(b.layers)}, dim {preset.model.bridge_dim}, "
+              f"{b.num_heads} heads, {b.rope} RoPE, gains video {b.video_gain:g} audio {b.audio_gain:g}")
     return 0
 
 
@@ -172,6 +176,17 @@ def _data_build(args: argparse.Namespace) -> int:
     paths = build_shards(args.output, preset, seeds, shard_size=args.shard_size,
                          config=world_config_for(preset, **overrides), progress=not args.quiet)
     print(f"wrote {len(paths)} shards ({args.clips} clips) to {args.output}")
+    return 0
+
+
+def _codec_train(args: argparse.Namespace) -> int:
+    from duet.train.codec import config_from_args, train_frame_codec
+
+    cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    r = train_frame_codec(cfg, progress=not args.quiet)
+    print(f"wrote {args.output}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, held-out PSNR "
+          f"{r['heldout_psnr_db']:.2f} dB, {r['params'] / 1e6:.2f}M parameters, {r['wall_s']:.0f} s")
     return 0
 
 
@@ -284,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ball materials (default rubber,metal,glass,wood; bronze is a new concept)")
     db.add_argument("-q", "--quiet", action="store_true")
     db.set_defaults(func=_data_build)
+
+    k = sub.add_parser("codec", help="the demo model's learned video codec")
+    ksub = k.add_subparsers(dest="action", required=True)
+    kt = ksub.add_parser("train", help="train a frame autoencoder on synthetic-world frames")
+    kt.add_argument("-o", "--output", required=True, help="safetensors file to write")
+    kt.add_argument("--clips", type=int, help="world clips rendered for training frames (384)")
+    kt.add_argument("--steps", type=int, help="optimizer steps (1500)")
+    kt.add_argument("--batch-size", type=int, help="frames per step (32)")
+    kt.add_argument("--lr", type=float, help="peak AdamW learning rate (2e-3)")
+    kt.add_argument("--seed", type=int)
+    kt.add_argument("-q", "--quiet", action="store_true")
+    kt.set_defaults(func=_codec_train)
     return p
 
 

@@ -70,24 +70,91 @@ class TowerConfig:
 
 
 @dataclass(frozen=True)
+class BridgeConfig:
+    """MOVA's Bridge: towers of different width and depth exchange hidden states at a few
+    interaction layers through two cross-attention blocks (audio -> video, video -> audio).
+
+    layers: video block indices; before video block i runs, the bridge reads the video
+        state and the audio state after audio block `i * La // Lv` - 1 (the audio tower has
+        run the same fraction of its depth) and adds one residual update to each.
+    dim, num_heads: the bridge attention's width (projections map each tower's width to it
+        and back; 0 = the audio tower's width) and heads.
+    rope: the time axis both modalities share inside the bridge (time-only RoPE):
+        "aligned" (MOVA): audio latent l at position l, video latent frame f at
+            f * audio_rate / video_rate (the audio grid);
+        "seconds" (LTX-2): both at their time in seconds, f / video_rate and l / audio_rate.
+    video_rate, audio_rate: latents per second of each modality (from the preset's media).
+    video_gain, audio_gain: fixed multipliers of the update each tower receives (audio ->
+        video and video -> audio); the output projections start at zero, so a new bridge
+        leaves both towers' outputs unchanged.
+    """
+
+    layers: tuple[int, ...]
+    video_rate: float
+    audio_rate: float
+    dim: int = 0
+    num_heads: int = 4
+    rope: Literal["aligned", "seconds"] = "aligned"
+    video_gain: float = 1.0
+    audio_gain: float = 1.0
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"bridge layers must be a non-empty list of distinct video block "
+                              f"indices, got {list(self.layers)}")
+        if self.rope not in ("aligned", "seconds"):
+            raise ConfigError(f"bridge rope must be 'aligned' or 'seconds', got {self.rope!r}")
+        if not (self.video_rate > 0 and self.audio_rate > 0):
+            raise ConfigError("bridge video_rate and audio_rate (latents per second) must be positive")
+        if self.dim < 0 or self.num_heads < 1:
+            raise ConfigError(f"bridge dim must be >= 0 (0 = audio width) and num_heads >= 1")
+
+
+@dataclass(frozen=True)
 class TwinConfig:
-    """Two towers fused block by block (Ovi): both must have the same depth, width and heads."""
+    """Two towers. Without a bridge they are fused block by block (Ovi) and must have the
+    same depth, width and heads; with one (MOVA) they may differ and exchange states only
+    at the bridge's interaction layers (then neither tower builds Ovi's fusion layers)."""
 
     video: TowerConfig
     audio: TowerConfig
+    bridge: BridgeConfig | None = None
 
     def __post_init__(self) -> None:
         if self.video.modality != "video" or self.audio.modality != "audio":
             raise ConfigError("TwinConfig needs a video tower and an audio tower, in that order")
+        if self.bridge is not None:
+            self._check_bridge(self.bridge)
+            return
         for name in ("dim", "num_heads", "num_layers"):
             a, b = getattr(self.video, name), getattr(self.audio, name)
             if a != b:
                 raise ConfigError(
-                    f"symmetric Ovi fusion needs equal {name} in both towers (video {a}, audio {b})")
+                    f"symmetric Ovi fusion needs equal {name} in both towers (video {a}, audio {b}); "
+                    "towers of different shape need a bridge (model.bridge)")
+
+    def _check_bridge(self, b: BridgeConfig) -> None:
+        lv = self.video.num_layers
+        bad = [i for i in b.layers if not 0 <= i < lv]
+        if bad:
+            raise ConfigError(f"bridge layers {bad} out of range: the video tower has blocks "
+                              f"0..{lv - 1}")
+        if self.video.cross_modal or self.audio.cross_modal:
+            raise ConfigError("with a bridge the towers must not build Ovi fusion layers: set "
+                              "cross_modal = false in both towers")
+        if self.bridge_dim % b.num_heads or (self.bridge_dim // b.num_heads) % 2:
+            raise ConfigError(f"bridge dim {self.bridge_dim} must split into {b.num_heads} heads "
+                              "of an even size")
+
+    @property
+    def bridge_dim(self) -> int:
+        return (self.bridge.dim or self.audio.dim) if self.bridge is not None else 0
 
     @property
     def num_layers(self) -> int:
-        return self.video.num_layers
+        """Block indices valid in both towers (skip-layer guidance skips block i in each)."""
+        return min(self.video.num_layers, self.audio.num_layers)
 
 
 @dataclass(frozen=True)
@@ -157,7 +224,9 @@ class Preset:
     def from_dict(cls, d: dict[str, Any]) -> Preset:
         try:
             model = d["model"]
-            twin = TwinConfig(video=_tower(model["video"]), audio=_tower(model["audio"]))
+            bridge = model.get("bridge")
+            twin = TwinConfig(video=_tower(model["video"]), audio=_tower(model["audio"]),
+                              bridge=_build(BridgeConfig, bridge) if bridge is not None else None)
             media = _build(MediaConfig, d.get("media", {}))
             sampler = _build(SamplerConfig, d.get("sampler", {}))
             rest = {k: v for k, v in d.items() if k not in ("model", "media", "sampler")}
@@ -209,30 +278,44 @@ def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
 
 
 def _demo() -> Preset:
-    """The small CPU model: weight-free pixel/mel codecs, MiniLM text, 4 s at 64x64.
+    """The small CPU model: a learned frame codec, the mel codec, MiniLM text, 4 s at 64x64.
 
-    The video codec keeps every frame (temporal stride 1: an impact must be placeable to the
-    frame, and averaging frames smears the bounce the sync ruler looks for) and averages
-    4x4 pixels (at 8x8 the ruler misses half the impacts after a round trip:
-    benchmarks/codec_roundtrip.py). Large 8x8 patches then keep the video tower at 4 tokens
-    per frame, 388 per clip, which is what lets it train in two hours on 2 cores; a patch is
-    8*8*3 = 192 numbers, so the width must exceed 192 for the linear head to be able to
-    output any patch (at dim 128 the samples stayed noisy: the head has rank 128).
+    The video codec (`duet.codecs.frames`, trained by `duet codec train`) keeps every frame
+    (temporal stride 1: an impact must be placeable to the frame, and averaging frames
+    smears the bounce the sync ruler looks for) and maps 16x16 pixels to one 16-channel
+    latent. With 2x2 patches the video tower sees 4 tokens per frame, 388 per clip, of 64
+    numbers each, which is what lets it train in two hours on 2 cores. (The first default
+    model used area-averaged pixels with 8x8 patches, 192 numbers per token, and never
+    learned to remove the last of the noise: README, "The default model".)
     """
     media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
-                        video_stride=(1, 4, 4), audio_hop=512, audio_latents=None)
+                        video_stride=(1, 16, 16), audio_hop=512, audio_latents=None)
     scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
                                   media.audio_rate), 5)
     common = dict(dim=256, ffn_dim=768, num_heads=4, num_layers=4, text_len=96, text_dim=384)
     model = TwinConfig(
-        TowerConfig("video", in_dim=3, out_dim=3, patch_size=(1, 8, 8), **common),
+        TowerConfig("video", in_dim=16, out_dim=16, patch_size=(1, 2, 2), **common),
         TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),
     )
     sampler = SamplerConfig(steps=25, slg_block=None)
-    codecs = {"video": {"name": "pixels", "stride": [1, 4, 4]},
+    codecs = {"video": {"name": "frames"},
               "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 80},
               "text": {"name": "minilm-l6"}}
     return Preset("demo", model, media, sampler, codecs=codecs)
+
+
+def _demo_bridge() -> Preset:
+    """MOVA's design at the demo's scale: the demo's video tower (so a demo video stage can
+    initialise it) and an audio tower of half the width and depth, joined by a bridge
+    before video blocks 0 and 2 (audio blocks 0 and 1) on MOVA's aligned time axis."""
+    demo = _demo()
+    media = demo.media
+    video = dataclasses.replace(demo.model.video, cross_modal=False)
+    audio = dataclasses.replace(demo.model.audio, dim=128, ffn_dim=384, num_heads=2, num_layers=2,
+                                cross_modal=False, rope_time_scale=1.0)
+    bridge = BridgeConfig(layers=(0, 2), video_rate=media.fps / media.video_stride[0],
+                          audio_rate=media.audio_rate, dim=128, num_heads=2, rope="aligned")
+    return dataclasses.replace(demo, name="demo-bridge", model=TwinConfig(video, audio, bridge))
 
 
 PRESETS: dict[str, Preset] = {
@@ -245,6 +328,7 @@ PRESETS: dict[str, Preset] = {
         prompt_format="audio_colon", codecs=_OVI_CODECS),
     "tiny": Preset("tiny", _tiny_towers(), codecs=_OVI_CODECS),
     "demo": _demo(),
+    "demo-bridge": _demo_bridge(),
 }
 
 

@@ -8,7 +8,9 @@ merged model runs at the base model's speed; several adapters can be merged in t
 Layer families (module names inside each block of either tower):
 - "self_attn": self_attn.{q,k,v,o}
 - "text_attn": cross_attn.{q,k,v,o} (q and o are shared with the cross-modal branch)
-- "fusion":    cross_attn.{k_fusion,v_fusion} (the cross-modal keys and values)
+- "fusion":    cross_attn.{k_fusion,v_fusion} (the cross-modal keys and values); in a
+               bridged model also the bridge's attention, bridge.layers.N.to_{video,audio}.{q,k,v,o}
+               (the direction into each chosen tower)
 - "ffn":       ffn.0, ffn.2
 
 Files: `adapter.safetensors` (keys `<module>.lora_A.weight`, `<module>.lora_B.weight`, as
@@ -76,7 +78,10 @@ class LoraSpec:
         towers = "|".join(self.towers)
         blocks = r"\d+" if self.blocks is None else "|".join(str(b) for b in self.blocks)
         layers = "|".join(FAMILIES[t] for t in self.targets)
-        return rf"({towers})_model\.blocks\.({blocks})\.({layers})"
+        towers_part = rf"({towers})_model\.blocks\.({blocks})\.({layers})"
+        if "fusion" not in self.targets:
+            return towers_part
+        return rf"{towers_part}|bridge\.layers\.\d+\.to_({towers})\.(q|k|v|o)"
 
 
 @dataclass(frozen=True)

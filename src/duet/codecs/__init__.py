@@ -1,5 +1,5 @@
-"""Codecs: media <-> latents. Protocols and registry in `base`; weight-free demo codecs
-`PixelCodec` (video) and `MelCodec` (audio)."""
+"""Codecs: media <-> latents. Protocols and registry in `base`; the demo model's learned
+`FrameCodec` (video), weight-free `PixelCodec` (video) and `MelCodec` (audio)."""
 
 from duet.codecs.base import (
     AudioCodec,
@@ -9,10 +9,11 @@ from duet.codecs.base import (
     get_video_codec,
     video_codec_names,
 )
+from duet.codecs.frames import FrameCodec
 from duet.codecs.mel import MelCodec, MelSpec, log_mel, mel_filterbank
 from duet.codecs.pixels import PixelCodec
 
 __all__ = [
-    "AudioCodec", "MelCodec", "MelSpec", "PixelCodec", "VideoCodec", "audio_codec_names",
+    "AudioCodec", "FrameCodec", "MelCodec", "MelSpec", "PixelCodec", "VideoCodec", "audio_codec_names",
     "get_audio_codec", "get_video_codec", "log_mel", "mel_filterbank", "video_codec_names",
 ]

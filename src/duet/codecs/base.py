@@ -103,7 +103,8 @@ class WeightFree:
 
 
 # Registered codecs, as "module:attribute" so that importing the registry loads no codec.
-_VIDEO_CODECS: dict[str, str] = {"pixels": "duet.codecs.pixels:PixelCodec"}
+_VIDEO_CODECS: dict[str, str] = {"pixels": "duet.codecs.pixels:PixelCodec",
+                                 "frames": "duet.codecs.frames:FrameCodec"}
 _AUDIO_CODECS: dict[str, str] = {"mel": "duet.codecs.mel:MelCodec"}
 
 

@@ -1,5 +1,6 @@
-"""Ovi's symmetric fusion: two towers of equal depth whose blocks are paired, with
-bidirectional cross-modal attention in every pair.
+"""`TwinModel`: Ovi's symmetric fusion, two towers of equal depth whose blocks are paired,
+with bidirectional cross-modal attention in every pair; or, when the config has a bridge,
+MOVA's asymmetric towers joined at a few layers by `duet.model.bridge`.
 
 Order inside fusion block i (both directions see the other modality at the same depth):
     1. audio self-attention          a1 = SA_a(a)
@@ -18,17 +19,20 @@ from torch import Tensor, nn
 
 from duet.config import TwinConfig
 from duet.errors import InputError
+from duet.model.bridge import Bridge
 from duet.model.tower import ModalityInput, Tower, TowerState, items_skipping, keep_skipped, run_block
 
 
 class TwinModel(nn.Module):
-    """Video and audio towers fused block by block. Keys: `video_model.*`, `audio_model.*`."""
+    """Video and audio towers fused block by block, or joined by a bridge.
+    Keys: `video_model.*`, `audio_model.*` (and `bridge.*`)."""
 
     def __init__(self, cfg: TwinConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.video_model = Tower(cfg.video)
         self.audio_model = Tower(cfg.audio)
+        self.bridge = Bridge(cfg) if cfg.bridge is not None else None
 
     @classmethod
     def from_config(cls, cfg: TwinConfig, device: torch.device | str | None = None,
@@ -43,8 +47,17 @@ class TwinModel(nn.Module):
         return self.cfg.num_layers
 
     def block_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(video block, audio block) per depth: the unit for sharding and checkpointing."""
+        """(video block, audio block) per depth: the unit for sharding and checkpointing
+        (symmetric fusion only; a bridged model's blocks do not pair up)."""
+        if self.bridge is not None:
+            raise InputError("a bridged model's towers have different depths: its blocks do "
+                             "not pair up (shard them one by one: fsdp_unit = 'block')")
         return list(zip(self.video_model.blocks, self.audio_model.blocks))
+
+    def shard_units(self) -> list[nn.Module]:
+        """Every block of both towers and every bridge layer: one FSDP unit each."""
+        units = [*self.video_model.blocks, *self.audio_model.blocks]
+        return units + (list(self.bridge.layers) if self.bridge is not None else [])
 
     def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None, *,
                 skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
@@ -80,6 +93,9 @@ class TwinModel(nn.Module):
         vs, as_ = self.video_model.prepare(video), self.audio_model.prepare(audio)
         if gate is not None and bool(gate.all()):
             gate = None
+        if self.bridge is not None:
+            self._bridged(vs, as_, skip_blocks, skip_items, gate)
+            return self.video_model.finish(vs), self.audio_model.finish(as_)
         for i in range(self.num_layers):
             items = items_skipping(i, skip_blocks, skip_items)
             if items is True:
@@ -88,6 +104,31 @@ class TwinModel(nn.Module):
                                      None if items is False else items, gate)
             vs.x, as_.x = run_block(step, vs.x, as_.x, checkpoint=self.gradient_checkpointing)
         return self.video_model.finish(vs), self.audio_model.finish(as_)
+
+    def _bridged(self, vs: TowerState, as_: TowerState, skip_blocks: tuple[int, ...],
+                 skip_items: Tensor | None, gate: Tensor | None) -> None:
+        """Both towers block by block, with a bridge exchange before each interaction layer
+        (the audio tower first catches up to the same fraction of its depth)."""
+        bridge = self.bridge
+        assert bridge is not None
+        rope_v, rope_a = bridge.ropes(vs.grid, self.cfg.video.patch_size[0], as_.grid[0], vs.x.device)
+        exchange = {layer: k for k, layer in enumerate(bridge.cfg.layers)}
+        audio_done = 0
+        for vi in range(len(self.video_model.blocks)):
+            if vi in exchange:
+                audio_done = self._run_audio(as_, audio_done, bridge.audio_block_before(vi),
+                                             skip_blocks, skip_items)
+                step = functools.partial(bridge.layers[exchange[vi]], rope_v=rope_v, rope_a=rope_a,
+                                         mask_v=vs.mask, mask_a=as_.mask, gate=gate)
+                vs.x, as_.x = run_block(step, vs.x, as_.x, checkpoint=self.gradient_checkpointing)
+            vs.x = self.video_model.run(vi, vs, skip_blocks, skip_items)
+        self._run_audio(as_, audio_done, len(self.audio_model.blocks), skip_blocks, skip_items)
+
+    def _run_audio(self, as_: TowerState, start: int, stop: int, skip_blocks: tuple[int, ...],
+                   skip_items: Tensor | None) -> int:
+        for i in range(start, stop):
+            as_.x = self.audio_model.run(i, as_, skip_blocks, skip_items)
+        return max(start, stop)
 
     def _fused_block(self, i: int, vs: TowerState, as_: TowerState, skip_items: Tensor | None,
                      gate: Tensor | None, v_x: Tensor, a_x: Tensor) -> tuple[Tensor, Tensor]:

@@ -341,12 +341,17 @@ class Tower(nn.Module):
         """The tower alone (plain Wan blocks, no cross-modal attention)."""
         s = self.prepare(inp)
         for i in range(len(self.blocks)):
-            items = items_skipping(i, skip_blocks, skip_items)
-            if items is True:
-                continue
-            step = functools.partial(self._block, i, s, None if items is False else items)
-            s.x = run_block(step, s.x, checkpoint=self.gradient_checkpointing)
+            s.x = self.run(i, s, skip_blocks, skip_items)
         return self.finish(s)
+
+    def run(self, i: int, s: TowerState, skip_blocks: tuple[int, ...] = (),
+            skip_items: Tensor | None = None) -> Tensor:
+        """Block i alone on s.x (skipped per `items_skipping`); returns the new hidden states."""
+        items = items_skipping(i, skip_blocks, skip_items)
+        if items is True:
+            return s.x
+        step = functools.partial(self._block, i, s, None if items is False else items)
+        return run_block(step, s.x, checkpoint=self.gradient_checkpointing)
 
     def _block(self, i: int, s: TowerState, skip_items: Tensor | None, x: Tensor) -> Tensor:
         block, s = self.blocks[i], replace(s, x=x)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from duet.config import Preset, TowerConfig, TwinConfig, get_preset
+from duet.config import BridgeConfig, Preset, TowerConfig, TwinConfig, get_preset
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.train.objectives import SAMPLERS, FlowConfig
@@ -192,7 +192,7 @@ class TrainConfig:
         """The preset's model with `model` overrides applied (ConfigError names the key)."""
         base = self.base_preset().model
         per_tower = {m: dict(self.model.get(m, {})) for m in ("video", "audio")}
-        common = {k: v for k, v in self.model.items() if k not in ("video", "audio")}
+        common = {k: v for k, v in self.model.items() if k not in ("video", "audio", "bridge")}
         for key in common:
             if key not in TOWER_KEYS:
                 raise ConfigError(f"unknown model key {key!r}; allowed: {sorted(TOWER_KEYS)} "
@@ -211,9 +211,31 @@ class TrainConfig:
             except (ConfigError, TypeError) as e:
                 raise ConfigError(f"model ({m} tower): {e}") from None
         try:
-            return TwinConfig(towers["video"], towers["audio"])
+            return TwinConfig(towers["video"], towers["audio"], self._bridge(base.bridge))
         except ConfigError as e:
             raise ConfigError(f"model: {e}") from None
+
+    def _bridge(self, base: BridgeConfig | None) -> BridgeConfig | None:
+        """The preset's bridge with the `model.bridge` table applied (null removes it; on a
+        preset without one the table needs `layers`; rates default to the preset's media)."""
+        if "bridge" not in self.model:
+            return base
+        table = self.model["bridge"]
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError("model.bridge must be a table of BridgeConfig keys (or null)")
+        media = self.base_preset().media
+        start = dataclasses.asdict(base) if base is not None else {
+            "video_rate": media.fps / media.video_stride[0], "audio_rate": media.audio_rate}
+        known = {f.name for f in dataclasses.fields(BridgeConfig)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown model key bridge.{unknown[0]!r}; allowed: {sorted(known)}")
+        merged = {**start, **{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}}
+        if "layers" not in merged:
+            raise ConfigError("model.bridge needs layers (video block indices) on a preset without a bridge")
+        return BridgeConfig(**merged)
 
     def preset_for_bundle(self) -> Preset:
         """The preset written into the exported bundle: the base preset with this model."""

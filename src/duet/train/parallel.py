@@ -154,6 +154,17 @@ def parallelize(model: nn.Module, mesh: DeviceMesh, cfg: Any) -> nn.Module:
                                   cast_forward_inputs=False)
     else:
         mp = MixedPrecisionPolicy()
+    if model.bridge is not None:  # towers of different depth: every block is its own unit
+        if cfg.fsdp_unit != "block":
+            raise ConfigError("a bridged model's blocks do not pair up: use fsdp_unit = 'block'")
+        bridged = model.shard_units()
+        for n, unit in enumerate(bridged):
+            fully_shard(unit, mesh=mesh, mp_policy=mp, reshard_after_forward=n != len(bridged) - 1)
+        for block in [*model.video_model.blocks, *model.audio_model.blocks]:
+            for method in BLOCK_METHODS:
+                register_fsdp_forward_method(block, method)
+        fully_shard(model, mesh=mesh, mp_policy=mp)
+        return model
     pairs = model.block_pairs()
     for depth, (video_block, audio_block) in enumerate(pairs):
         match cfg.fsdp_unit:

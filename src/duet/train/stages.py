@@ -7,7 +7,8 @@ Ovi's recipe (paper §4.2–4.3):
   cross-attention and fusion layers train, every FFN is frozen (5.67B of 11.66B parameters
   trainable in the official model); loss 0.85·L_video + 0.15·L_audio; lr 5e-5,
   betas (0.9, 0.95).
-Duet adds "video" (the video tower alone, to pretrain a small model's video tower) and
+With a bridge (MOVA) the fusion stage trains the bridge layers in place of Ovi's fusion
+layers. Duet adds "video" (the video tower alone, to pretrain a small model's video tower) and
 "full" (everything trains, joint loss).
 
 In the tower-alone stages the fusion layers (`k_fusion`, `v_fusion`, `pre_attn_norm_fusion`,
@@ -62,7 +63,7 @@ STAGES: dict[str, Stage] = {
     "fusion": Stage(
         "fusion", "Ovi stage 2: self-attention, text cross-attention and fusion layers; FFNs frozen",
         modalities=("video", "audio"),
-        trainable=("*.blocks.*.self_attn.*", "*.blocks.*.cross_attn.*"),
+        trainable=("*.blocks.*.self_attn.*", "*.blocks.*.cross_attn.*", "bridge.*"),
         video_weight=0.85, audio_weight=0.15, lr=5e-5, betas=(0.9, 0.95)),
     "full": Stage(
         "full", "both towers, every parameter trains",
