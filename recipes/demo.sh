@@ -14,6 +14,8 @@
 #    does not depend on the audio RoPE, so a comparison run may reuse it: VIDEO_FROM);
 # 4. stage "fusion" (Ovi stage 2): each tower from its stage, the cross-modal layers new,
 #    every FFN frozen, loss 0.85 L_v + 0.15 L_a, AdamW betas (0.9, 0.95).
+# 5. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the fusion bundle there in bfloat16, the
+#    form the package ships and `duet generate` loads by default.
 # STAGES (default "audio video fusion") runs a subset; a stage whose final bundle exists is
 # skipped, and fusion waits for its two inputs to appear, so stages can run in two processes.
 # THREADS (default 2) sets torch's thread count (THREADS=1 for two processes side by side).
@@ -61,4 +63,7 @@ for s in $STAGES; do
                 800 2e-4 0.995 ;;
     esac
 done
+if [ -n "${SHIP:-}" ]; then
+    duet convert "$OUT/fusion/final/model.safetensors" --preset demo --dtype bfloat16 -o "$SHIP"
+fi
 echo "done: $OUT/fusion/final"

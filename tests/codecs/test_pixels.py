@@ -138,7 +138,7 @@ def test_registry():
     assert "pixels" in video_codec_names()
     codec = get_video_codec("pixels", stride=(4, 16, 16))
     assert isinstance(codec, PixelCodec) and codec.stride == (4, 16, 16)
-    with pytest.raises(ConfigError, match=r"choose one of \['pixels'"):
+    with pytest.raises(ConfigError, match=r"choose one of \['frames', 'pixels'"):
         get_video_codec("wan2.1-vae")
     with pytest.raises(ConfigError, match="strides"):
         get_video_codec("pixels", strides=(4, 8, 8))
