@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from duet.errors import ConfigError
+from duet.errors import ConfigError, InputError
 
 
 @runtime_checkable
@@ -90,6 +90,29 @@ class AudioCodec(Protocol):
            dtype: torch.dtype | None = None) -> AudioCodec:
         """Move weights (if any) and return the codec."""
         ...
+
+
+def check_video_tensor(x: Tensor, name: str, channels: int) -> None:
+    """A video codec's input: a float `[B, channels, T, H, W]` tensor."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 5 or x.shape[1] != channels:
+        raise InputError(
+            f"{name} must have shape [B, {channels}, T, H, W], got {list(x.shape)}; "
+            "add a batch dimension with x[None] if it is missing")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be floating point in [-1, 1], got {x.dtype}; "
+                         "convert uint8 frames with x.float() / 127.5 - 1")
+
+
+def check_frame_size(height: int, width: int, sh: int, sw: int) -> None:
+    """Height and width must be whole multiples of the codec's spatial stride."""
+    for name, size, s in (("height", height, sh), ("width", width, sw)):
+        if size < s or size % s:
+            near = max(s, round(size / s) * s)
+            raise InputError(
+                f"video {name} {size} is not a multiple of the codec stride {s}: "
+                f"resize or crop to {near}")
 
 
 class WeightFree:

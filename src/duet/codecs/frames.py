@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from torch import Tensor
 
-from duet.codecs.pixels import _check_tensor
+from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import ConfigError, InputError
 
 SHIPPED = "frames-64.safetensors"  # in duet/assets/codecs: trained by recipes/demo.sh
@@ -148,10 +148,7 @@ class FrameCodec:
         s = self.stride[1]
         if frames < 1:
             raise InputError(f"video has {frames} frames; it needs at least 1")
-        for name, size in (("height", height), ("width", width)):
-            if size < s or size % s:
-                raise InputError(f"video {name} {size} is not a multiple of the codec stride {s}: "
-                                 f"resize or crop to {max(s, round(size / s) * s)}")
+        check_frame_size(height, width, s, s)
         return (self.latent_channels, frames, height // s, width // s)
 
     def to(self, device: torch.device | str | None = None,
@@ -165,7 +162,7 @@ class FrameCodec:
     @torch.no_grad()
     def encode(self, video: Tensor, batch_frames: int = 256) -> Tensor:
         """`[B, 3, T, H, W]` in [-1, 1] -> standardised `[B, C, T, H/s, W/s]`."""
-        _check_tensor(video, "video", 5, 3)
+        check_video_tensor(video, "video", 3)
         b, _, t, h, w = video.shape
         self.latent_shape(t, h, w)
         frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w)
@@ -176,7 +173,7 @@ class FrameCodec:
     @torch.no_grad()
     def decode(self, latents: Tensor, batch_frames: int = 256) -> Tensor:
         """Standardised `[B, C, F, h, w]` -> `[B, 3, F, h*s, w*s]` in [-1, 1]."""
-        _check_tensor(latents, "latents", 5, self.latent_channels)
+        check_video_tensor(latents, "latents", self.latent_channels)
         b, c, t, h, w = latents.shape
         z = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).float()
         z = z * self.std[:, None, None] + self.mean[:, None, None]

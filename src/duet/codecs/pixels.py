@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from duet.codecs.base import WeightFree
+from duet.codecs.base import WeightFree, check_frame_size, check_video_tensor
 from duet.errors import ConfigError, InputError
 
 # Rows: brightness, red-green, blue-yellow. Orthonormal, so its inverse is its transpose.
@@ -76,12 +76,7 @@ class PixelCodec(WeightFree):
             raise InputError(
                 f"video has {frames} frames; this codec needs {st}k + 1 frames (1, {st + 1}, "
                 f"{2 * st + 1}, ...): trim or pad to {st * k + 1}")
-        for name, size, s in (("height", height, sh), ("width", width, sw)):
-            if size < s or size % s:
-                near = max(s, round(size / s) * s)
-                raise InputError(
-                    f"video {name} {size} is not a multiple of the codec stride {s}: "
-                    f"resize or crop to {near}")
+        check_frame_size(height, width, sh, sw)
 
     # -- transforms ------------------------------------------------------------------------
 
@@ -94,7 +89,7 @@ class PixelCodec(WeightFree):
 
     def encode(self, video: Tensor) -> Tensor:
         """`[B, 3, T, H, W]` in [-1, 1] -> `[B, 3, (T-1)//st + 1, H/sh, W/sw]`."""
-        _check_tensor(video, "video", 5, 3)
+        check_video_tensor(video, "video", 3)
         self._check_size(*video.shape[2:])
         st, sh, sw = self.stride
         first = _block_mean(video[:, :, :1], (1, sh, sw))  # [B, 3, 1, h, w]
@@ -104,7 +99,7 @@ class PixelCodec(WeightFree):
 
     def decode(self, latents: Tensor) -> Tensor:
         """`[B, 3, F, h, w]` -> `[B, 3, st*(F-1) + 1, h*sh, w*sw]` in [-1, 1]."""
-        _check_tensor(latents, "latents", 5, self.latent_channels)
+        check_video_tensor(latents, "latents", self.latent_channels)
         st, sh, sw = self.stride
         x = torch.einsum("oc,bcfhw->bofhw", self._colour(latents, inverse=True), latents)
         x = torch.einsum("tf,bcfhw->bcthw", _time_weights(latents.shape[2], st).to(x), x)
@@ -141,14 +136,3 @@ def _block_mean(x: Tensor, block: tuple[int, int, int]) -> Tensor:
     x = x.reshape(b, c, t // bt, bt, h // bh, bh, w // bw, bw)
     return x.mean(dim=(3, 5, 7))
 
-
-def _check_tensor(x: Tensor, name: str, ndim: int, channels: int) -> None:
-    if not isinstance(x, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != ndim or x.shape[1] != channels:
-        raise InputError(
-            f"{name} must have shape [B, {channels}, T, H, W], got {list(x.shape)}; "
-            "add a batch dimension with x[None] if it is missing")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be floating point in [-1, 1], got {x.dtype}; "
-                         "convert uint8 frames with x.float() / 127.5 - 1")

@@ -154,34 +154,31 @@ def parallelize(model: nn.Module, mesh: DeviceMesh, cfg: Any) -> nn.Module:
                                   cast_forward_inputs=False)
     else:
         mp = MixedPrecisionPolicy()
-    if model.bridge is not None:  # towers of different depth: every block is its own unit
-        if cfg.fsdp_unit != "block":
-            raise ConfigError("a bridged model's blocks do not pair up: use fsdp_unit = 'block'")
-        bridged = model.shard_units()
-        for n, unit in enumerate(bridged):
-            fully_shard(unit, mesh=mesh, mp_policy=mp, reshard_after_forward=n != len(bridged) - 1)
-        for block in [*model.video_model.blocks, *model.audio_model.blocks]:
-            for method in BLOCK_METHODS:
-                register_fsdp_forward_method(block, method)
-        fully_shard(model, mesh=mesh, mp_policy=mp)
-        return model
-    pairs = model.block_pairs()
-    for depth, (video_block, audio_block) in enumerate(pairs):
-        match cfg.fsdp_unit:
-            case "block":
-                units: list[Any] = [video_block, audio_block]
-            case "pair":
-                units = [[video_block, audio_block]]
-            case other:
-                raise ConfigError(f"fsdp_unit {other!r} is unknown; choose 'block' or 'pair'")
-        last = depth == len(pairs) - 1
-        for unit in units:
-            fully_shard(unit, mesh=mesh, mp_policy=mp, reshard_after_forward=not last)
-        for block in (video_block, audio_block):
-            for method in BLOCK_METHODS:
-                register_fsdp_forward_method(block, method)
+    for unit, reshard in _shard_plan(model, cfg.fsdp_unit):
+        fully_shard(unit, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    for block in [*model.video_model.blocks, *model.audio_model.blocks]:
+        for method in BLOCK_METHODS:
+            register_fsdp_forward_method(block, method)
     fully_shard(model, mesh=mesh, mp_policy=mp)
     return model
+
+
+def _shard_plan(model: nn.Module, fsdp_unit: str) -> list[tuple[Any, bool]]:
+    """(FSDP unit, reshard after forward) in forward order; the last depth stays gathered."""
+    if model.bridge is not None:  # towers of different depth: every block is its own unit
+        if fsdp_unit != "block":
+            raise ConfigError("a bridged model's blocks do not pair up: use fsdp_unit = 'block'")
+        units = model.shard_units()
+        return [(unit, n != len(units) - 1) for n, unit in enumerate(units)]
+    if fsdp_unit not in ("block", "pair"):
+        raise ConfigError(f"fsdp_unit {fsdp_unit!r} is unknown; choose 'block' or 'pair'")
+    pairs = model.block_pairs()
+    plan: list[tuple[Any, bool]] = []
+    for depth, (video_block, audio_block) in enumerate(pairs):
+        reshard = depth != len(pairs) - 1
+        units = [video_block, audio_block] if fsdp_unit == "block" else [[video_block, audio_block]]
+        plan += [(unit, reshard) for unit in units]
+    return plan
 
 
 def autocast(device: torch.device, bf16: bool) -> Any:
