@@ -127,8 +127,10 @@ class WeightFree:
 
 # Registered codecs, as "module:attribute" so that importing the registry loads no codec.
 _VIDEO_CODECS: dict[str, str] = {"pixels": "duet.codecs.pixels:PixelCodec",
+                                 "wan2.2-vae": "duet.codecs.wan:WanVAECodec",
                                  "frames": "duet.codecs.frames:FrameCodec"}
-_AUDIO_CODECS: dict[str, str] = {"mel": "duet.codecs.mel:MelCodec"}
+_AUDIO_CODECS: dict[str, str] = {"mel": "duet.codecs.mel:MelCodec",
+                                 "mmaudio-16k": "duet.codecs.mmaudio:MMAudioCodec"}
 
 
 def video_codec_names() -> list[str]:
