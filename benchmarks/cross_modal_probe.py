@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from duet.checkpoints import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 from duet.model import TwinModel
 from duet.model.tower import ModalityInput
-from duet.train.data import LatentDataset
+from duet.train.data import LatentBatch, LatentDataset
 from duet.train.objectives import TIME_SCALE, noisy_latent, velocity_target
 
 
@@ -34,16 +35,31 @@ def bounce_indices(data: Path, n: int) -> list[int]:
 
 
 @torch.no_grad()
-def probe(model: TwinModel, ds: LatentDataset, idx: list[int], t: float, seed: int = 0) -> dict[str, float]:
-    """Per-modality MSE at time t: matched, swapped partner, fusion off."""
+def probe(model: TwinModel, ds: LatentDataset, idx: list[int], t: float, seed: int = 0,
+          partner_t: float | None = None) -> dict[str, float]:
+    """Per-modality MSE at time t: matched, swapped partner, fusion off. `partner_t`: the
+    partner modality's time instead of t (0: a clean partner, as in v2a / a2v)."""
     b = ds.gather(idx)
     g = torch.Generator().manual_seed(seed)
     x_v, x_a = b.video.float(), b.audio.float()
     e_v, e_a = torch.randn(x_v.shape, generator=g), torch.randn(x_a.shape, generator=g)
     tt = torch.full((len(idx),), t)
-    v_in = ModalityInput(noisy_latent(x_v, e_v, tt), TIME_SCALE * tt, b.video_context)
-    a_in = ModalityInput(noisy_latent(x_a, e_a, tt), TIME_SCALE * tt, b.audio_context)
-    perm = torch.roll(torch.arange(len(idx)), 1)
+    if partner_t is None:
+        return _losses(model, b, x_v, x_a, e_v, e_a, tt, tt)
+    tp = torch.full((len(idx),), partner_t)
+    out = {}
+    for target in ("audio", "video"):  # the partner of each is at tp
+        r = _losses(model, b, x_v, x_a, e_v, e_a, tp if target == "audio" else tt,
+                    tp if target == "video" else tt)
+        out.update({k: v for k, v in r.items() if k.startswith(target)})
+    return out
+
+
+def _losses(model: TwinModel, b: LatentBatch, x_v: Tensor, x_a: Tensor, e_v: Tensor, e_a: Tensor,
+            t_v: Tensor, t_a: Tensor) -> dict[str, float]:
+    v_in = ModalityInput(noisy_latent(x_v, e_v, t_v), TIME_SCALE * t_v, b.video_context)
+    a_in = ModalityInput(noisy_latent(x_a, e_a, t_a), TIME_SCALE * t_a, b.audio_context)
+    perm = torch.roll(torch.arange(x_v.shape[0]), 1)
     v_sw = ModalityInput(v_in.latent[perm], v_in.timestep, b.video_context)
     a_sw = ModalityInput(a_in.latent[perm], a_in.timestep, b.audio_context)
     tv, ta = velocity_target(x_v, e_v), velocity_target(x_a, e_a)
@@ -64,6 +80,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="latent dataset folder of the world")
     p.add_argument("--items", type=int, default=32)
     p.add_argument("--t", type=float, nargs="+", default=[0.2, 0.5, 0.8])
+    p.add_argument("--partner-t", type=float, help="the partner's time (default: the same t; 0: clean)")
     args = p.parse_args()
     preset, _ = read_config(args.model)
     model = TwinModel.from_config(preset.model, device="meta")
@@ -76,7 +93,7 @@ def main() -> None:
           "video swapped audio | video fusion off |")
     print("|---|---|---|---|---|---|---|")
     for t in args.t:
-        r = probe(model, ds, idx, t)
+        r = probe(model, ds, idx, t, partner_t=args.partner_t)
         print(f"| {t:g} | {r['audio matched']:.4f} | {r['audio swapped']:.4f} | {r['audio alone']:.4f} | "
               f"{r['video matched']:.4f} | {r['video swapped']:.4f} | {r['video alone']:.4f} |")
 

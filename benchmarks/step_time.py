@@ -41,7 +41,7 @@ CONFIGS = {
     # dim 512, 8 blocks, 8 x 16 x 16 = 2,048 video tokens, 157 audio tokens
     "medium": (_medium, (16, 8, 32, 32), 157, 64),
     # the real 11B structure at 704x704, 121 frames: 15,004 video + 157 audio tokens
-    "ovi-720x720-5s": (lambda: get_preset("ovi-720x720-5s").model, (48, 31, 88, 88), 157, 512),
+    "ovi-720x720-5s": (lambda: get_preset("ovi-720x720-5s").model, (48, 31, 44, 44), 157, 512),
 }
 
 

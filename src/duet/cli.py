@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | eval sync | train | data build | codec train`: parse arguments, call the library, print.
+"""`duet generate | info | convert | doctor | eval sync | train | data build | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -8,18 +8,47 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from duet.errors import DuetError
 
+if TYPE_CHECKING:
+    from duet.memory import MemoryConfig
+    from duet.train.parallel import Runtime
+
 log = logging.getLogger("duet")
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _generate_command(args: argparse.Namespace) -> int:
+    """`duet generate` in one process or, with --sequence-parallel under torchrun, as one of
+    the processes that split the model's tokens (each joins the group; rank 0 writes)."""
+    from duet.errors import ConfigError
+
+    world = os.environ.get("WORLD_SIZE")
+    if not args.sequence_parallel:
+        if world is not None and int(world) > 1:
+            raise ConfigError(f"launched as {world} processes: pass --sequence-parallel to split "
+                              "the work between them (else each would make the same clip)")
+        return _generate(args)
+    if world is None:
+        raise ConfigError("--sequence-parallel runs under torchrun: "
+                          "torchrun --nproc-per-node N -m duet generate ... --sequence-parallel")
+    from duet.train.parallel import init_runtime
+
+    runtime = init_runtime(args.device)  # this rank's device, e.g. cuda:LOCAL_RANK
+    try:
+        return _generate(args, runtime)
+    finally:
+        runtime.close()
+
+
+def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
     from duet.pipeline import RANDOM_INIT_WARNING, DuetPipeline
 
     from duet.media import read_audio, read_mp4, retime_frames
@@ -27,7 +56,13 @@ def _generate(args: argparse.Namespace) -> int:
     image = _read_image(args.image) if args.image is not None else None
     given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
-    pipe = DuetPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    device = runtime.device if runtime is not None else args.device
+    model = args.model or ("ovi-720x720-5s" if args.weights else "demo")
+    pipe = DuetPipeline.from_pretrained(model, weights=args.weights, device=device,
+                                        dtype=args.dtype, memory=_memory(args))
+    if runtime is not None:
+        pipe.enable_sequence_parallel()
+    is_main = runtime is None or runtime.is_main
     for spec in args.lora:
         path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
         pipe.load_lora(path, float(scale))
@@ -36,7 +71,7 @@ def _generate(args: argparse.Namespace) -> int:
         from_video = retime_frames(given.frames, given.fps, pipe.preset.media.fps)
     if args.from_audio is not None:
         from_audio = read_audio(args.from_audio, pipe.audio_codec.sample_rate)
-    if pipe.random_init:
+    if pipe.random_init and is_main:
         bar = "!" * 78
         print(f"{bar}\n!! WARNING: {RANDOM_INIT_WARNING}\n{bar}", file=sys.stderr)
     loaded = time.perf_counter()
@@ -48,7 +83,9 @@ def _generate(args: argparse.Namespace) -> int:
                 stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
                 guidance_rescale=args.guidance_rescale, image=image, from_video=from_video,
                 from_audio=from_audio, seed=args.seed,
-                progress=not args.quiet)
+                progress=not args.quiet and is_main)
+    if not is_main:  # every rank holds the same clip; one writes it
+        return 0
     path = clip.save(args.output)
     t = clip.video.shape
     print(f"wrote {path}: {t[0]} frames {t[2]}x{t[1]} @ {clip.fps:g} fps + "
@@ -57,6 +94,15 @@ def _generate(args: argparse.Namespace) -> int:
     if pipe.random_init:
         print(f"!! {path} was made by a RANDOMLY INITIALISED model: it is noise.", file=sys.stderr)
     return 0
+
+
+def _memory(args: argparse.Namespace) -> MemoryConfig:
+    """The memory flags of `duet generate` (see `duet.memory`)."""
+    from duet.memory import MemoryConfig
+
+    return MemoryConfig(offload=args.offload, weights_dtype=args.weights_dtype,
+                        free_text_encoder=False if args.keep_text_encoder else None,
+                        vae_tiling=args.vae_tiling)
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -126,9 +172,19 @@ def _info(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from duet.checkpoints import BUNDLE_WEIGHTS, check_state_dict, load_weights, save_weights, write_config
     from duet.config import get_preset
+    from duet.errors import ConfigError
     from duet.model import TwinModel
     from duet.pipeline import resolve_device_dtype
 
+    if (args.checkpoint is None) == (args.weights is None):
+        raise ConfigError("pass either a DiT checkpoint file or --weights DIR (the whole official download)")
+    if args.weights is not None:
+        from duet.weights import write_bundle
+
+        out = write_bundle(args.weights, args.preset, args.output, args.dtype)
+        print(f"wrote self-contained bundle {out} (preset {args.preset}; components hard-linked "
+              "where possible)")
+        return 0
     preset = get_preset(args.preset)
     state = load_weights(args.checkpoint)
     model = TwinModel.from_config(preset.model, device="meta")
@@ -141,6 +197,24 @@ def _convert(args: argparse.Namespace) -> int:
     write_config(out, preset, {"random_init": False, "note": f"converted from {args.checkpoint}"})
     print(f"wrote bundle {out} ({len(state)} tensors, preset {preset.name})")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every component of at least one Ovi preset is usable, else 1."""
+    from duet.weights import DIT_FILES, doctor
+
+    checks = doctor(args.weights)
+    ok = {c.component for c in checks if c.status == "ok"}
+    shared = {"video vae", "text encoder", "tokenizer", "audio vae", "vocoder"}
+    usable = [p for p in DIT_FILES if f"dit {p}" in ok] if shared <= ok else []
+    if args.json:
+        print(json.dumps({"checks": [{**c.__dict__, "path": str(c.path)} for c in checks],
+                          "usable_presets": usable}, indent=2))
+    else:
+        for c in checks:
+            print(f"{c.status.upper():8} {c.component:22} {c.path}\n{'':9}{c.detail}")
+        print(f"usable presets: {', '.join(usable) or 'none'}")
+    return 0 if usable else 1
 
 
 def _eval_sync(args: argparse.Namespace) -> int:
@@ -226,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate an MP4 (video + audio) from a prompt")
     g.add_argument("prompt", help='e.g. "a man says <S>hello<E> <AUDCAP>a calm voice<ENDAUDCAP>"')
     g.add_argument("-o", "--output", default="duet.mp4", help="output MP4 path")
-    g.add_argument("--model", default="demo", help="bundle directory or preset name (default: demo)")
+    g.add_argument("--model", help="bundle directory or preset name (default: demo; with --weights: "
+                                   "ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s)")
+    g.add_argument("--weights", metavar="DIR",
+                   help="the official Ovi download (Ovi/, Wan2.2-TI2V-5B/, MMAudio/); see duet doctor")
     g.add_argument("--steps", type=int, help="denoising steps (preset default)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--video-guidance", type=float, help="CFG scale for video (Ovi: 4.0)")
@@ -257,8 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
                    help="merge a LoRA adapter into the model (repeatable; scale default 1)")
+    g.add_argument("--offload", action="store_true",
+                   help="keep the DiT blocks in CPU memory, each moved to the GPU only to run")
+    g.add_argument("--weights-dtype", choices=["fp8", "int8"],
+                   help="store the DiT blocks' linear weights in fp8 or int8 (about half of bf16)")
+    g.add_argument("--vae-tiling", action="store_true",
+                   help="encode/decode video in tiles (codecs with a tiled option: wan2.2-vae)")
+    g.add_argument("--keep-text-encoder", action="store_true",
+                   help="keep the text encoder loaded after encoding (default on GPU: free it)")
+    g.add_argument("--sequence-parallel", action="store_true",
+                   help="under torchrun: split each modality's tokens over the processes "
+                        "(Ulysses); rank 0 writes the MP4")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    g.set_defaults(func=_generate)
+    g.set_defaults(func=_generate_command)
 
     i = sub.add_parser("info", help="config, parameter counts and latent sizes of a model")
     i.add_argument("model", help="bundle directory or preset name")
@@ -266,11 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_info)
 
     c = sub.add_parser("convert", help="official Ovi checkpoint (safetensors) -> Duet bundle")
-    c.add_argument("checkpoint", help="e.g. Ovi/model.safetensors")
+    c.add_argument("checkpoint", nargs="?", help="e.g. Ovi/model.safetensors (the DiT alone)")
+    c.add_argument("--weights", metavar="DIR",
+                   help="instead: the whole official download -> a bundle with every component")
     c.add_argument("--preset", required=True, help="ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s")
     c.add_argument("-o", "--output", required=True, help="bundle directory to write")
     c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
     c.set_defaults(func=_convert)
+
+    dr = sub.add_parser("doctor", help="check an official Ovi weights folder, file by file")
+    dr.add_argument("--weights", metavar="DIR", required=True, help="the official Ovi download")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=_doctor)
 
     e = sub.add_parser("eval", help="objective measurements of generated clips")
     esub = e.add_subparsers(dest="measure", required=True)

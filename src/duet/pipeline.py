@@ -6,6 +6,7 @@ reads as numbered steps: check inputs, encode text, prepare latents, denoise, de
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,16 +23,19 @@ from torch import Tensor
 
 from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
-from duet.codecs import get_audio_codec, get_video_codec
+from duet.codecs import get_audio_codec
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError, InputError
 from duet.media import write_mp4
+from duet.memory import (MemoryConfig, apply_memory, build_video_codec, refuse_quantized,
+                         release_text_encoder)
 from duet.model import TwinModel
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.text.encoder import CachedEncoder, TextEncoder, load_text_encoder
 from duet.text.prompt import parse_prompt
+from duet.weights import locate, ovi_preset, resolve_codec_paths
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +128,17 @@ def random_model(preset: Preset, seed: int = 0) -> TwinModel:
         return TwinModel.from_config(preset.model)
 
 
-def build_codecs(preset: Preset, device: torch.device | str = "cpu") -> tuple[Any, Any, TextEncoder]:
-    """The video codec, audio codec and (cached) text encoder that the preset names."""
+def build_codecs(preset: Preset, device: torch.device | str = "cpu", *,
+                 vae_tiling: bool = False) -> tuple[Any, Any, TextEncoder]:
+    """The video codec, audio codec and (cached) text encoder that the preset names;
+    `vae_tiling` asks the video codec to work in tiles (a run option, not part of the preset)."""
     codecs = preset.codecs
     for kind in ("video", "audio", "text"):
         if kind not in codecs or "name" not in codecs[kind]:
             raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
                               f"(config key codecs.{kind}.name)")
     opts = {k: {o: v for o, v in c.items() if o != "name"} for k, c in codecs.items()}
-    video_codec = get_video_codec(codecs["video"]["name"], **opts["video"])
+    video_codec = build_video_codec(codecs["video"]["name"], opts["video"], tiled=vae_tiling)
     audio_codec = get_audio_codec(codecs["audio"]["name"], **opts["audio"])
     text = CachedEncoder(load_text_encoder(codecs["text"]["name"], device=device, **opts["text"]))
     return video_codec, audio_codec, text
@@ -143,8 +149,9 @@ class DuetPipeline:
 
     def __init__(self, preset: Preset, model: TwinModel, text_encoder: TextEncoder,
                  video_codec: Any, audio_codec: Any, *, device: torch.device | str = "cpu",
-                 random_init: bool = False) -> None:
+                 random_init: bool = False, memory: MemoryConfig | None = None) -> None:
         self.preset = preset
+        self.memory = memory or MemoryConfig()  # what `from_components` applied; read per call
         self.model = model.eval().requires_grad_(False)
         self.text_encoder = text_encoder
         self.video_codec = video_codec
@@ -156,47 +163,72 @@ class DuetPipeline:
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike = "demo", *, device: str | None = None,
-                        dtype: torch.dtype | str | None = None) -> DuetPipeline:
-        """Load a bundle directory, or a preset name (its shipped weights if any)."""
+    def from_pretrained(cls, model: str | os.PathLike = "demo", *, weights: str | os.PathLike | None = None,
+                        device: str | None = None, dtype: torch.dtype | str | None = None,
+                        memory: MemoryConfig | None = None) -> DuetPipeline:
+        """Load a bundle directory, or a preset name (its shipped weights if any).
+        `weights`: an official Ovi weights folder (see `duet.weights`); `model` then names the
+        Ovi preset to run from it. `memory`: offload / fp8 or int8 weights / tiling, to fit
+        smaller GPUs (`duet.memory`)."""
+        if weights is not None:
+            return cls.from_official(weights, str(model), device=device, dtype=dtype, memory=memory)
         device, dtype = resolve_device_dtype(device, dtype)
         path = Path(model)
         random_init = False
         if path.is_dir():
             preset, extra = read_config(path)
+            preset = resolve_codec_paths(preset, path)
             random_init = bool(extra.get("random_init", False))
-            weights = path / BUNDLE_WEIGHTS
+            file = path / BUNDLE_WEIGHTS
         elif str(model) in PRESETS:
             preset = get_preset(str(model))
             shipped = _shipped_bundle(preset.name)
-            weights = None
+            file = None
             if shipped is not None:  # the bundle's own config: it is what its weights were trained as
                 preset, _ = read_config(shipped)
-                weights = shipped / BUNDLE_WEIGHTS
+                file = shipped / BUNDLE_WEIGHTS
             elif preset.name != "demo":
                 raise CheckpointError(
                     f"preset {preset.name!r} has no weights in this install; pass a bundle "
-                    "directory (see `duet convert` for official checkpoints)")
-            random_init = weights is None
+                    "directory, or --weights with the official Ovi download (see `duet doctor`)")
+            random_init = file is None
         else:
             raise ConfigError(f"--model {str(model)!r} is neither a bundle directory nor a preset; "
                               f"presets: {sorted(PRESETS)}")
         if random_init:
             log.warning(RANDOM_INIT_WARNING)
-        if weights is None:
+        if file is None:
             net = random_model(preset).to(dtype)
         else:
             net = TwinModel.from_config(preset.model, device="meta")
-            load_into(net, load_weights(weights), source=str(weights), dtype=dtype)
-        return cls.from_components(preset, net.to(device), device=device, random_init=random_init)
+            load_into(net, load_weights(file), source=str(file), dtype=dtype)
+        return cls.from_components(preset, net, device=device, random_init=random_init,
+                                   memory=memory)
+
+    @classmethod
+    def from_official(cls, root: str | os.PathLike, preset: str | Preset = "ovi-720x720-5s", *,
+                      device: str | None = None, dtype: torch.dtype | str | None = None,
+                      memory: MemoryConfig | None = None) -> DuetPipeline:
+        """The released Ovi model from the folder the official download wrote: its DiT file for
+        `preset`, the Wan2.2 VAE and umT5 encoder, MMAudio's VAE and vocoder (`duet.weights`)."""
+        device, dtype = resolve_device_dtype(device, dtype)
+        p = ovi_preset(preset)
+        files = locate(root, p.name)
+        p = dataclasses.replace(p, codecs=files.codecs())
+        net = TwinModel.from_config(p.model, device="meta")
+        load_into(net, load_weights(files.dit), source=str(files.dit), dtype=dtype)
+        return cls.from_components(p, net, device=device, memory=memory)
 
     @classmethod
     def from_components(cls, preset: Preset, model: TwinModel, *, device: torch.device | str = "cpu",
-                        random_init: bool = False) -> DuetPipeline:
-        """Build the codecs and text encoder that the preset names around `model`."""
-        video_codec, audio_codec, text = build_codecs(preset, device)
-        return cls(preset, model, text, video_codec, audio_codec, device=device,
-                   random_init=random_init)
+                        random_init: bool = False,
+                        memory: MemoryConfig | None = None) -> DuetPipeline:
+        """Build the codecs and text encoder that the preset names around `model`, and put
+        `model` on `device` as `memory` says (quantized and/or offloaded, else whole)."""
+        memory = memory or MemoryConfig()
+        video_codec, audio_codec, text = build_codecs(preset, device, vae_tiling=memory.vae_tiling)
+        return cls(preset, apply_memory(model, memory, device), text, video_codec, audio_codec,
+                   device=device, random_init=random_init, memory=memory)
 
     def load_lora(self, path: str | os.PathLike, scale: float = 1.0) -> DuetPipeline:
         """Merge a LoRA adapter (`duet train` with lora) into this pipeline's model weights:
@@ -205,14 +237,25 @@ class DuetPipeline:
 
         if not math.isfinite(scale):
             raise InputError(f"LoRA scale must be a finite number, got {scale}")
+        refuse_quantized(self.model, "merge a LoRA adapter")
         merged = merge_adapter(self.model, load_adapter(path), scale, source=str(path))
         log.info("merged LoRA %s (scale %g) into %d layers", path, scale, merged)
         self.loras.append((str(path), float(scale)))
         return self
 
+    def enable_sequence_parallel(self, group: torch.distributed.ProcessGroup | None = None,
+                                 ) -> DuetPipeline:
+        """Split the model's tokens over the processes of `group` (default: all; see
+        `TwinModel.enable_sequence_parallel`). Every process must call the pipeline with the
+        same arguments and seed: each draws the same noise, runs the sampler on its share of
+        the tokens and decodes the same clip."""
+        self.model.enable_sequence_parallel(group)
+        return self
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json + model.safetensors; `from_pretrained(directory)` reads them back."""
         directory = Path(directory)
+        refuse_quantized(self.model, "save a bundle")  # bundles hold full-precision weights
         save_weights(self.model.state_dict(), directory / BUNDLE_WEIGHTS)
         write_config(directory, self.preset, {"random_init": self.random_init})
         return directory
@@ -305,6 +348,8 @@ class DuetPipeline:
         pos, vneg, aneg = self._encode([text, video_negative or sc.video_negative,
                                         audio_negative or sc.audio_negative])
         cond, uncond = Conditioning(pos, pos), Conditioning(vneg, aneg)
+        if self.memory.frees_text_encoder(self.device):  # embeddings stay in its cache
+            release_text_encoder(self.text_encoder)
 
         # 3. Prepare latents: noise drawn on the CPU so a seed means the same on any device
         c, f, lh, lw = self.video_codec.latent_shape(frames, h, w)
@@ -368,7 +413,8 @@ class DuetPipeline:
         """uint8 [H, W, 3] -> clean first-frame latent [1, C, 1, h', w'] (center crop + resize)."""
         img = torch.as_tensor(np.asarray(image))
         if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
-            raise InputError(f"image must be uint8 [H, W, 3], got {img.dtype} {tuple(img.shape)}")
+            raise InputError(f"image must be uint8 RGB [H, W, 3], got {img.dtype} {tuple(img.shape)}; "
+                             "convert grey or RGBA pictures to RGB first (PIL: .convert('RGB'))")
         x = self._fit_frames(img[None], h, w)  # (1, 3, 1, h, w)
         return self.video_codec.encode(x).to(self.device, dtype)  # (1, C, 1, h', w')
 

@@ -97,3 +97,24 @@ def test_either_modality_may_be_absent():
                                       FlowConfig(video_weight=0.0, audio_weight=1.0))
     assert set(parts) == {"audio"} and model.seen[0] is None
     torch.testing.assert_close(total, parts["audio"])
+
+
+def test_clean_partner_holds_one_modality_and_drops_its_loss():
+    b, model = _batch(n=64), ZeroModel()
+    cfg = FlowConfig(clean_partner=0.5)
+    d = draw(b, torch.Generator().manual_seed(5), cfg)
+    held_v, held_a = d.video_t == 0, d.audio_t == 0
+    assert not (held_v & held_a).any()  # never both: one modality is always denoised
+    assert 16 < int((held_v | held_a).sum()) < 48 and held_v.any() and held_a.any()
+    free = ~(held_v | held_a)
+    assert torch.equal(d.video_t[free], d.audio_t[free])  # the rest keep Ovi's shared t
+    everyone = draw(b, torch.Generator().manual_seed(5), FlowConfig(clean_partner=1.0))
+    assert torch.equal((everyone.video_t == 0) | (everyone.audio_t == 0), torch.ones(64, dtype=torch.bool))
+
+    _, parts = flow_matching_loss(model, b, torch.Generator().manual_seed(5), cfg)
+    video_in = model.seen[0]
+    assert torch.equal(video_in.latent[held_v], b.video[held_v])  # the held latent is clean
+    lv = (d.video_noise - b.video).pow(2).flatten(1).mean(1)[~held_v].mean()
+    torch.testing.assert_close(parts["video"], lv)  # held items do not count
+    with pytest.raises(ConfigError, match="clean_partner"):
+        FlowConfig(clean_partner=1.5)

@@ -7,9 +7,14 @@ discarded by the caller)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from duet.parallel.sequence import SequenceParallel
 
 
 def key_mask(lengths: Tensor | None, num_keys: int) -> Tensor | None:
@@ -22,8 +27,20 @@ def key_mask(lengths: Tensor | None, num_keys: int) -> Tensor | None:
     return keep[:, None, None, :]
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Softmax attention on [B, L, H, D] tensors; `mask` from `key_mask`."""
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+              group: SequenceParallel | None = None) -> Tensor:
+    """Softmax attention on [B, L, H, D] tensors; `mask` from `key_mask`.
+
+    With a sequence-parallel `group`, q and k/v are this rank's shards of their (padded)
+    sequences and `mask` covers all of k's padded keys: Ulysses all-to-alls hand each rank
+    the whole sequences for its heads, and the output comes back as this rank's queries.
+    """
+    if group is not None:
+        if q.shape == k.shape:  # e.g. self-attention: one all-to-all for all three
+            q, k, v = group.to_heads(q, k, v)
+        else:  # keys of another sequence (fusion): q alone, then k and v
+            (q,), (k, v) = group.to_heads(q), group.to_heads(k, v)
+        return group.to_tokens(attention(q, k, v, mask))
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, D)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2)  # (B, L, H, D)

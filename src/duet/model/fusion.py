@@ -15,12 +15,14 @@ import functools
 from dataclasses import replace
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from duet.config import TwinConfig
-from duet.errors import InputError
+from duet.errors import ConfigError, InputError
 from duet.model.bridge import Bridge
 from duet.model.tower import ModalityInput, Tower, TowerState, items_skipping, keep_skipped, run_block
+from duet.parallel.sequence import SequenceParallel
 
 
 class TwinModel(nn.Module):
@@ -58,6 +60,19 @@ class TwinModel(nn.Module):
         """Every block of both towers and every bridge layer: one FSDP unit each."""
         units = [*self.video_model.blocks, *self.audio_model.blocks]
         return units + (list(self.bridge.layers) if self.bridge is not None else [])
+
+    def enable_sequence_parallel(self, group: dist.ProcessGroup | None = None) -> TwinModel:
+        """Split every forward pass's tokens over the processes of `group` (default: all of
+        the default group), Ulysses-style (`duet.parallel.sequence`); for inference. Every
+        process must make the same calls with the same inputs; each returns the full output."""
+        if self.bridge is not None:
+            raise ConfigError("sequence parallelism supports the symmetric (Ovi) towers only, "
+                              "not a bridged (MOVA) model; run this model in one process")
+        sp = SequenceParallel.over(group)
+        for tower in (self.video_model, self.audio_model):
+            sp.check_heads(tower.cfg.num_heads, f"{tower.cfg.modality} tower")
+        self.video_model.sequence_parallel = self.audio_model.sequence_parallel = sp
+        return self
 
     def forward(self, video: ModalityInput | None = None, audio: ModalityInput | None = None, *,
                 skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,

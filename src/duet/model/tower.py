@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from duet.config import TowerConfig
 from duet.errors import InputError
 from duet.model.attention import LayerNorm, RMSNorm, attention, key_mask
 from duet.model.rope import apply_rope, audio_rope, video_rope
+
+if TYPE_CHECKING:
+    from duet.parallel.sequence import SequenceParallel
 
 Rope = tuple[Tensor, Tensor]
 
@@ -54,6 +57,9 @@ class TowerState:
     rope: Rope
     mask: Tensor | None  # key mask for attention over this tower's tokens
     grid: tuple[int, ...]  # token grid: (F, H, W) video, (L,) audio
+    # With sequence parallelism, x, e, e0 and rope hold this rank's shard of the tokens
+    # and mask covers every (padded) key; None: all tokens are here.
+    group: SequenceParallel | None = None
 
     def source(self, gate: Tensor | None = None) -> CrossModalSource:
         """These hidden states as the other tower's cross-modal keys/values (a snapshot)."""
@@ -129,11 +135,12 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
         self.norm_k = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, rope: Rope, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, rope: Rope, mask: Tensor | None,
+                group: SequenceParallel | None = None) -> Tensor:
         q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))  # (B, L, H, D)
         k = self.norm_k(self.k(x)).unflatten(-1, (self.heads, -1))
         v = self.v(x).unflatten(-1, (self.heads, -1))
-        out = attention(apply_rope(q, rope), apply_rope(k, rope), v, mask)
+        out = attention(apply_rope(q, rope), apply_rope(k, rope), v, mask, group)
         return self.o(out.flatten(2))
 
 
@@ -144,6 +151,8 @@ class CrossAttention(SelfAttention):
     before `o`. The text branch has no RoPE and no mask (padded text rows take part, as in
     the official model); the cross-modal branch applies RoPE to q with this tower's
     positions and to the new keys with the other tower's, so both meet on one time axis.
+    With sequence parallelism (`group`) the text branch runs on this rank's queries as is
+    (every rank holds the whole text); the cross-modal branch exchanges both sequences.
     """
 
     def __init__(self, cfg: TowerConfig) -> None:
@@ -157,7 +166,8 @@ class CrossAttention(SelfAttention):
             self.norm_k_fusion = RMSNorm(d, cfg.eps) if cfg.qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, context: Tensor, rope: Rope,
-                other: CrossModalSource | None = None) -> Tensor:
+                other: CrossModalSource | None = None,
+                group: SequenceParallel | None = None) -> Tensor:
         q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))  # (B, L, H, D)
         k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))  # (B, Lt, H, D)
         v = self.v(context).unflatten(-1, (self.heads, -1))
@@ -168,7 +178,8 @@ class CrossAttention(SelfAttention):
             r = self.pre_attn_norm_fusion(other.x)
             k2 = self.norm_k_fusion(self.k_fusion(r)).unflatten(-1, (self.heads, -1))
             v2 = self.v_fusion(r).unflatten(-1, (self.heads, -1))  # (B, L_other, H, D)
-            fused = attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask)
+            fused = attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask,
+                              group)
             if other.gate is not None:
                 fused = fused * other.gate.view(-1, 1, 1, 1).to(fused.dtype)
             out = out + fused
@@ -193,11 +204,11 @@ class Block(nn.Module):
     def self_attention(self, s: TowerState) -> Tensor:
         shift, scale, gate = self.modulation(s.e0)[:3]  # each (B, L|1, dim), float32
         h = (self.norm1(s.x).float() * (1 + scale) + shift).type_as(s.x)
-        return s.x + (self.self_attn(h, s.rope, s.mask).float() * gate).type_as(s.x)
+        return s.x + (self.self_attn(h, s.rope, s.mask, s.group).float() * gate).type_as(s.x)
 
     def cross_attention_ffn(self, s: TowerState, other: CrossModalSource | None = None) -> Tensor:
         shift, scale, gate = self.modulation(s.e0)[3:]
-        x = s.x + self.cross_attn(self.norm3(s.x), s.context, s.rope, other)
+        x = s.x + self.cross_attn(self.norm3(s.x), s.context, s.rope, other, s.group)
         h = (self.norm2(x).float() * (1 + scale) + shift).type_as(x)
         return x + (self.ffn(h).float() * gate).type_as(x)
 
@@ -251,6 +262,8 @@ class Tower(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(d, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
         self.gradient_checkpointing = False
+        # split the tokens over processes (set by `TwinModel.enable_sequence_parallel`)
+        self.sequence_parallel: SequenceParallel | None = None
 
     # ---- inputs -> tokens -------------------------------------------------------------
     def embed_latent(self, latent: Tensor, lengths: Tensor | None = None,
@@ -321,13 +334,36 @@ class Tower(nn.Module):
         e, e0 = self.embed_time(t, b)
         if inp.context.shape[0] != b:
             raise InputError(f"{self.cfg.modality} context batch {inp.context.shape[0]} != latent batch {b}")
-        return TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
-                          rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid)
+        s = TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
+                       rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid)
+        sp = self.sequence_parallel
+        return s if sp is None else self._shard(s, inp.lengths, sp)
+
+    @staticmethod
+    def _shard(s: TowerState, lengths: Tensor | None, sp: SequenceParallel) -> TowerState:
+        """This rank's share of the tokens, cut after the input stems (the audio stem
+        convolves across tokens): x, per-token time embeddings and the rows of the RoPE
+        table at each token's global position. The key mask also hides the padding that
+        evens out the shards."""
+        if torch.is_grad_enabled():
+            raise InputError("sequence parallelism is for inference only (its exchanges carry "
+                             "no gradients): call the model under torch.no_grad()")
+        b, n = s.x.shape[:2]
+        if lengths is None:
+            lengths = torch.full((b,), n, device=s.x.device)
+        per_token = s.e.shape[1] > 1  # else one time embedding per item, broadcast
+        return replace(s, x=sp.shard(s.x), group=sp,
+                       e=sp.shard(s.e) if per_token else s.e,
+                       e0=sp.shard(s.e0) if per_token else s.e0,
+                       rope=(sp.shard(s.rope[0], dim=0), sp.shard(s.rope[1], dim=0)),
+                       mask=key_mask(lengths, sp.padded(n)))
 
     # ---- tokens -> outputs -------------------------------------------------------------
     def finish(self, s: TowerState) -> Tensor:
         """Head and unpatchify: video [B, C, F, H, W], audio [B, L, C]."""
         out = self.head(s.x, s.e)  # (B, L, prod(patch) * out_dim)
+        if s.group is not None:  # every rank gets all tokens back
+            out = s.group.gather(out, math.prod(s.grid))
         if self.cfg.modality == "audio":
             return out
         f, h, w = s.grid

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.text.umt5 import WAN_T5_FILE, clean_prompt, find_wan_files, load_wan_umt5, read_checked
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +62,11 @@ class HFEncoder:
         max_length: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        tokenizer_path: str | Path | None = None,
     ) -> None:
-        from transformers import AutoConfig
-
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise CheckpointError(
-                f"text encoder folder {str(self.path)!r} has no config.json; pass the folder "
-                "that holds the encoder's config.json, weights and tokenizer files"
-            )
-        self.config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        self.tokenizer_path = Path(tokenizer_path) if tokenizer_path is not None else self.path
+        self.config = self._read_config()
         limit = getattr(self.config, "max_position_embeddings", None)
         if max_length < 1 or (limit is not None and max_length > limit):
             raise ConfigError(
@@ -88,6 +84,17 @@ class HFEncoder:
         """Hidden size of the last layer (`d_model` for T5-family configs)."""
         return int(getattr(self.config, "d_model", None) or self.config.hidden_size)
 
+    def _read_config(self) -> Any:
+        """The model config, read at construction so that a wrong path fails early."""
+        from transformers import AutoConfig
+
+        if not (self.path / "config.json").is_file():
+            raise CheckpointError(
+                f"text encoder folder {str(self.path)!r} has no config.json; pass the folder "
+                "that holds the encoder's config.json, weights and tokenizer files"
+            )
+        return AutoConfig.from_pretrained(self.path, local_files_only=True)
+
     def _load_model(self) -> torch.nn.Module:
         """Build the model from the folder; subclasses pick the class."""
         from transformers import AutoModel
@@ -99,12 +106,25 @@ class HFEncoder:
             return
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        tokenizer.padding_side = "right"  # the cut to true length below assumes it
+        if self._tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path, local_files_only=True)
+            tokenizer.padding_side = "right"  # the cut to true length below assumes it
+            self._tokenizer = tokenizer
         model = self._load_model().to(self.device).eval()
         model.requires_grad_(False)  # frozen: no optimizer may ever pick these up
-        self._tokenizer, self._model = tokenizer, model
+        self._model = model
         logger.info("loaded text encoder %s (%d-d) on %s", self.path, self.dim, self.device)
+
+    def unload(self) -> None:
+        """Drop the model's weights; the next `encode` loads them again from disk.
+
+        A pipeline calls this once its prompts are encoded (and cached by CachedEncoder), so
+        that the 11 GB umT5-XXL does not sit beside the DiT. The small tokenizer stays. On a
+        GPU the memory returns to PyTorch's caching allocator, which the DiT then reuses.
+        """
+        if self._model is not None:
+            logger.info("unloaded text encoder %s; a later encode() loads it again", self.path)
+        self._model = None
 
     # no_grad rather than inference_mode: the outputs feed a trainable DiT during training,
     # and inference tensors cannot be saved for its backward pass.
@@ -171,24 +191,64 @@ def minilm_path() -> Path:
 class UMT5Encoder(HFEncoder):
     """The umT5-XXL encoder (4096-d, 512 tokens) that conditions the real Ovi model.
 
-    `path` is a local folder in Hugging Face layout (config.json, weights, tokenizer). Run it
-    in bfloat16 or float32: T5-family activations overflow in float16.
+    `path` is one of:
+    - a Hugging Face folder (config.json, weights, tokenizer);
+    - the official `Wan2.2-TI2V-5B` folder, with `models_t5_umt5-xxl-enc-bf16.pth` (Wan's own
+      T5 naming, renamed onto transformers' UMT5EncoderModel by `duet.text.umt5`) and the
+      tokenizer in `google/umt5-xxl/`;
+    - that `.pth` file itself, the tokenizer then beside it or given as `tokenizer`.
+    Prompts are cleaned like Wan/Ovi do (ftfy, HTML entities, whitespace) before tokenizing.
+    Run it in bfloat16 or float32: T5-family activations overflow in float16.
     """
 
     def __init__(
         self,
         path: str | Path,
         *,
+        tokenizer: str | Path | None = None,
         max_length: int = 512,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.bfloat16,
     ) -> None:
-        super().__init__(path, max_length=max_length, device=device, dtype=dtype)
+        path = Path(path)
+        self.wan_weights: Path | None = None  # set when the weights are Wan's .pth
+        if not (path / "config.json").is_file():
+            self.wan_weights, tokenizer = find_wan_files(path, tokenizer)
+        super().__init__(
+            self.wan_weights or path, max_length=max_length, device=device, dtype=dtype,
+            tokenizer_path=tokenizer,
+        )
+
+    @classmethod
+    def from_wan(
+        cls,
+        weights: str | Path,
+        tokenizer_dir: str | Path,
+        *,
+        max_length: int = 512,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> UMT5Encoder:
+        """The encoder from Wan's `.pth` and a tokenizer folder given explicitly."""
+        return cls(weights, tokenizer=tokenizer_dir, max_length=max_length, device=device,
+                   dtype=dtype)
+
+    def _read_config(self) -> Any:
+        if self.wan_weights is None:
+            return super()._read_config()
+        _, dims = read_checked(self.wan_weights)  # strict key/shape check, metadata only
+        return dims.to_config()
 
     def _load_model(self) -> torch.nn.Module:
+        if self.wan_weights is not None:
+            return load_wan_umt5(self.wan_weights, dtype=self.dtype, device=self.device)
         from transformers import UMT5EncoderModel
 
         return UMT5EncoderModel.from_pretrained(self.path, local_files_only=True, dtype=self.dtype)
+
+    def encode(self, prompts: Sequence[str]) -> list[Tensor]:
+        """Per-token hidden states `[L_i, d_model]` of the cleaned prompts (see `clean_prompt`)."""
+        return super().encode([clean_prompt(p) for p in _check_prompts(prompts)])
 
 
 class CachedEncoder:
@@ -235,6 +295,16 @@ class CachedEncoder:
                 self._cache.popitem(last=False)
         return [found[p] for p in prompts]
 
+    def unload(self) -> None:
+        """Free the wrapped encoder's weights where it can (`HFEncoder.unload`).
+
+        Cached embeddings stay, so prompts already seen cost nothing; a new prompt makes the
+        wrapped encoder load its weights again.
+        """
+        unload = getattr(self.encoder, "unload", None)
+        if unload is not None:
+            unload()
+
     def clear(self) -> None:
         """Forget every cached embedding (e.g. after moving the encoder to another device)."""
         self._cache.clear()
@@ -251,15 +321,17 @@ def load_text_encoder(
 ) -> TextEncoder:
     """Build a text encoder by name: "minilm-l6" (bundled) or "umt5-xxl" (needs `path`).
 
-    dtype defaults to float32 for MiniLM and bfloat16 for umT5-XXL.
+    For "umt5-xxl", `path` is a Hugging Face folder or the official `Wan2.2-TI2V-5B` folder
+    (see UMT5Encoder). dtype defaults to float32 for MiniLM and bfloat16 for umT5-XXL.
     """
     if name == "minilm-l6":
         return MiniLMEncoder(path, device=device, dtype=dtype or torch.float32)
     if name == "umt5-xxl":
         if path is None:
             raise ConfigError(
-                "the umt5-xxl text encoder needs path= a local folder with its config.json, "
-                "weights and tokenizer (Hugging Face layout); it is never downloaded"
+                "the umt5-xxl text encoder needs path= a local folder: Hugging Face layout "
+                "(config.json, weights, tokenizer) or the official Wan2.2-TI2V-5B folder "
+                f"({WAN_T5_FILE} + google/umt5-xxl/); it is never downloaded"
             )
         return UMT5Encoder(path, device=device, dtype=dtype or torch.bfloat16)
     raise ConfigError(f"unknown text encoder {name!r}; use one of {', '.join(TEXT_ENCODERS)}")

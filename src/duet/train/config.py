@@ -65,6 +65,7 @@ class TrainConfig:
     logit_std: float = 1.0
     time_shift: float = 1.0  # for "shifted"
     independent_t: bool = False  # one t per modality instead of one shared t per item
+    clean_partner: float = 0.0  # fraction of items with one modality held clean (v2a / a2v)
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -171,7 +172,8 @@ class TrainConfig:
             video_weight=st.video_weight if self.video_weight is None else self.video_weight,
             audio_weight=st.audio_weight if self.audio_weight is None else self.audio_weight,
             sampler=self.timestep_sampler, logit_mean=self.logit_mean, logit_std=self.logit_std,
-            shift=self.time_shift, independent_t=self.independent_t)
+            shift=self.time_shift, independent_t=self.independent_t,
+            clean_partner=self.clean_partner)
 
     @property
     def peak_lr(self) -> float:

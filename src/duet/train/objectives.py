@@ -4,7 +4,9 @@ For clean latents x0, noise ε and time t in [0, 1] (t = 1 is pure noise):
     x_t = (1 - t)·x0 + t·ε          the model sees x_t and the timestep 1000·t
     v   = ε - x0                    and is trained to predict this velocity
 Each modality gets its own noise; by default both share one t per item (Ovi), optionally
-each draws its own. The loss is a weighted sum of per-modality MSEs (Ovi stage 2:
+each draws its own. With `clean_partner` p, a fraction p of the items hold one modality clean
+(t = 0, excluded from its loss) while the other is denoised: the video-to-audio and
+audio-to-video tasks, which the joint model can only solve by reading its partner. The loss is a weighted sum of per-modality MSEs (Ovi stage 2:
 0.85·L_video + 0.15·L_audio). Every function here is pure: randomness comes only from the
 generator(s) passed in.
 """
@@ -43,6 +45,7 @@ class FlowConfig:
     logit_std: float = 1.0
     shift: float = 1.0  # shifted: t' = s·t / (1 + (s - 1)·t) on uniform t (s > 1: noisier)
     independent_t: bool = False  # draw one t per modality instead of one shared t per item
+    clean_partner: float = 0.0  # per item: probability that one modality (50/50) is held clean
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -52,6 +55,8 @@ class FlowConfig:
             raise ConfigError(f"logit_std must be > 0, got {self.logit_std}")
         if self.shift <= 0:
             raise ConfigError(f"time_shift must be > 0, got {self.shift}")
+        if not 0.0 <= self.clean_partner <= 1.0:
+            raise ConfigError(f"clean_partner is a probability in [0, 1], got {self.clean_partner}")
         if self.video_weight < 0 or self.audio_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
                               f"audio {self.audio_weight}")
@@ -119,7 +124,7 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
     item i's draws then depend only on its own generator, so a global batch split across
     ranks or micro-batches gets exactly the same noise as when it is processed whole).
     Draw order per generator: t (video/shared), t (audio, if independent), video noise,
-    audio noise.
+    audio noise, then (with clean_partner) whether the item holds a modality, and which.
     """
     if isinstance(generator, torch.Generator):
         return _draw(batch, generator, cfg, batch.size)
@@ -143,8 +148,24 @@ def _draw(batch: LatentBatch, g: torch.Generator, cfg: FlowConfig, n: int) -> Fl
     t = sample_t(n, g, cfg)
     t_audio = sample_t(n, g, cfg) if cfg.independent_t else t
     v_noise, a_noise = _noise_like(batch.video, g), _noise_like(batch.audio, g)
+    if cfg.clean_partner > 0 and batch.video is not None and batch.audio is not None:
+        held = torch.rand(n, generator=g, device=g.device) < cfg.clean_partner
+        video_held = held & (torch.rand(n, generator=g, device=g.device) < 0.5)
+        t = torch.where(video_held, 0.0, t)  # new tensors: a shared t splits here
+        t_audio = torch.where(held & ~video_held, 0.0, t_audio)
     return FlowDraw(t if batch.video is not None else None,
                     t_audio if batch.audio is not None else None, v_noise, a_noise)
+
+
+def _mse(pred: Tensor, target: Tensor, t: Tensor | None) -> Tensor:
+    """Mean squared error; with `t`, over the items whose t > 0 only. A held (clean) latent
+    is the partner's condition, not a denoising task: its target ε - x0 cannot be predicted
+    from x0, so its loss would only teach the tower to output -x0."""
+    if t is None:
+        return F.mse_loss(pred, target)
+    per_item = (pred - target).pow(2).flatten(1).mean(1)
+    keep = (t.to(per_item.device) > 0).to(per_item.dtype)
+    return (per_item * keep).sum() / keep.sum().clamp(min=1)
 
 
 def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generators,
@@ -165,7 +186,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * t, ctx)
         targets[name] = velocity_target(x0, eps)
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
-    losses = {name: F.mse_loss(pred.float(), targets[name])
+    times = {"video": d.video_t, "audio": d.audio_t}
+    losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None)
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
