@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({e}); it may be truncated or "
             "still downloading: download it again") from None
+
+
+def key_problems(want: Mapping[str, Tensor], state: Mapping[str, Tensor], shown: int = 4) -> str:
+    """What keeps `state` from loading strictly into a module whose state dict is `want`:
+    "" when keys and shapes agree, else e.g. "missing (2): a, b; wrong shape (1): c (3,) (expected
+    (4,))", a few keys per kind, so that the error beats torch's list of hundreds."""
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k].shape)})"
+             for k in sorted(set(state) & set(want)) if state[k].shape != want[k].shape]
+    return "; ".join(
+        f"{label} ({len(keys)}): {', '.join(keys[:shown])}{', ...' if len(keys) > shown else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if keys)
 
 
 def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from duet.checkpoints import key_problems
 from duet.codecs.mel import MelSpec, spectrogram
 from duet.errors import CheckpointError, ConfigError, InputError
 
@@ -233,17 +234,10 @@ def _dim(state: Mapping[str, Tensor], key: str, axis: int, path: Path, hint: str
 def _load_strict(net: nn.Module, state: dict[str, Tensor], path: Path, hint: str) -> None:
     """Strict both ways, with shapes, before anything is assigned; lists a few offending keys
     (in the module's names, which are the official ones apart from fused weight norms)."""
-    want = net.state_dict()
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k].shape)})"
-             for k in sorted(set(state) & set(want)) if state[k].shape != want[k].shape]
-    if missing or unexpected or wrong:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("wrong shape", wrong)) if keys]
+    problems = key_problems(net.state_dict(), state)
+    if problems:
         raise CheckpointError(f"{path} does not match the network its shapes imply: "
-                              f"{'; '.join(parts)}. {hint}")
+                              f"{problems}. {hint}")
     net.load_state_dict(state, strict=True, assign=True)
 
 

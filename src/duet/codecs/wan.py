@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from duet.checkpoints import key_problems
 from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import CheckpointError, ConfigError, InputError
 
@@ -267,16 +268,10 @@ def _check_layout(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], a
                   path: Path) -> None:
     """Strict both ways, with shapes, before anything is loaded: an error that lists a few
     offending keys beats torch's list of hundreds."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
-             for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("wrong shape", wrong)) if keys]
+    problems = key_problems(expected, state)
+    if problems:
         raise CheckpointError(f"{path} does not match the Wan2.2 VAE layout its shapes imply "
-                              f"({arch}); diffusers names: {'; '.join(parts)}. {_DOWNLOAD_HINT}")
+                              f"({arch}); diffusers names: {problems}. {_DOWNLOAD_HINT}")
 
 
 class WanVAECodec:
