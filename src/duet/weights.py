@@ -268,11 +268,11 @@ def write_bundle(root: str | os.PathLike, preset: str | Preset, out: str | os.Pa
     files = locate(root, p.name)
     out = Path(out)
     check_dit(files.dit, p)
-    state = load_weights(files.dit)
-    if dtype is not None:
+    if dtype is None:  # the official file already is a bundle's weights file: link, don't rewrite 23 GB
+        _link_or_copy(files.dit, out / BUNDLE_WEIGHTS)
+    else:
         cast = resolve_device_dtype("cpu", dtype)[1]
-        state = {k: v.to(cast) for k, v in state.items()}
-    save_weights(state, out / BUNDLE_WEIGHTS)
+        save_weights({k: v.to(cast) for k, v in load_weights(files.dit).items()}, out / BUNDLE_WEIGHTS)
     parts = {"video_vae/" + files.vae.name: files.vae,
              "audio_vae/" + files.audio_vae.name: files.audio_vae,
              "audio_vae/" + files.vocoder.name: files.vocoder,
