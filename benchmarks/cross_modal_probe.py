@@ -9,6 +9,9 @@ event times) and with the fusion switched off. If the audio tower reads impact t
 the video, its loss is clearly lower with the matched video than with the swapped one; a
 model that ignores the other modality gives equal losses. Sync in generated clips cannot
 appear before this gap does, so it is the first thing to check when sync is missing.
+It also prints, per fusion block, the share of the audio tower's cross-modal attention that
+falls within 1.5 latent frames of its own instant on the shared time axis (uniform
+attention gives the chance share printed beside it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor
 
 from duet.checkpoints import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 from duet.model import TwinModel
+from duet.model.alignment import audio_to_video_attention, mass_near_aligned
 from duet.model.tower import ModalityInput
 from duet.train.data import LatentBatch, LatentDataset
 from duet.train.objectives import TIME_SCALE, noisy_latent, velocity_target
@@ -53,6 +57,26 @@ def probe(model: TwinModel, ds: LatentDataset, idx: list[int], t: float, seed: i
                     tp if target == "video" else tt)
         out.update({k: v for k, v in r.items() if k.startswith(target)})
     return out
+
+
+@torch.no_grad()
+def attention_locality(model: TwinModel, ds: LatentDataset, idx: list[int], t: float,
+                       seed: int = 0) -> tuple[list[float], float]:
+    """Per block, the audio tower's attention share within 1.5 latent frames of its instant
+    (both modalities at time t), and that share for uniform attention."""
+    b = ds.gather(idx)
+    g = torch.Generator().manual_seed(seed)
+    x_v, x_a = b.video.float(), b.audio.float()
+    tt = torch.full((len(idx),), t)
+    v_in = ModalityInput(noisy_latent(x_v, torch.randn(x_v.shape, generator=g), tt), TIME_SCALE * tt,
+                         b.video_context)
+    a_in = ModalityInput(noisy_latent(x_a, torch.randn(x_a.shape, generator=g), tt), TIME_SCALE * tt,
+                         b.audio_context)
+    scale = model.cfg.audio.rope_time_scale
+    per_frame = x_v.shape[3] * x_v.shape[4] // (model.cfg.video.patch_size[1] * model.cfg.video.patch_size[2])
+    maps = audio_to_video_attention(model, v_in, a_in)
+    uniform = torch.full_like(maps[0][:1, :1], 1.0 / maps[0].shape[-1])
+    return [mass_near_aligned(w, scale, per_frame) for w in maps], mass_near_aligned(uniform, scale, per_frame)
 
 
 def _losses(model: TwinModel, b: LatentBatch, x_v: Tensor, x_a: Tensor, e_v: Tensor, e_a: Tensor,
@@ -96,6 +120,10 @@ def main() -> None:
         r = probe(model, ds, idx, t, partner_t=args.partner_t)
         print(f"| {t:g} | {r['audio matched']:.4f} | {r['audio swapped']:.4f} | {r['audio alone']:.4f} | "
               f"{r['video matched']:.4f} | {r['video swapped']:.4f} | {r['video alone']:.4f} |")
+    if model.bridge is None:
+        near, chance = attention_locality(model, ds, idx, args.t[0])
+        print(f"audio->video attention within 1.5 frames of its instant (t={args.t[0]:g}), per block: "
+              + ", ".join(f"{m:.3f}" for m in near) + f" (uniform: {chance:.3f})")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class BridgeConfig:
         if not (self.video_rate > 0 and self.audio_rate > 0):
             raise ConfigError("bridge video_rate and audio_rate (latents per second) must be positive")
         if self.dim < 0 or self.num_heads < 1:
-            raise ConfigError(f"bridge dim must be >= 0 (0 = audio width) and num_heads >= 1")
+            raise ConfigError(f"bridge dim must be >= 0 (0 = audio width) and num_heads >= 1, "
+                              f"got dim {self.dim}, num_heads {self.num_heads}")
 
 
 @dataclass(frozen=True)

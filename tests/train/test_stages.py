@@ -64,3 +64,19 @@ def test_ovi_fusion_stage_trains_5_7b_parameters():
     ovi = TwinModel.from_config(get_preset("ovi-720x720-5s").model, device="meta")
     assert apply_stage(ovi, "fusion") == 5_665_443_840  # the paper: 5.7B of 11B trainable
     assert sum(p.numel() for n, p in ovi.named_parameters() if ".ffn." in n) == 5_285_867_520
+
+
+def test_freeze_patterns_freeze_on_top_of_the_stage(model):
+    pinned = ("*.cross_attn.q.*", "*.cross_attn.k_fusion.*")
+    full = sum(p.numel() for p in model.parameters())
+    frozen = sum(p.numel() for n, p in model.named_parameters()
+                 if ".cross_attn.q." in n or ".cross_attn.k_fusion." in n)
+    assert frozen > 0 and apply_stage(model, "full", pinned) == full - frozen
+    trainable = _trainable(model)
+    assert "audio_model.blocks.0.cross_attn.q.weight" not in trainable
+    assert "audio_model.blocks.0.cross_attn.v_fusion.weight" in trainable
+    with pytest.raises(ConfigError, match=r"freeze pattern\(s\) \['\*.crossattn.\*'\] match no parameter"):
+        apply_stage(model, "full", ("*.crossattn.*",))
+    assert TrainConfig.from_dict({"freeze": ["*.cross_attn.q.*"]}).freeze == ("*.cross_attn.q.*",)
+    with pytest.raises(ConfigError, match="freeze"):
+        TrainConfig.from_dict({"freeze": "*.q.*"})

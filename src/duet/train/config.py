@@ -21,6 +21,7 @@ from typing import Any, Literal
 from duet.config import BridgeConfig, Preset, TowerConfig, TwinConfig, get_preset
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
+from duet.model.alignment import alignment_channels
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
 
@@ -42,6 +43,11 @@ class TrainConfig:
     # to take each tower from its own bundle (Ovi: video from Wan, audio from its stage 1)
     init_from: str | dict[str, str] | None = None
     stage: str = "full"  # audio | video | fusion | full (see duet.train.stages)
+    freeze: tuple[str, ...] = ()  # fnmatch patterns of parameter names frozen on top of the stage's
+    # temporal-alignment prior set on the cross-attention at the start (duet.model.alignment):
+    # the QK-norm gain on the reserved RoPE pairs; 0 leaves the starting weights as they are
+    alignment_prior: float = 0.0
+    alignment_pairs: int = 4  # fastest temporal RoPE pairs per head it reserves
     # LoRA fine-tuning (duet.lora.LoraSpec keys: rank, alpha, targets, towers, dropout,
     # blocks); None trains the stage's parameters themselves. Needs init_from.
     lora: dict[str, Any] | None = None
@@ -115,6 +121,15 @@ class TrainConfig:
             if bad or not self.init_from or not all(isinstance(v, str) for v in self.init_from.values()):
                 raise ConfigError(f"init_from as a table maps 'video' and/or 'audio' to bundle "
                                   f"directories, got {self.init_from!r}")
+        if self.alignment_prior < 0:
+            raise ConfigError(f"alignment_prior must be >= 0 (0: off), got {self.alignment_prior}")
+        if self.alignment_prior > 0:
+            twin = self.twin()
+            if twin.bridge is not None:
+                raise ConfigError("alignment_prior is for Ovi's symmetric fusion; a bridged model "
+                                  "aligns through its bridge RoPE: set alignment_prior = 0")
+            alignment_channels(twin.audio.head_dim, twin.audio.num_heads, self.alignment_pairs)
+            alignment_channels(twin.video.head_dim, twin.video.num_heads, self.alignment_pairs)
         if self.lora is not None:
             self.lora_spec()
             if self.init_from is None:

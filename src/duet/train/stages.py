@@ -18,7 +18,7 @@ gradient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 from torch import nn
@@ -79,9 +79,16 @@ def get_stage(name: str) -> Stage:
         raise ConfigError(f"stage {name!r} is unknown; choose one of {sorted(STAGES)}") from None
 
 
-def apply_stage(model: nn.Module, stage: Stage | str) -> int:
-    """Set `requires_grad` on every parameter for `stage`; return the trainable count."""
+def apply_stage(model: nn.Module, stage: Stage | str, freeze: tuple[str, ...] = ()) -> int:
+    """Set `requires_grad` on every parameter for `stage`, with the parameters matching a
+    `freeze` pattern frozen as well; return the trainable count."""
     stage = get_stage(stage) if isinstance(stage, str) else stage
+    names = [name for name, _ in model.named_parameters()]
+    idle = [p for p in freeze if not any(fnmatchcase(n, p) for n in names)]
+    if idle:
+        raise ConfigError(f"freeze pattern(s) {idle} match no parameter of this model; names look "
+                          f"like {names[0]!r} (fnmatch patterns, e.g. '*.cross_attn.q.*')")
+    stage = replace(stage, frozen=stage.frozen + tuple(freeze))
     count = 0
     for name, p in model.named_parameters():
         p.requires_grad_(stage.trains(name))

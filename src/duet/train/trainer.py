@@ -34,6 +34,7 @@ from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
 from duet.model import TwinModel
+from duet.model.alignment import with_alignment_prior
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
@@ -116,7 +117,7 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
     if not rt.is_main:
         return {}
     if "" in sources:
-        return load_weights(Path(sources[""]) / BUNDLE_WEIGHTS)
+        return _with_prior(load_weights(Path(sources[""]) / BUNDLE_WEIGHTS), cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         state = TwinModel.from_config(twin).state_dict()
@@ -129,7 +130,15 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
             log.info("init_from %s: %d %s tensors this model does not have are not used (%s ...)",
                      bundle, len(unused), tower, unused[0])
         state.update({k: v for k, v in weights.items() if k in state})
-    return state
+    return _with_prior(state, cfg)
+
+
+def _with_prior(state: dict[str, Tensor], cfg: TrainConfig) -> dict[str, Tensor]:
+    """The starting weights with the temporal-alignment prior when the config asks for it
+    (a resumed run then overwrites them with its checkpoint)."""
+    if cfg.alignment_prior == 0:
+        return state
+    return with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
 
 
 def _source(cfg: TrainConfig) -> str:
@@ -154,13 +163,13 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
     if rt.distributed:
         if cfg.lora is not None:
             raise ConfigError("lora training runs in one process for now; drop torchrun")
-        trainable = apply_stage(model, cfg.stage)
+        trainable = apply_stage(model, cfg.stage, cfg.freeze)
         parallelize(model, rt.mesh, cfg)  # type: ignore[arg-type]
         model.to_empty(device=rt.device)
         load_model_state(model, state, rt)  # rank 0's weights, broadcast and sharded
     else:
         load_into(model, state, source=_source(cfg), dtype=torch.float32)
-        trainable = apply_stage(model, cfg.stage)
+        trainable = apply_stage(model, cfg.stage, cfg.freeze)
         spec = cfg.lora_spec()
         if spec is not None:  # base weights frozen; only the injected adapters train
             layers = add_lora(model, spec)
