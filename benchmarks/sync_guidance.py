@@ -1,6 +1,6 @@
 """Sync and generation time under each guidance term, on held-out bounce prompts.
 
-    python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25]
+    python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25] [--rows 0 2 4]
 
 Rows: Ovi's plain CFG (the default), + the bridge (dual-CFG) term at three scales, + STG,
 and all together with std rescale. Every row uses the same captions and seeds, so the rows
@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--model", default="demo")
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--steps", type=int)
+    p.add_argument("--rows", type=int, nargs="+", choices=range(len(ROWS)), default=range(len(ROWS)),
+                   metavar="N", help=f"which rows (0-{len(ROWS) - 1}, in the order above; default all)")
     args = p.parse_args()
     pipe = DuetPipeline.from_pretrained(args.model, device="cpu")
     captions = [make_clip(HELDOUT_SEED_START + i, kind="bounce").caption for i in range(args.clips)]
@@ -41,7 +43,7 @@ def main() -> None:
           "within 2 frames | missed | extra | s/clip |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in ROWS:
+        for name, kw in (ROWS[i] for i in args.rows):
             reports, seconds = [], 0.0
             for i, caption in enumerate(captions):
                 start = time.perf_counter()
