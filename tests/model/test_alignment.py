@@ -92,6 +92,8 @@ def test_bad_settings_name_the_fix():
         TrainConfig(preset="demo", alignment_prior=4.0, alignment_pairs=13)
     with pytest.raises(ConfigError, match="a bridged model aligns through its bridge RoPE"):
         TrainConfig(preset="demo-bridge", alignment_prior=4.0)
+    with pytest.raises(ConfigError, match="cross_modal = false"):
+        TrainConfig(preset="demo", model={"cross_modal": False}, alignment_prior=4.0)
     bridged = get_preset("demo-bridge").model
     with pytest.raises(ConfigError, match="symmetric fusion"):
         with_alignment_prior({}, bridged, 4.0)

@@ -51,6 +51,9 @@ def with_alignment_prior(state: dict[str, Tensor], cfg: TwinConfig, strength: fl
     if cfg.bridge is not None:
         raise ConfigError("the alignment prior is for Ovi's symmetric fusion; a bridged model's "
                           "bridge layers align by their own RoPE (bridge.rope)")
+    if not (cfg.video.cross_modal and cfg.audio.cross_modal):
+        raise ConfigError("the alignment prior initialises the fusion layers, but this model's "
+                          "towers are built with cross_modal = false")
     if not strength > 0:
         raise ConfigError(f"alignment strength must be > 0, got {strength}")
     state = dict(state)

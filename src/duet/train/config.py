@@ -128,6 +128,9 @@ class TrainConfig:
             if twin.bridge is not None:
                 raise ConfigError("alignment_prior is for Ovi's symmetric fusion; a bridged model "
                                   "aligns through its bridge RoPE: set alignment_prior = 0")
+            if not (twin.video.cross_modal and twin.audio.cross_modal):
+                raise ConfigError("alignment_prior initialises the fusion layers, but the towers "
+                                  "are built with cross_modal = false: set alignment_prior = 0")
             alignment_channels(twin.audio.head_dim, twin.audio.num_heads, self.alignment_pairs)
             alignment_channels(twin.video.head_dim, twin.video.num_heads, self.alignment_pairs)
         if self.lora is not None:
