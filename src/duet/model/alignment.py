@@ -39,6 +39,20 @@ def alignment_channels(head_dim: int, num_heads: int, pairs: int) -> tuple[Tenso
     return first, first + 1
 
 
+def check_alignment(cfg: TwinConfig, strength: float, pairs: int) -> None:
+    """Raise `ConfigError` unless the prior can be set on a model of this shape."""
+    if cfg.bridge is not None:
+        raise ConfigError("the alignment prior (alignment_prior) is for Ovi's symmetric fusion; "
+                          "a bridged model aligns through its bridge RoPE: set alignment_prior = 0")
+    if not (cfg.video.cross_modal and cfg.audio.cross_modal):
+        raise ConfigError("the alignment prior (alignment_prior) initialises the fusion layers, but "
+                          "the towers are built with cross_modal = false: set alignment_prior = 0")
+    if not strength > 0:
+        raise ConfigError(f"alignment strength must be > 0, got {strength}")
+    for tower in (cfg.video, cfg.audio):
+        alignment_channels(tower.head_dim, tower.num_heads, pairs)
+
+
 @torch.no_grad()
 def with_alignment_prior(state: dict[str, Tensor], cfg: TwinConfig, strength: float,
                          pairs: int = 4) -> dict[str, Tensor]:
@@ -48,14 +62,7 @@ def with_alignment_prior(state: dict[str, Tensor], cfg: TwinConfig, strength: fl
     strength: the QK-norm gain on the reserved channels; 0 < strength. 4 to 6 gives a
         clear peak of a few latent frames around the aligned position.
     """
-    if cfg.bridge is not None:
-        raise ConfigError("the alignment prior is for Ovi's symmetric fusion; a bridged model's "
-                          "bridge layers align by their own RoPE (bridge.rope)")
-    if not (cfg.video.cross_modal and cfg.audio.cross_modal):
-        raise ConfigError("the alignment prior initialises the fusion layers, but this model's "
-                          "towers are built with cross_modal = false")
-    if not strength > 0:
-        raise ConfigError(f"alignment strength must be > 0, got {strength}")
+    check_alignment(cfg, strength, pairs)
     state = dict(state)
     for tower in (cfg.video, cfg.audio):
         first, second = alignment_channels(tower.head_dim, tower.num_heads, pairs)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from duet.config import BridgeConfig, Preset, TowerConfig, TwinConfig, get_preset
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
-from duet.model.alignment import alignment_channels
+from duet.model.alignment import check_alignment
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
 
@@ -124,15 +124,7 @@ class TrainConfig:
         if self.alignment_prior < 0:
             raise ConfigError(f"alignment_prior must be >= 0 (0: off), got {self.alignment_prior}")
         if self.alignment_prior > 0:
-            twin = self.twin()
-            if twin.bridge is not None:
-                raise ConfigError("alignment_prior is for Ovi's symmetric fusion; a bridged model "
-                                  "aligns through its bridge RoPE: set alignment_prior = 0")
-            if not (twin.video.cross_modal and twin.audio.cross_modal):
-                raise ConfigError("alignment_prior initialises the fusion layers, but the towers "
-                                  "are built with cross_modal = false: set alignment_prior = 0")
-            alignment_channels(twin.audio.head_dim, twin.audio.num_heads, self.alignment_pairs)
-            alignment_channels(twin.video.head_dim, twin.video.num_heads, self.alignment_pairs)
+            check_alignment(self.twin(), self.alignment_prior, self.alignment_pairs)
         if self.lora is not None:
             self.lora_spec()
             if self.init_from is None:
