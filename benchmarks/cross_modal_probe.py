@@ -38,15 +38,20 @@ def bounce_indices(data: Path, n: int) -> list[int]:
     return [i for i, c in enumerate(captions) if " ball" in c["caption"]][:n]
 
 
+def _latents_and_noise(b: LatentBatch, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Clean video and audio latents (float32) and fixed noise for each, from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    x_v, x_a = b.video.float(), b.audio.float()
+    return x_v, x_a, torch.randn(x_v.shape, generator=g), torch.randn(x_a.shape, generator=g)
+
+
 @torch.no_grad()
 def probe(model: TwinModel, ds: LatentDataset, idx: list[int], t: float, seed: int = 0,
           partner_t: float | None = None) -> dict[str, float]:
     """Per-modality MSE at time t: matched, swapped partner, fusion off. `partner_t`: the
     partner modality's time instead of t (0: a clean partner, as in v2a / a2v)."""
     b = ds.gather(idx)
-    g = torch.Generator().manual_seed(seed)
-    x_v, x_a = b.video.float(), b.audio.float()
-    e_v, e_a = torch.randn(x_v.shape, generator=g), torch.randn(x_a.shape, generator=g)
+    x_v, x_a, e_v, e_a = _latents_and_noise(b, seed)
     tt = torch.full((len(idx),), t)
     if partner_t is None:
         return _losses(model, b, x_v, x_a, e_v, e_a, tt, tt)
@@ -65,13 +70,10 @@ def attention_locality(model: TwinModel, ds: LatentDataset, idx: list[int], t: f
     """Per block, the audio tower's attention share within 1.5 latent frames of its instant
     (both modalities at time t), and that share for uniform attention."""
     b = ds.gather(idx)
-    g = torch.Generator().manual_seed(seed)
-    x_v, x_a = b.video.float(), b.audio.float()
+    x_v, x_a, e_v, e_a = _latents_and_noise(b, seed)
     tt = torch.full((len(idx),), t)
-    v_in = ModalityInput(noisy_latent(x_v, torch.randn(x_v.shape, generator=g), tt), TIME_SCALE * tt,
-                         b.video_context)
-    a_in = ModalityInput(noisy_latent(x_a, torch.randn(x_a.shape, generator=g), tt), TIME_SCALE * tt,
-                         b.audio_context)
+    v_in = ModalityInput(noisy_latent(x_v, e_v, tt), TIME_SCALE * tt, b.video_context)
+    a_in = ModalityInput(noisy_latent(x_a, e_a, tt), TIME_SCALE * tt, b.audio_context)
     scale = model.cfg.audio.rope_time_scale
     per_frame = x_v.shape[3] * x_v.shape[4] // (model.cfg.video.patch_size[1] * model.cfg.video.patch_size[2])
     maps = audio_to_video_attention(model, v_in, a_in)
