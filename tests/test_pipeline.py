@@ -180,6 +180,15 @@ def test_stg_bridge_and_rescale_terms_change_the_clip(pipe):
         pipe(prompt, stg_guidance=(1.0, 2.0, 3.0), **FAST)
 
 
+def test_the_empty_negative_prompt_is_used_not_replaced_by_the_default(pipe):
+    prompt = "a red rubber ball bounces <AUDCAP>thuds<ENDAUDCAP>"
+    default = pipe(prompt, seed=6, **FAST)
+    spelled = pipe(prompt, seed=6, video_negative=pipe.preset.sampler.video_negative, **FAST)
+    empty = pipe(prompt, seed=6, video_negative="", **FAST)
+    assert torch.equal(default.video, spelled.video)
+    assert not torch.equal(default.video, empty.video)
+
+
 def test_a_shift_per_modality_gives_each_its_own_grid(pipe):
     prompt = "a green wood ball bounces <AUDCAP>knocks<ENDAUDCAP>"
     base = pipe(prompt, seed=5, shift=5.0, **FAST)

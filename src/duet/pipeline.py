@@ -345,8 +345,9 @@ class DuetPipeline:
             generator = torch.Generator().manual_seed(seed if seed is not None else 0)
 
         # 2. Encode text (the same prompt for both towers; one negative prompt each)
-        pos, vneg, aneg = self._encode([text, video_negative or sc.video_negative,
-                                        audio_negative or sc.audio_negative])
+        pos, vneg, aneg = self._encode([  # "" is a real negative: the empty prompt
+            text, sc.video_negative if video_negative is None else video_negative,
+            sc.audio_negative if audio_negative is None else audio_negative])
         cond, uncond = Conditioning(pos, pos), Conditioning(vneg, aneg)
         if self.memory.frees_text_encoder(self.device):  # embeddings stay in its cache
             release_text_encoder(self.text_encoder)

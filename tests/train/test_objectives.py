@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duet.errors import ConfigError
+from duet.errors import ConfigError, InputError
 from duet.train import FlowConfig, LatentBatch, flow_matching_loss
 from duet.train.objectives import (draw, logit_normal_t, noisy_latent, sample_t, shift_t,
                                    uniform_t, velocity_target)
@@ -118,3 +118,23 @@ def test_clean_partner_holds_one_modality_and_drops_its_loss():
     torch.testing.assert_close(parts["video"], lv)  # held items do not count
     with pytest.raises(ConfigError, match="clean_partner"):
         FlowConfig(clean_partner=1.5)
+
+
+def test_text_dropout_gives_the_dropped_items_the_empty_prompt():
+    b, null = _batch(n=64), torch.randn(2, 16)  # the empty prompt: 2 tokens, padded to 3
+    cfg = FlowConfig(text_dropout=0.3)
+    d = draw(b, torch.Generator().manual_seed(5), cfg)
+    plain = draw(b, torch.Generator().manual_seed(5), FlowConfig())
+    assert torch.equal(d.video_t, plain.video_t) and torch.equal(d.audio_noise, plain.audio_noise)
+    assert 8 < int(d.text_dropped.sum()) < 32  # about 30 % of 64
+
+    model = ZeroModel()
+    flow_matching_loss(model, b, torch.Generator().manual_seed(5), cfg, null_context=null)
+    padded = torch.cat([null, torch.zeros(1, 16)])
+    for seen in (model.seen[0].context, model.seen[1].context):  # both towers, same items
+        assert torch.equal(seen[d.text_dropped], padded.expand(int(d.text_dropped.sum()), 3, 16))
+        assert torch.equal(seen[~d.text_dropped], b.video_context[~d.text_dropped])
+    with pytest.raises(InputError, match="null_context"):
+        flow_matching_loss(model, b, _gen(), cfg)
+    with pytest.raises(ConfigError, match="text_dropout"):
+        FlowConfig(text_dropout=1.0)

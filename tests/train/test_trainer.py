@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from duet.checkpoints import load_into, load_weights, read_config
+from duet.config import get_preset
+from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.train import BatchPlan, LatentDataset, train
 from duet.train.parallel import Runtime
 from duet.train.trainer import build_model, build_optimizer, initial_state, lr_at, train_step
 
-from train_helpers import synthetic_tensors
+from train_helpers import TINY_MODEL, synthetic_tensors
 
 
 class Interrupt(Exception):
@@ -155,3 +157,27 @@ def test_audio_stage_on_audio_only_data_and_bf16(make_config):
     records = _run(cfg, LatentDataset(synthetic_tensors(4, video=False)))
     assert all(r["video"] is None and math.isfinite(r["audio"]) for r in records)
     assert records[0]["loss"] == records[0]["audio"]  # weights video 0, audio 1
+
+
+def test_text_dropout_trains_on_the_empty_prompt_the_pipeline_uses_as_negative(make_config):
+    """The null context is the preset's own encoding of "", zero-padded as the shards are;
+    a bundle whose negative prompt is "" gives the model exactly that context in CFG."""
+    from duet.pipeline import build_codecs
+    from duet.train.trainer import empty_prompt_context
+
+    cfg = make_config(preset="demo", model={**TINY_MODEL, "text_dim": 384}, text_dropout=0.5, steps=2)
+    null = empty_prompt_context(cfg, 8)
+    _, _, encoder = build_codecs(get_preset("demo"))
+    (empty,) = encoder.encode([""])
+    assert null.shape == (8, 384) and 1 <= empty.shape[0] < 8
+    torch.testing.assert_close(null[: empty.shape[0]], empty.float())
+    assert not null[empty.shape[0]:].any()
+
+    data = synthetic_tensors(4)
+    data["context"] = torch.randn(4, 5, 384)
+    records = _run(cfg, LatentDataset(data))
+    assert len(records) == 2 and all(math.isfinite(r["loss"]) for r in records)
+    assert empty_prompt_context(make_config(), 8) is None  # off by default
+
+    with pytest.raises(ConfigError, match="text_dropout.*umt5"):  # tiny: umT5 needs its weights
+        empty_prompt_context(make_config(text_dropout=0.1), 8)

@@ -49,11 +49,18 @@ def encode_clips(preset: Preset, codecs: tuple[Any, Any, TextEncoder],
     video = torch.from_numpy(np.stack([c.video for c in clips]))  # (N, T, H, W, 3) uint8
     video = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (N, 3, T, H, W)
     wave = torch.from_numpy(np.stack([c.audio for c in clips]))[:, : n_audio * audio_codec.hop]
-    context = torch.zeros(len(clips), text_len, text_encoder.dim)
-    for i, emb in enumerate(text_encoder.encode([c.caption for c in clips])):
-        context[i, : min(text_len, emb.shape[0])] = emb[:text_len].float()
     return {"video": video_codec.encode(video), "audio": audio_codec.encode(wave),
-            "context": context}
+            "context": encode_texts(text_encoder, [c.caption for c in clips], text_len)}
+
+
+@torch.no_grad()
+def encode_texts(text_encoder: TextEncoder, texts: list[str], text_len: int) -> Tensor:
+    """[N, text_len, dim] float32 contexts, each prompt's hidden states zero-padded (or cut)
+    to text_len: the form the shards store and the towers pad to themselves."""
+    context = torch.zeros(len(texts), text_len, text_encoder.dim)
+    for i, emb in enumerate(text_encoder.encode(texts)):
+        context[i, : min(text_len, emb.shape[0])] = emb[:text_len].float()
+    return context
 
 
 def _batches(seeds: Iterable[int], size: int, config: WorldConfig) -> Iterator[list[WorldClip]]:

@@ -72,6 +72,9 @@ class TrainConfig:
     time_shift: float = 1.0  # for "shifted"
     independent_t: bool = False  # one t per modality instead of one shared t per item
     clean_partner: float = 0.0  # fraction of items with one modality held clean (v2a / a2v)
+    # fraction of items trained with the empty prompt (both towers), so that CFG has an
+    # unconditional prediction; needs the preset's text encoder to encode ""
+    text_dropout: float = 0.0
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -183,7 +186,7 @@ class TrainConfig:
             audio_weight=st.audio_weight if self.audio_weight is None else self.audio_weight,
             sampler=self.timestep_sampler, logit_mean=self.logit_mean, logit_std=self.logit_std,
             shift=self.time_shift, independent_t=self.independent_t,
-            clean_partner=self.clean_partner)
+            clean_partner=self.clean_partner, text_dropout=self.text_dropout)
 
     @property
     def peak_lr(self) -> float:

@@ -6,8 +6,11 @@ For clean latents x0, noise ε and time t in [0, 1] (t = 1 is pure noise):
 Each modality gets its own noise; by default both share one t per item (Ovi), optionally
 each draws its own. With `clean_partner` p, a fraction p of the items hold one modality clean
 (t = 0, excluded from its loss) while the other is denoised: the video-to-audio and
-audio-to-video tasks, which the joint model can only solve by reading its partner. The loss is a weighted sum of per-modality MSEs (Ovi stage 2:
-0.85·L_video + 0.15·L_audio). Every function here is pure: randomness comes only from the
+audio-to-video tasks, which the joint model can only solve by reading its partner. With
+`text_dropout` q, a fraction q of the items see the empty prompt's context in both towers,
+so the model learns the unconditional prediction that classifier-free guidance extrapolates
+from. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
+0.15·L_audio). Every function here is pure: randomness comes only from the
 generator(s) passed in.
 """
 
@@ -46,6 +49,7 @@ class FlowConfig:
     shift: float = 1.0  # shifted: t' = s·t / (1 + (s - 1)·t) on uniform t (s > 1: noisier)
     independent_t: bool = False  # draw one t per modality instead of one shared t per item
     clean_partner: float = 0.0  # per item: probability that one modality (50/50) is held clean
+    text_dropout: float = 0.0  # per item: probability that both towers get the empty prompt
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -57,6 +61,8 @@ class FlowConfig:
             raise ConfigError(f"time_shift must be > 0, got {self.shift}")
         if not 0.0 <= self.clean_partner <= 1.0:
             raise ConfigError(f"clean_partner is a probability in [0, 1], got {self.clean_partner}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ConfigError(f"text_dropout is a probability in [0, 1), got {self.text_dropout}")
         if self.video_weight < 0 or self.audio_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
                               f"audio {self.audio_weight}")
@@ -115,6 +121,7 @@ class FlowDraw:
     audio_t: Tensor | None
     video_noise: Tensor | None
     audio_noise: Tensor | None
+    text_dropped: Tensor | None = None  # [B] bool: items trained with the empty prompt
 
 
 def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw:
@@ -124,7 +131,8 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
     item i's draws then depend only on its own generator, so a global batch split across
     ranks or micro-batches gets exactly the same noise as when it is processed whole).
     Draw order per generator: t (video/shared), t (audio, if independent), video noise,
-    audio noise, then (with clean_partner) whether the item holds a modality, and which.
+    audio noise, then (with clean_partner) whether the item holds a modality, and which, then
+    (with text_dropout) whether it sees the empty prompt.
     """
     if isinstance(generator, torch.Generator):
         return _draw(batch, generator, cfg, batch.size)
@@ -133,7 +141,7 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
         raise InputError(f"got {len(gens)} generators for a batch of {batch.size} items")
     parts = [_draw(batch.select(i), g, cfg, 1) for i, g in enumerate(gens)]
     return FlowDraw(*(_cat([getattr(p, f) for p in parts])
-                      for f in ("video_t", "audio_t", "video_noise", "audio_noise")))
+                      for f in ("video_t", "audio_t", "video_noise", "audio_noise", "text_dropped")))
 
 
 def _cat(xs: list[Tensor | None]) -> Tensor | None:
@@ -153,8 +161,20 @@ def _draw(batch: LatentBatch, g: torch.Generator, cfg: FlowConfig, n: int) -> Fl
         video_held = held & (torch.rand(n, generator=g, device=g.device) < 0.5)
         t = torch.where(video_held, 0.0, t)  # new tensors: a shared t splits here
         t_audio = torch.where(held & ~video_held, 0.0, t_audio)
+    dropped = (torch.rand(n, generator=g, device=g.device) < cfg.text_dropout
+               if cfg.text_dropout > 0 else None)
     return FlowDraw(t if batch.video is not None else None,
-                    t_audio if batch.audio is not None else None, v_noise, a_noise)
+                    t_audio if batch.audio is not None else None, v_noise, a_noise, dropped)
+
+
+def _drop_text(ctx: Tensor, null_context: Tensor, dropped: Tensor) -> Tensor:
+    """The batch's contexts with the dropped items' replaced by the empty prompt's."""
+    if null_context.dim() != 2 or null_context.shape[-1] != ctx.shape[-1]:
+        raise InputError(f"null_context must be [L, {ctx.shape[-1]}], got {list(null_context.shape)}")
+    null = torch.zeros_like(ctx[0])
+    n = min(null.shape[0], null_context.shape[0])
+    null[:n] = null_context[:n].to(ctx)
+    return torch.where(dropped.to(ctx.device).view(-1, 1, 1), null, ctx)
 
 
 def _mse(pred: Tensor, target: Tensor, t: Tensor | None) -> Tensor:
@@ -169,12 +189,17 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None) -> Tensor:
 
 
 def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generators,
-                       cfg: FlowConfig) -> tuple[Tensor, dict[str, Tensor]]:
+                       cfg: FlowConfig, null_context: Tensor | None = None,
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
     """(weighted total, {"video": L_v, "audio": L_a}) for one batch; absent modalities are skipped.
 
     The model runs fused when both modalities are present and runs a tower alone otherwise.
     Each L is the mean squared error in float32 over all latent elements of the batch.
+    null_context [Lt, D]: the empty prompt's context (`duet.data.dataset.encode_texts([""])`),
+    which the items drawn for `text_dropout` see instead of their own.
     """
+    if cfg.text_dropout > 0 and null_context is None:
+        raise InputError("text_dropout needs the empty prompt's context: pass null_context")
     d = draw(batch, generator, cfg)
     inputs, targets = {}, {}
     per_modality = (("video", batch.video, d.video_t, d.video_noise, batch.video_context),
@@ -183,6 +208,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         if x0 is None:
             continue
         x0, eps, t = x0.float(), eps.to(x0.device), t.to(x0.device)
+        if d.text_dropped is not None:
+            ctx = _drop_text(ctx, null_context, d.text_dropped)  # type: ignore[arg-type]
         inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * t, ctx)
         targets[name] = velocity_target(x0, eps)
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))

@@ -31,10 +31,12 @@ from tqdm.auto import tqdm
 
 from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
                               save_weights, write_config)
+from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
+from duet.text.encoder import load_text_encoder
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
@@ -141,6 +143,25 @@ def _with_prior(state: dict[str, Tensor], cfg: TrainConfig) -> dict[str, Tensor]
     return with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
 
 
+def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
+    """The empty prompt's context [text_len, D], encoded by the preset's own text encoder as
+    the shards' contexts were (what `text_dropout` items see); None without text_dropout."""
+    if cfg.text_dropout == 0:
+        return None
+    text = dict(cfg.base_preset().codecs.get("text", {}))
+    try:
+        encoder = load_text_encoder(text.pop("name", ""), **text)
+        null = encode_texts(encoder, [""], text_len)[0]
+    except DuetError as e:
+        raise ConfigError(f"text_dropout encodes the empty prompt with the preset's text encoder "
+                          f"(codecs.text of {cfg.preset!r}), which failed: {e}") from None
+    width = cfg.twin().video.text_dim
+    if null.shape[-1] != width:
+        raise ConfigError(f"text_dropout: the preset's text encoder gives {null.shape[-1]}-d "
+                          f"states, the towers take {width}")
+    return null
+
+
 def _source(cfg: TrainConfig) -> str:
     """Where the starting weights come from, for error messages."""
     if isinstance(cfg.init_from, dict):
@@ -190,8 +211,9 @@ def item_generators(seed: int, step: int, positions: range,
 @torch.enable_grad()  # callers such as the CLI may have turned autograd off globally
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, dataset: LatentDataset,
                plan: BatchPlan, step: int, flow: FlowConfig, cfg: TrainConfig,
-               rt: Runtime) -> dict[str, float | None]:
-    """Forward/backward over `grad_accum` micro-batches, clip, AdamW step.
+               rt: Runtime, null_context: Tensor | None = None) -> dict[str, float | None]:
+    """Forward/backward over `grad_accum` micro-batches, clip, AdamW step
+    (null_context: the empty prompt's, for `text_dropout`).
 
     Returns the step's losses averaged over the global batch, and the pre-clip grad norm.
     """
@@ -203,7 +225,8 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, dataset: LatentData
         if rt.distributed:  # reduce-scatter gradients on the last micro-step only
             model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
         with autocast(rt.device, cfg.bf16):
-            total, parts = flow_matching_loss(model, batch, gens, flow)  # type: ignore[arg-type]
+            total, parts = flow_matching_loss(model, batch, gens, flow,  # type: ignore[arg-type]
+                                              null_context)
         (total / cfg.grad_accum).backward()
         zero = total.new_zeros(())
         micro_losses = torch.stack([total, parts.get("video", zero), parts.get("audio", zero)])
@@ -360,6 +383,10 @@ def _train(cfg: TrainConfig, rt: Runtime, dataset: LatentDataset | None,
     check_data(cfg, dataset)
     plan = BatchPlan(len(dataset), cfg.batch_size, cfg.grad_accum, rt.world, cfg.seed)
     flow = cfg.flow()
+    context_shape = dataset.item_shape("video_context") or dataset.item_shape("audio_context")
+    null_context = empty_prompt_context(cfg, context_shape[0])  # type: ignore[index]
+    if null_context is not None:
+        null_context = null_context.to(rt.device)
     out = Path(cfg.out_dir)
     root = out / "checkpoints"
 
@@ -383,7 +410,7 @@ def _train(cfg: TrainConfig, rt: Runtime, dataset: LatentDataset | None,
         for group in opt.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
-        losses = train_step(model, opt, dataset, plan, step, flow, cfg, rt)
+        losses = train_step(model, opt, dataset, plan, step, flow, cfg, rt, null_context)
         ema.update(model)
         step += 1
         record = {"step": step, "lr": lr, **losses}
