@@ -59,6 +59,35 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             "still downloading: download it again") from None
 
 
+def read_torch_file(path: str | os.PathLike, what: str, hint: str) -> Any:
+    """What a `.pth` holds (the official releases ship their weights so): torch.load with
+    `weights_only` (no pickled code runs) and, for the zip format, memory-mapped so tensors
+    are paged in as they are used; a legacy (pre-1.6) file cannot be mapped and is read
+    whole. `what` names the file and `hint` says where a good one comes from."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}; {hint}")
+    with path.open("rb") as f:  # the magic, not zipfile.is_zipfile: a truncated zip is still one
+        mmap = f.read(4) == b"PK\x03\x04"
+    if not mmap:
+        log.warning("%s is not a zip archive: reading it whole instead of memory-mapping", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # a damaged file surfaces as any of a dozen exception types
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason}); it is "
+                              f"truncated or damaged: download {what} again ({hint})") from None
+
+
+def tensor_dict(obj: Any, path: str | os.PathLike, hint: str) -> dict[str, Tensor]:
+    """`obj` as a flat {name: tensor} state dict, or a CheckpointError naming the file."""
+    if not isinstance(obj, Mapping) or not obj or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a flat state dict of "
+                              f"tensors; {hint}")
+    return dict(obj)
+
+
 def key_problems(want: Mapping[str, Tensor], state: Mapping[str, Tensor], shown: int = 4) -> str:
     """What keeps `state` from loading strictly into a module whose state dict is `want`:
     "" when keys and shapes agree, else e.g. "missing (2): a, b; wrong shape (1): c (3,) (expected

@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from duet.checkpoints import key_problems
+from duet.checkpoints import key_problems, read_torch_file, tensor_dict
 from duet.codecs.mel import MelSpec, spectrogram
 from duet.errors import CheckpointError, ConfigError, InputError
 
@@ -199,30 +197,6 @@ def vocoder_state_from_official(official: Mapping[str, Tensor]) -> dict[str, Ten
     return state
 
 
-def _read_checkpoint(path: Path, what: str, hint: str) -> Any:
-    """torch.load with `weights_only` (no pickled code runs) and, for the zip format, memory
-    mapped, so tensors are paged in as they are used; a legacy (pre-1.6) file cannot be
-    mapped and is read into memory."""
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found: {path}; {hint}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True,
-                          mmap=zipfile.is_zipfile(path))
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as e:  # KeyError: arbitrary bytes read as a legacy pickle
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason}); it may "
-                              f"be truncated or still downloading: download {what} again") from None
-
-
-def _tensor_dict(obj: Any, path: Path, hint: str) -> dict[str, Tensor]:
-    if not isinstance(obj, Mapping) or not obj or not all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors (got "
-                              f"{type(obj).__name__}); {hint}")
-    return dict(obj)
-
-
 def _dim(state: Mapping[str, Tensor], key: str, axis: int, path: Path, hint: str) -> int:
     """One size of one tensor, read to size the network before the strict check."""
     if key not in state or state[key].ndim <= axis:
@@ -245,7 +219,7 @@ def load_vae(path: str | os.PathLike) -> MMAudioAutoencoder:
     """The official `v1-16.pth` as a diffusers `MMAudioAutoencoder` (CPU, float as stored,
     eval mode, no gradients). The base width is read from the file; the rest is `VAE_16k`."""
     path = Path(path)
-    state = _tensor_dict(_read_checkpoint(path, "the MMAudio VAE", _VAE_HINT), path, _VAE_HINT)
+    state = tensor_dict(read_torch_file(path, "the MMAudio VAE", _VAE_HINT), path, _VAE_HINT)
     hidden = _dim(state, "encoder.conv_in.weight", 0, path, _VAE_HINT)
     bins = _dim(state, "encoder.conv_in.weight", 1, path, _VAE_HINT)
     latent = _dim(state, "decoder.conv_in.weight", 1, path, _VAE_HINT)
@@ -263,12 +237,12 @@ def load_vocoder(path: str | os.PathLike) -> MMAudioVocoder:
     """The official `best_netG.pt` as the 16 kHz BigVGAN (CPU, float as stored, eval mode,
     no gradients). The width is read from the file; the rest is `bigvgan_vocoder.yml`."""
     path = Path(path)
-    ckpt = _read_checkpoint(path, "the BigVGAN vocoder", _VOCODER_HINT)
+    ckpt = read_torch_file(path, "the BigVGAN vocoder", _VOCODER_HINT)
     if not isinstance(ckpt, Mapping) or "generator" not in ckpt:
         found = sorted(map(str, ckpt))[:6] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise CheckpointError(f"{path} has no 'generator' entry (found {found}); "
                               f"{_VOCODER_HINT}")
-    state = vocoder_state_from_official(_tensor_dict(ckpt["generator"], path, _VOCODER_HINT))
+    state = vocoder_state_from_official(tensor_dict(ckpt["generator"], path, _VOCODER_HINT))
     channels = _dim(state, "conv_pre.weight", 0, path, _VOCODER_HINT)
     mels = _dim(state, "conv_pre.weight", 1, path, _VOCODER_HINT)
     if mels != MEL_BINS:

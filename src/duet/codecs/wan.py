@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from duet.checkpoints import key_problems
+from duet.checkpoints import key_problems, read_torch_file, tensor_dict
 from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import CheckpointError, ConfigError, InputError
 
@@ -226,29 +225,14 @@ def load_wan_vae(path: str | os.PathLike) -> tuple[AutoencoderKLWan, WanVAEArch]
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    """torch.load without executing pickled code (`weights_only`) and, for the zip format,
-    memory-mapped, so the file's tensors are paged in as they are used. Files written with
-    the legacy (pre-1.6) format cannot be mapped and are read into memory."""
-    if not path.is_file():
-        raise CheckpointError(f"Wan2.2 VAE checkpoint not found: {path}; {_DOWNLOAD_HINT}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True,
-                         mmap=zipfile.is_zipfile(path))
-    except Exception as e:  # a corrupt file surfaces as any of a dozen exception types
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason}); it may "
-                              "be truncated or still downloading: download it again") from None
-    # The official file is a flat state dict; training checkpoints nest it one level down.
+    """The official file's flat state dict; training checkpoints nest it one level down."""
+    obj = read_torch_file(path, "the Wan2.2 VAE checkpoint", _DOWNLOAD_HINT)
     while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
         inner = [obj[k] for k in ("state_dict", "model", "vae") if isinstance(obj.get(k), Mapping)]
         if not inner:
             break
         obj = inner[0]
-    if not isinstance(obj, Mapping) or not obj or not all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors (got "
-                              f"{type(obj).__name__}); {_DOWNLOAD_HINT}")
-    return dict(obj)
+    return tensor_dict(obj, path, _DOWNLOAD_HINT)
 
 
 def _rename(official: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:

@@ -23,8 +23,6 @@ the file and the keys.
 from __future__ import annotations
 
 import html
-import logging
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,12 +32,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from duet.checkpoints import read_torch_file, tensor_dict
 from duet.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from transformers import UMT5Config, UMT5EncoderModel
 
-logger = logging.getLogger(__name__)
 
 WAN_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"  # name in Wan2.1 / Wan2.2 / Ovi folders
 WAN_TOKENIZER_DIR = Path("google") / "umt5-xxl"  # tokenizer folder beside it
@@ -126,36 +124,9 @@ def _examples(keys: set[str] | list[str], n: int = 3) -> str:
 
 
 def read_wan_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a Wan `.pth`, memory-mapped so that nothing is read until it is used.
-
-    `weights_only=True` refuses pickled code; files from before torch 1.6 (not zip archives)
-    cannot be memory-mapped and are read into memory instead.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"umT5 weights {str(path)!r} not found; pass the {WAN_T5_FILE} file of the "
-            "official Wan2.2-TI2V-5B folder"
-        )
-    with path.open("rb") as f:  # the magic, not zipfile.is_zipfile: a truncated zip is still one
-        mmap = f.read(4) == b"PK\x03\x04"
-    if not mmap:
-        logger.warning("%s is not a zip archive: reading it whole instead of memory-mapping", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        raise CheckpointError(
-            f"cannot read {str(path)!r} as a torch.save state dict ({type(e).__name__}: {e}); "
-            f"the file is truncated or damaged: download {WAN_T5_FILE} again"
-        ) from e
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(
-            f"{str(path)!r} holds a {type(state).__name__}, not a flat state dict of named "
-            f"tensors; pass Wan's {WAN_T5_FILE}"
-        )
-    return dict(state)
+    """Tensors of a Wan `.pth`, memory-mapped so that nothing is read until it is used."""
+    hint = f"pass the {WAN_T5_FILE} file of the official Wan2.2-TI2V-5B folder"
+    return tensor_dict(read_torch_file(path, f"umT5 weights {WAN_T5_FILE}", hint), path, hint)
 
 
 def _shape(state: Mapping[str, Tensor], key: str, ndim: int, path: Path) -> tuple[int, ...]:
