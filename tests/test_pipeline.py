@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,10 @@ def test_image_to_audio_video_keeps_the_first_frame(pipe):
 
 def test_save_pretrained_roundtrip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "bundle")
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in ("model.safetensors", "config.json"):  # shareable, though safetensors writes 0600
+        assert (tmp_path / "bundle" / f).stat().st_mode & 0o777 == 0o666 & ~mask, f
     again = DuetPipeline.from_pretrained(tmp_path / "bundle", device="cpu")
     assert again.random_init == pipe.random_init and again.preset == pipe.preset
     sa, sb = pipe.model.state_dict(), again.model.state_dict()

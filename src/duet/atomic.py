@@ -21,8 +21,10 @@ def atomic_path(path: str | os.PathLike[str], error: type[DuetError] = DuetError
     """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
 
     The temp file lives in the same folder so `os.replace` is an atomic rename on one
-    filesystem; it is a hidden ``.NAME.XXXX.part`` name that the block itself creates, so
-    the final file gets normal permissions. Missing parent folders are created. On any
+    filesystem; it is a hidden ``.NAME.XXXX.part`` name that the block itself creates. The
+    final file gets the permissions of any new file (0666 less the umask) even where the
+    writer made it private (safetensors writes 0600), so a bundle or clip can be shared.
+    Missing parent folders are created. On any
     exception the temp file is removed and whatever was at `path` before is left untouched.
     Problems with the path itself raise `error` (the caller's DuetError subclass).
     """
@@ -38,6 +40,8 @@ def atomic_path(path: str | os.PathLike[str], error: type[DuetError] = DuetError
     try:
         yield tmp
         try:
+            if tmp.is_file():
+                os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
         except OSError as exc:
             raise error(f"cannot move the finished file onto {target}: {exc.strerror or exc}; "
@@ -46,6 +50,12 @@ def atomic_path(path: str | os.PathLike[str], error: type[DuetError] = DuetError
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any],
