@@ -12,8 +12,8 @@
 #    FFNs frozen, 0.85 L_v + 0.15 L_a, as the symmetric model's fusion stage (so the two
 #    fusion bundles differ only in how the towers are joined);
 # 3. stage "sync": every parameter, 600 steps, one t per modality, clean_partner 0.5, times
-#    shifted toward noise (time_shift 3), loss 0.5 / 0.5, text_dropout 0.1 (sample it with
-#    the empty negative prompt, the preset's default).
+#    shifted toward noise (time_shift 3), loss 0.5 / 0.5 (the symmetric model's post-fusion
+#    stages in one; there is no alignment prior for a bridge, whose RoPE is aligned already).
 # THREADS (default 2) sets torch's thread count.
 set -euo pipefail
 OUT=${1:-runs/demo-bridge}
@@ -34,5 +34,5 @@ JSON
 stage audio "$OUT/audio" null 600 3e-4 0.99
 stage fusion "$OUT/fusion" "{\"video\": \"$VIDEO_FROM\", \"audio\": \"$OUT/audio/final\"}" 800 2e-4 0.995
 stage full "$OUT/sync" "\"$OUT/fusion/final\"" 600 2e-4 0.99 20 8 \
-    ", \"independent_t\": true, \"clean_partner\": 0.5, \"video_weight\": 0.5, \"audio_weight\": 0.5, \"timestep_sampler\": \"shifted\", \"time_shift\": 3.0, \"text_dropout\": 0.1"
+    ", \"independent_t\": true, \"clean_partner\": 0.5, \"video_weight\": 0.5, \"audio_weight\": 0.5, \"timestep_sampler\": \"shifted\", \"time_shift\": 3.0"
 echo "done: $OUT/sync/final"
