@@ -132,16 +132,28 @@ def build_codecs(preset: Preset, device: torch.device | str = "cpu", *,
                  vae_tiling: bool = False) -> tuple[Any, Any, TextEncoder]:
     """The video codec, audio codec and (cached) text encoder that the preset names;
     `vae_tiling` asks the video codec to work in tiles (a run option, not part of the preset)."""
-    codecs = preset.codecs
-    for kind in ("video", "audio", "text"):
-        if kind not in codecs or "name" not in codecs[kind]:
-            raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
-                              f"(config key codecs.{kind}.name)")
-    opts = {k: {o: v for o, v in c.items() if o != "name"} for k, c in codecs.items()}
-    video_codec = build_video_codec(codecs["video"]["name"], opts["video"], tiled=vae_tiling)
-    audio_codec = get_audio_codec(codecs["audio"]["name"], **opts["audio"])
-    text = CachedEncoder(load_text_encoder(codecs["text"]["name"], device=device, **opts["text"]))
-    return video_codec, audio_codec, text
+    video, video_opts = _codec(preset, "video")
+    audio, audio_opts = _codec(preset, "audio")
+    _codec(preset, "text")  # every name is checked before anything loads
+    video_codec = build_video_codec(video, video_opts, tiled=vae_tiling)
+    audio_codec = get_audio_codec(audio, **audio_opts)
+    return video_codec, audio_codec, CachedEncoder(build_text_encoder(preset, device))
+
+
+def build_text_encoder(preset: Preset, device: torch.device | str = "cpu") -> TextEncoder:
+    """The text encoder the preset names (uncached; the trainer encodes the empty prompt
+    with it for `text_dropout`)."""
+    name, opts = _codec(preset, "text")
+    return load_text_encoder(name, device=device, **opts)
+
+
+def _codec(preset: Preset, kind: str) -> tuple[str, dict[str, Any]]:
+    """(name, options) of the preset's `kind` codec; ConfigError if it names none."""
+    spec = preset.codecs.get(kind)
+    if spec is None or "name" not in spec:
+        raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
+                          f"(config key codecs.{kind}.name)")
+    return spec["name"], {o: v for o, v in spec.items() if o != "name"}
 
 
 class DuetPipeline:

@@ -36,7 +36,7 @@ from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
-from duet.text.encoder import load_text_encoder
+from duet.pipeline import build_text_encoder
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
@@ -148,10 +148,8 @@ def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
     the shards' contexts were (what `text_dropout` items see); None without text_dropout."""
     if cfg.text_dropout == 0:
         return None
-    text = dict(cfg.base_preset().codecs.get("text", {}))
     try:
-        encoder = load_text_encoder(text.pop("name", ""), **text)
-        null = encode_texts(encoder, [""], text_len)[0]
+        null = encode_texts(build_text_encoder(cfg.base_preset()), [""], text_len)[0]
     except DuetError as e:
         raise ConfigError(f"text_dropout encodes the empty prompt with the preset's text encoder "
                           f"(codecs.text of {cfg.preset!r}), which failed: {e}") from None
