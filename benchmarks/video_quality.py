@@ -18,6 +18,7 @@ extra events, so events per clip against the real clips' count is the coherence 
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,9 @@ from duet.config import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.sync import prompt_adherence, visual_events
-from duet.model import ModalityInput, TwinModel
+from duet.model import TwinModel
 from duet.pipeline import build_text_encoder
+from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 
@@ -59,19 +61,14 @@ def main() -> None:
     real = np.mean([len(visual_events(c.video, preset.media.fps, "bounce")) for c in clips])
     print(f"real clips: {real:.1f} visual events per clip\n")
     print("| weights | events / clip | colour score |\n|---|---|---|")
+    shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
+    guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
     for path in args.weights:
         model = TwinModel.from_config(preset.model).eval()
         load_into(model, read_weights(path), dtype=torch.float32)
-
-        def denoise(video, audio, t):
-            cond, _ = model(ModalityInput(video, t, context), None)
-            if args.guidance == 1.0:
-                return cond, None
-            uncond, _ = model(ModalityInput(video, t, null), None)
-            return uncond + args.guidance * (cond - uncond), None
-
-        noise = torch.randn(args.clips, *codec.latent_shape(preset.media.frames, 64, 64),
-                            generator=torch.Generator().manual_seed(0))
+        denoise = functools.partial(guided_velocity, model, cond=Conditioning(context, None),
+                                    uncond=Conditioning(null, None), guidance=guidance)
+        noise = torch.randn(args.clips, *shape, generator=torch.Generator().manual_seed(0))
         latents, _ = sample(denoise, noise, None, flow_sigmas(args.steps, args.shift, dtype=torch.float64),
                             disable=True)
         frames = ((codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255)
