@@ -2,31 +2,35 @@
 stage (or any stage) before spending hours on the stages after it.
 
     python benchmarks/video_quality.py WEIGHTS [WEIGHTS ...] [--clips 8] [--steps 25] \
-        [--shift 3] [--guidance 1]
+        [--shift 3] [--guidance 1] [--strip DIR]
 
 WEIGHTS: a bundle directory, a `model.safetensors`, or a training checkpoint folder (its
 EMA weights are laid over its raw ones: the EMA file holds the trainable parameters only).
-The demo preset's video tower samples held-out bounce captions from seeded noise with the
+The video tower (its shape from the weights' config; the demo
+preset's for a bare .safetensors) samples held-out bounce captions from seeded noise with the
 library's UniPC solver (the audio tower is not run); `--guidance` > 1 adds text CFG against
 the empty prompt, which is only meaningful for a model trained with `text_dropout`. Each
 clip is decoded and measured with `duet.eval.sync`: visual events per clip (floor contacts
 the ruler finds; real clips have one per bounce) and the caption's ball colours seen
 (Jaccard score). Flicker, balls that change colour and blobs that come and go all read as
 extra events, so events per clip against the real clips' count is the coherence number.
+The last column is the latents' frame-to-frame change (RMS), next to the real clips'.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from duet.checkpoints import load_into, load_weights
+from duet.checkpoints import load_into, load_weights, read_config
 from duet.codecs.frames import FrameCodec
-from duet.config import get_preset
+from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.sync import prompt_adherence, visual_events
@@ -35,12 +39,30 @@ from duet.pipeline import build_text_encoder
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
+from duet.train.config import TrainConfig
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.is_dir() and (path / "ema.safetensors").is_file():
         return load_weights(path / "model.safetensors") | load_weights(path / "ema.safetensors")
     return load_weights(path / "model.safetensors" if path.is_dir() else path)
+
+
+def model_config(path: Path) -> TwinConfig:
+    """The towers' shape as the weights were written: a bundle's config.json, a training
+    checkpoint's config (trainer.json), else the demo preset (a bare .safetensors)."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / "config.json").is_file():
+        return read_config(folder)[0].model
+    if (folder / "trainer.json").is_file():
+        return TrainConfig.from_dict(json.loads((folder / "trainer.json").read_text())["config"]).twin()
+    return get_preset("demo").model
+
+
+def frame_change(latents: torch.Tensor) -> float:
+    """RMS of the latent's change from one frame to the next: jitter that the codec decodes
+    as blobs that come and go (real clips move smoothly)."""
+    return (latents[:, :, 1:] - latents[:, :, :-1]).float().pow(2).mean().sqrt().item()
 
 
 @torch.no_grad()
@@ -51,6 +73,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--shift", type=float, default=3.0)
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--strip", type=Path, default=None,
+                   help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
+                        "(every 4th frame) above its real held-out clip")
     args = p.parse_args()
     preset = get_preset("demo")
     codec = FrameCodec()
@@ -59,12 +84,14 @@ def main() -> None:
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)
     null = encode_texts(text, [""], preset.model.video.text_len).expand_as(context)
     real = np.mean([len(visual_events(c.video, preset.media.fps, "bounce")) for c in clips])
-    print(f"real clips: {real:.1f} visual events per clip\n")
-    print("| weights | events / clip | colour score |\n|---|---|---|")
+    pixels = torch.stack([torch.as_tensor(c.video) for c in clips]).permute(0, 4, 1, 2, 3)
+    real_change = frame_change(codec.encode(pixels.float() / 127.5 - 1))
+    print(f"real clips: {real:.1f} visual events per clip, latent frame change {real_change:.3f}\n")
+    print("| weights | events / clip | colour score | latent frame change |\n|---|---|---|---|")
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
-    for path in args.weights:
-        model = TwinModel.from_config(preset.model).eval()
+    for n, path in enumerate(args.weights):
+        model = TwinModel.from_config(model_config(path)).eval()
         load_into(model, read_weights(path), dtype=torch.float32)
         denoise = functools.partial(guided_velocity, model, cond=Conditioning(context, None),
                                     uncond=Conditioning(null, None), guidance=guidance)
@@ -76,7 +103,11 @@ def main() -> None:
         events = np.mean([len(visual_events(f, preset.media.fps, "bounce")) for f in frames])
         colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
                           for f, c in zip(frames, clips)])
-        print(f"| {path} | {events:.1f} | {colour:.2f} |", flush=True)
+        print(f"| {path} | {events:.1f} | {colour:.2f} | {frame_change(latents):.3f} |", flush=True)
+        if args.strip is not None:
+            args.strip.mkdir(parents=True, exist_ok=True)
+            rows = [np.concatenate(list(v[::4]), axis=1) for f, c in zip(frames, clips) for v in (f, c.video)]
+            Image.fromarray(np.concatenate(rows, axis=0)).save(args.strip / f"{n}.png")
 
 
 if __name__ == "__main__":

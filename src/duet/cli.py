@@ -135,7 +135,7 @@ def _info(args: argparse.Namespace) -> int:
     side = int(media.area**0.5) // media.size_multiple * media.size_multiple
     st = media.video_stride
     pt = preset.model.video.patch_size
-    video_tokens = (lf // pt[0]) * (side // st[1] // pt[1]) * (side // st[2] // pt[2])
+    video_tokens = -(-lf // pt[0]) * (side // st[1] // pt[1]) * (side // st[2] // pt[2])
     info = {
         "preset": preset.name,
         "parameters": {"total": count(model), "video_tower": count(model.video_model),

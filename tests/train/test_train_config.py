@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from duet.config import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.train import LatentDataset, TrainConfig, train
@@ -63,7 +64,7 @@ def test_data_that_does_not_fit_the_model_fails_before_compute(no_compute, tmp_p
     cfg = TrainConfig.from_dict({"model": TINY_MODEL, "out_dir": str(tmp_path), "batch_size": 2})
     odd = synthetic_tensors(4)
     odd["video"] = torch.zeros(4, 4, 2, 5, 4)  # H = 5 is not divisible by the patch (1, 2, 2)
-    with pytest.raises(ConfigError, match=r"not divisible by model.patch_size \(1, 2, 2\)"):
+    with pytest.raises(ConfigError, match=r"\(H, W\) = \(5, 4\) are not divisible by model.patch_size \(2, 2\)"):
         train(cfg, dataset=LatentDataset(odd))
     wide = synthetic_tensors(4)
     wide["context"] = torch.zeros(4, 5, 17)
@@ -74,6 +75,18 @@ def test_data_that_does_not_fit_the_model_fails_before_compute(no_compute, tmp_p
     with pytest.raises(ConfigError, match="data is empty"):
         train(cfg)
     assert not any(tmp_path.iterdir())  # nothing written either
+
+
+def test_a_temporal_patch_rescales_the_audio_rope_to_video_tokens():
+    """Ovi's factor maps audio latents onto video latent frames; with 4 frames per video
+    token the shared axis counts tokens, so the factor is a quarter (demo: 0.768 -> 0.192)."""
+    def twin(model):
+        return TrainConfig.from_dict({"preset": "demo", "model": model}).twin()
+    assert twin({}).audio.rope_time_scale == 0.768
+    assert twin({"video": {"patch_size": [4, 2, 2]}}).audio.rope_time_scale == 0.192
+    assert twin({"video": {"patch_size": [4, 2, 2]}, "audio": {"rope_time_scale": 1.0}}).audio.rope_time_scale == 1.0
+    bridged = TrainConfig.from_dict({"preset": "demo-bridge", "model": {"video": {"patch_size": [4, 2, 2]}}})
+    assert bridged.twin().audio.rope_time_scale == get_preset("demo-bridge").model.audio.rope_time_scale
 
 
 def test_json_and_toml_files(tmp_path):

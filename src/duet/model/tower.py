@@ -57,6 +57,8 @@ class TowerState:
     rope: Rope
     mask: Tensor | None  # key mask for attention over this tower's tokens
     grid: tuple[int, ...]  # token grid: (F, H, W) video, (L,) audio
+    # video: the latent's frame count, to which `finish` crops a padded last patch; audio: 0
+    frames: int = 0
     # With sequence parallelism, x, e, e0 and rope hold this rank's shard of the tokens
     # and mask covers every (padded) key; None: all tokens are here.
     group: SequenceParallel | None = None
@@ -272,12 +274,17 @@ class Tower(nn.Module):
 
         The audio stem's k=7 convolutions would read a padded item's padding; zeroing the
         hidden states past each item's length makes the result equal to embedding the item
-        alone, as the official per-item loop does.
+        alone, as the official per-item loop does. A video whose frame count is not a
+        multiple of the temporal patch repeats its last frame to fill the last patch (a
+        temporal patch of 4 takes a 97-frame clip as 25 token frames); `finish` crops it.
         """
         self._check_latent(latent)
         latent = latent.to(self.patch_embedding_dtype)
         if self.cfg.modality == "video":
-            x = self.patch_embedding(latent)  # (B, dim, F, H/2, W/2)
+            pad = -latent.shape[2] % self.cfg.patch_size[0]
+            if pad:
+                latent = torch.cat([latent, latent[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+            x = self.patch_embedding(latent)  # (B, dim, F/pt, H/ph, W/pw)
             grid = tuple(x.shape[2:])
             return x.flatten(2).transpose(1, 2), grid  # tokens in (f, h, w) order
         conv, act, mlp = self.patch_embedding
@@ -334,8 +341,10 @@ class Tower(nn.Module):
         e, e0 = self.embed_time(t, b)
         if inp.context.shape[0] != b:
             raise InputError(f"{self.cfg.modality} context batch {inp.context.shape[0]} != latent batch {b}")
+        frames = inp.latent.shape[2] if self.cfg.modality == "video" else 0
         s = TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
-                       rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid)
+                       rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid,
+                       frames=frames)
         sp = self.sequence_parallel
         return s if sp is None else self._shard(s, inp.lengths, sp)
 
@@ -370,7 +379,8 @@ class Tower(nn.Module):
         pt, ph, pw = self.cfg.patch_size
         out = out.view(out.shape[0], f, h, w, pt, ph, pw, self.cfg.out_dim)
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F, pt, H, ph, W, pw)
-        return out.reshape(out.shape[0], self.cfg.out_dim, f * pt, h * ph, w * pw)
+        out = out.reshape(out.shape[0], self.cfg.out_dim, f * pt, h * ph, w * pw)
+        return out[:, :, :s.frames] if s.frames else out
 
     def forward(self, inp: ModalityInput, skip_blocks: tuple[int, ...] = (),
                 skip_items: Tensor | None = None) -> Tensor:
@@ -404,8 +414,8 @@ class Tower(nn.Module):
         c = self.cfg
         if c.modality == "video":
             ok = latent.dim() == 5 and latent.shape[1] == c.in_dim
-            ok = ok and all(n % p == 0 for n, p in zip(latent.shape[2:], c.patch_size))
-            want = f"[B, {c.in_dim}, F, H, W] with F, H, W divisible by {c.patch_size}"
+            ok = ok and all(n % p == 0 for n, p in zip(latent.shape[3:], c.patch_size[1:]))
+            want = f"[B, {c.in_dim}, F, H, W] with H, W divisible by {c.patch_size[1:]}"
         else:
             ok = latent.dim() == 3 and latent.shape[2] == c.in_dim
             want = f"[B, L, {c.in_dim}] (channel-last)"

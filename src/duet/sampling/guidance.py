@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from duet.errors import ConfigError
+from duet.errors import ConfigError, InputError
 from duet.model import ModalityInput, TwinModel
 
 
@@ -100,6 +100,10 @@ def cfg(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
 
 def first_frame_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int]) -> Tensor:
     """Per-token timesteps [B, tokens] with t = 0 on latent frame 0 (image-to-video)."""
+    if patch[0] != 1:
+        raise InputError(f"image-to-video keeps latent frame 0 clean, but this video tower's tokens "
+                         f"each span {patch[0]} latent frames (patch_size {tuple(patch)}); use a "
+                         "model whose temporal patch is 1")
     b, _, f, h, w = video.shape
     per_frame = (h // patch[1]) * (w // patch[2])
     tokens = t[:, None].expand(b, (f // patch[0]) * per_frame).clone()

@@ -221,6 +221,9 @@ class TrainConfig:
                     raise ConfigError(f"unknown model key {m}.{key!r}; allowed: {sorted(TOWER_KEYS)}")
             changes = {k: tuple(v) if isinstance(v, list) else v
                        for k, v in {**common, **per_tower[m]}.items()}
+            fused = changes.get("cross_modal", base.audio.cross_modal)
+            if m == "audio" and fused and "rope_time_scale" not in changes:
+                changes["rope_time_scale"] = self._audio_rope_scale(base, towers["video"])
             try:
                 towers[m] = dataclasses.replace(getattr(base, m), **changes)
             except (ConfigError, TypeError) as e:
@@ -229,6 +232,15 @@ class TrainConfig:
             return TwinConfig(towers["video"], towers["audio"], self._bridge(base.bridge))
         except ConfigError as e:
             raise ConfigError(f"model: {e}") from None
+
+    @staticmethod
+    def _audio_rope_scale(base: TwinConfig, video: TowerConfig) -> float:
+        """The fused audio tower's RoPE factor for this video tower: it puts audio tokens on
+        the video *token* axis, so a temporal patch of pt frames divides the preset's factor
+        by pt (Ovi's 0.19676 is latent frames per audio latent with a temporal patch of 1).
+        A bridged model's towers share no RoPE axis; their factors are left alone."""
+        ratio = base.video.patch_size[0] / video.patch_size[0]
+        return base.audio.rope_time_scale if ratio == 1 else round(base.audio.rope_time_scale * ratio, 5)
 
     def _bridge(self, base: BridgeConfig | None) -> BridgeConfig | None:
         """The preset's bridge with the `model.bridge` table applied (null removes it; on a
@@ -278,10 +290,10 @@ def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
         assert shape is not None
         if m == "video":
             ok = len(shape) == 4 and shape[0] == tower.in_dim
-            if ok and any(n % p for n, p in zip(shape[1:], tower.patch_size)):
+            if ok and any(n % p for n, p in zip(shape[2:], tower.patch_size[1:])):
                 raise ConfigError(
-                    f"data: video latents (F, H, W) = {shape[1:]} are not divisible by "
-                    f"model.patch_size {tower.patch_size}")
+                    f"data: video latents (H, W) = {shape[2:]} are not divisible by "
+                    f"model.patch_size {tower.patch_size[1:]}")
             want = f"[C={tower.in_dim}, F, H, W]"
         else:
             ok = len(shape) == 2 and shape[1] == tower.in_dim
