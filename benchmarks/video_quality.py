@@ -14,7 +14,8 @@ clip is decoded and measured with `duet.eval.sync`: visual events per clip (floo
 the ruler finds; real clips have one per bounce) and the caption's ball colours seen
 (Jaccard score). Flicker, balls that change colour and blobs that come and go all read as
 extra events, so events per clip against the real clips' count is the coherence number.
-The last column is the latents' frame-to-frame change (RMS), next to the real clips'.
+Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
+tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when converged).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.sync import prompt_adherence, visual_events
-from duet.model import TwinModel
+from duet.model import ModalityInput, TwinModel
 from duet.pipeline import build_text_encoder
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
@@ -57,6 +58,19 @@ def model_config(path: Path) -> TwinConfig:
     if (folder / "trainer.json").is_file():
         return TrainConfig.from_dict(json.loads((folder / "trainer.json").read_text())["config"]).twin()
     return get_preset("demo").model
+
+
+def noise_spread(model: TwinModel, context: torch.Tensor, shape: tuple[int, ...]) -> float:
+    """RMS difference between the tower's x0 estimates from two pure-noise draws at t = 1.
+    The input then holds no signal, so a converged tower returns the caption's mean picture
+    for any noise (0); what varies with the noise is structure the sampler's first steps
+    commit to and the later steps cannot undo."""
+    t = torch.full((context.shape[0],), 1000.0)
+    x0 = []
+    for seed in (1, 2):
+        noise = torch.randn(context.shape[0], *shape, generator=torch.Generator().manual_seed(seed))
+        x0.append(noise - model.video_model(ModalityInput(noise, t, context)))  # x0 = x_1 - v
+    return (x0[0] - x0[1]).pow(2).mean().sqrt().item()
 
 
 def frame_change(latents: torch.Tensor) -> float:
@@ -87,7 +101,8 @@ def main() -> None:
     pixels = torch.stack([torch.as_tensor(c.video) for c in clips]).permute(0, 4, 1, 2, 3)
     real_change = frame_change(codec.encode(pixels.float() / 127.5 - 1))
     print(f"real clips: {real:.1f} visual events per clip, latent frame change {real_change:.3f}\n")
-    print("| weights | events / clip | colour score | latent frame change |\n|---|---|---|---|")
+    print("| weights | events / clip | colour score | latent frame change | x0 spread at t = 1 |\n"
+          "|---|---|---|---|---|")
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
     for n, path in enumerate(args.weights):
@@ -103,7 +118,8 @@ def main() -> None:
         events = np.mean([len(visual_events(f, preset.media.fps, "bounce")) for f in frames])
         colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
                           for f, c in zip(frames, clips)])
-        print(f"| {path} | {events:.1f} | {colour:.2f} | {frame_change(latents):.3f} |", flush=True)
+        print(f"| {path} | {events:.1f} | {colour:.2f} | {frame_change(latents):.3f} "
+              f"| {noise_spread(model, context, shape):.3f} |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)
             rows = [np.concatenate(list(v[::4]), axis=1) for f, c in zip(frames, clips) for v in (f, c.video)]

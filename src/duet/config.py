@@ -37,6 +37,10 @@ class TowerConfig:
     # video latent frame rope_time_scale * l (Ovi: 31 / 157.55 = 0.19676).
     rope_time_scale: float = 1.0
     audio_stem_kernel: int = 7  # audio input embedding: Conv1d kernel of the stem and MLP
+    # What the head predicts. "velocity" (Ovi, Wan): eps - x0 directly. "sample": the clean
+    # latent x0, returned as the velocity (x_t - x0) / max(t, 0.05), so the sampler, the
+    # guidance and the loss are unchanged (JiT's x-prediction with a v-loss).
+    prediction: str = "velocity"
 
     def __post_init__(self) -> None:
         if self.modality not in ("video", "audio"):
@@ -56,6 +60,8 @@ class TowerConfig:
         want = 3 if self.modality == "video" else 1
         if len(self.patch_size) != want:
             raise ConfigError(f"{self.modality} patch_size needs {want} entries, got {self.patch_size}")
+        if self.prediction not in ("velocity", "sample"):
+            raise ConfigError(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
         if self.modality == "audio" and tuple(self.patch_size) != (1,):
             raise ConfigError("the audio tower does not patchify: patch_size must be (1,)")
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from duet.parallel.sequence import SequenceParallel
 
 Rope = tuple[Tensor, Tensor]
+SAMPLE_T_MIN = 0.05  # prediction "sample": the smallest t its velocity divides by (JiT's)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class TowerState:
     grid: tuple[int, ...]  # token grid: (F, H, W) video, (L,) audio
     # video: the latent's frame count, to which `finish` crops a padded last patch; audio: 0
     frames: int = 0
+    # prediction "sample" only: the noisy latent and its timesteps, to turn x0 into velocity
+    noisy: ModalityInput | None = None
     # With sequence parallelism, x, e, e0 and rope hold this rank's shard of the tokens
     # and mask covers every (padded) key; None: all tokens are here.
     group: SequenceParallel | None = None
@@ -344,7 +347,7 @@ class Tower(nn.Module):
         frames = inp.latent.shape[2] if self.cfg.modality == "video" else 0
         s = TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
                        rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid,
-                       frames=frames)
+                       frames=frames, noisy=inp if self.cfg.prediction == "sample" else None)
         sp = self.sequence_parallel
         return s if sp is None else self._shard(s, inp.lengths, sp)
 
@@ -373,14 +376,33 @@ class Tower(nn.Module):
         out = self.head(s.x, s.e)  # (B, L, prod(patch) * out_dim)
         if s.group is not None:  # every rank gets all tokens back
             out = s.group.gather(out, math.prod(s.grid))
-        if self.cfg.modality == "audio":
-            return out
-        f, h, w = s.grid
+        if self.cfg.modality == "video":
+            out = self.unpatchify(out, s.grid)[:, :, :s.frames]
+        return out if s.noisy is None else self.sample_to_velocity(out, s.noisy, s.grid)
+
+    def unpatchify(self, tokens: Tensor, grid: tuple[int, ...]) -> Tensor:
+        """(B, F·H·W, pt·ph·pw·C) -> (B, C, F·pt, H·ph, W·pw)."""
+        f, h, w = grid
         pt, ph, pw = self.cfg.patch_size
-        out = out.view(out.shape[0], f, h, w, pt, ph, pw, self.cfg.out_dim)
+        c = tokens.shape[-1] // (pt * ph * pw)
+        out = tokens.reshape(tokens.shape[0], f, h, w, pt, ph, pw, c)
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F, pt, H, ph, W, pw)
-        out = out.reshape(out.shape[0], self.cfg.out_dim, f * pt, h * ph, w * pw)
-        return out[:, :, :s.frames] if s.frames else out
+        return out.reshape(out.shape[0], c, f * pt, h * ph, w * pw)
+
+    def sample_to_velocity(self, x0: Tensor, inp: ModalityInput, grid: tuple[int, ...]) -> Tensor:
+        """Velocity (x_t - x0) / t from a predicted clean latent. t is clamped at
+        SAMPLE_T_MIN so that nearly clean inputs (and held, clean partners at t = 0) do not
+        divide by zero; per-token timesteps are spread over their tokens' latent cells."""
+        t = inp.timestep.float() / 1000.0
+        if t.dim() == 1:
+            t = t.view(-1, *[1] * (x0.dim() - 1))
+        elif self.cfg.modality == "audio":
+            t = t[:, :, None]
+        else:
+            cells = t[:, :, None].expand(-1, -1, math.prod(self.cfg.patch_size))
+            t = self.unpatchify(cells, grid)[:, :, :x0.shape[2]]
+        v = (inp.latent.float() - x0.float()) / t.clamp_min(SAMPLE_T_MIN)
+        return v.to(x0.dtype)
 
     def forward(self, inp: ModalityInput, skip_blocks: tuple[int, ...] = (),
                 skip_items: Tensor | None = None) -> Tensor:
