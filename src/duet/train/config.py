@@ -221,8 +221,8 @@ class TrainConfig:
                     raise ConfigError(f"unknown model key {m}.{key!r}; allowed: {sorted(TOWER_KEYS)}")
             changes = {k: tuple(v) if isinstance(v, list) else v
                        for k, v in {**common, **per_tower[m]}.items()}
-            fused = changes.get("cross_modal", base.audio.cross_modal)
-            if m == "audio" and fused and "rope_time_scale" not in changes:
+            if (m == "audio" and "rope_time_scale" not in changes
+                    and changes.get("cross_modal", base.audio.cross_modal)):
                 changes["rope_time_scale"] = self._audio_rope_scale(base, towers["video"])
             try:
                 towers[m] = dataclasses.replace(getattr(base, m), **changes)
