@@ -2,7 +2,7 @@
 stage (or any stage) before spending hours on the stages after it.
 
     python benchmarks/video_quality.py WEIGHTS [WEIGHTS ...] [--clips 8] [--steps 25] \
-        [--shift 3] [--guidance 1] [--strip DIR]
+        [--shift 3] [--guidance 1] [--codec FILE] [--strip DIR]
 
 WEIGHTS: a bundle directory, a `model.safetensors`, or a training checkpoint folder (its
 EMA weights are laid over its raw ones: the EMA file holds the trainable parameters only).
@@ -87,12 +87,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--shift", type=float, default=3.0)
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--codec", default=None,
+                   help="frame codec weights the models' latents use (default: the shipped codec)")
     p.add_argument("--strip", type=Path, default=None,
                    help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
                         "(every 4th frame) above its real held-out clip")
     args = p.parse_args()
     preset = get_preset("demo")
-    codec = FrameCodec()
+    codec = FrameCodec(args.codec)
     clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce") for i in range(args.clips)]
     text = build_text_encoder(preset)
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)

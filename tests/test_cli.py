@@ -162,3 +162,21 @@ def test_generate_merges_lora_adapters(tmp_path):
         outs[tag] = read_mp4(out).frames
     assert (outs["plain"] == outs["zero"]).all() and not (outs["plain"] == outs["one"]).all()
     assert main(["generate", "x", "--lora", str(tmp_path), "-o", str(tmp_path / "bad.mp4")]) == 2
+
+
+def test_codec_train_options_reach_the_trainer(tmp_path, capsys, monkeypatch):
+    import duet.train.codec as codec_module
+
+    seen = []
+
+    def fake_train(cfg, progress):
+        seen.append(cfg)
+        return {"loss_first": 1.0, "loss_last": 0.5, "heldout_psnr_db": 30.0, "params": 1e6, "wall_s": 1.0}
+
+    monkeypatch.setattr(codec_module, "train_frame_codec", fake_train)
+    out = tmp_path / "c.safetensors"
+    assert main(["codec", "train", "-o", str(out), "--latent-noise", "0.3", "--steps", "7", "-q"]) == 0
+    assert seen[0].latent_noise == 0.3 and seen[0].steps == 7 and seen[0].clips == 384
+    assert "held-out PSNR 30.00 dB" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["codec", "train", "-o", str(out), "--latent-noise", "lots"])

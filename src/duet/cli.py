@@ -257,7 +257,8 @@ def _codec_train(args: argparse.Namespace) -> int:
     from duet.train.codec import config_from_args, train_frame_codec
 
     cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
-                           batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                           batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise,
+                           seed=args.seed)
     r = train_frame_codec(cfg, progress=not args.quiet)
     print(f"wrote {args.output}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, held-out PSNR "
           f"{r['heldout_psnr_db']:.2f} dB, {r['params'] / 1e6:.2f}M parameters, {r['wall_s']:.0f} s")
@@ -403,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     kt.add_argument("--steps", type=int, help="optimizer steps (1500)")
     kt.add_argument("--batch-size", type=int, help="frames per step (32)")
     kt.add_argument("--lr", type=float, help="peak AdamW learning rate (2e-3)")
+    kt.add_argument("--latent-noise", type=float,
+                    help="Gaussian noise on the latents while training, in units of each "
+                         "channel's std (0.1)")
     kt.add_argument("--seed", type=int)
     kt.add_argument("-q", "--quiet", action="store_true")
     kt.set_defaults(func=_codec_train)
