@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +39,17 @@ from duet.pipeline import build_text_encoder
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
+from duet.train import checkpoint
 from duet.train.config import TrainConfig
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if path.is_dir() and (path / "ema.safetensors").is_file():
-        return load_weights(path / "model.safetensors") | load_weights(path / "ema.safetensors")
-    return load_weights(path / "model.safetensors" if path.is_dir() else path)
+def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
+    """The weights at `path`; a training checkpoint's EMA laid over its raw weights."""
+    if not path.is_dir():
+        return load_weights(path)
+    if (path / "ema.safetensors").is_file():
+        return checkpoint.read_weights(path, "model") | checkpoint.read_weights(path, "ema")
+    return checkpoint.read_weights(path, "model")
 
 
 def model_config(path: Path) -> TwinConfig:
@@ -56,7 +59,7 @@ def model_config(path: Path) -> TwinConfig:
     if (folder / "config.json").is_file():
         return read_config(folder)[0].model
     if (folder / "trainer.json").is_file():
-        return TrainConfig.from_dict(json.loads((folder / "trainer.json").read_text())["config"]).twin()
+        return TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"]).twin()
     return get_preset("demo").model
 
 
@@ -109,7 +112,7 @@ def main() -> None:
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
     for n, path in enumerate(args.weights):
         model = TwinModel.from_config(model_config(path)).eval()
-        load_into(model, read_weights(path), dtype=torch.float32)
+        load_into(model, weights_with_ema(path), dtype=torch.float32)
         denoise = functools.partial(guided_velocity, model, cond=Conditioning(context, None),
                                     uncond=Conditioning(null, None), guidance=guidance)
         noise = torch.randn(args.clips, *shape, generator=torch.Generator().manual_seed(0))
