@@ -1,6 +1,6 @@
 """How far Duet is from the official Ovi code on the reference cases, as a table.
 
-    python benchmarks/parity.py [--reference ../shared/reference/ovi_tiny]
+    python benchmarks/parity.py [--reference tests/fixtures/ovi_tiny]
 
 float32 rows compare with the official code's high-precision emulation (`out_hp.*`),
 bfloat16 rows with the official bf16 run (`out.*`); the loop rows run the whole 4-step
@@ -16,7 +16,7 @@ import torch
 
 from duet.reference import load_cases, load_model, run_case, run_engine_loop
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ovi_tiny"
+DEFAULT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ovi_tiny"
 
 
 def errors(ours: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:

@@ -1,20 +1,16 @@
-"""Shared fixtures. Reference vectors live in the sibling checkout `shared/` (../shared)."""
+"""Shared fixtures. The official Ovi reference vectors ship with the tests (tests/fixtures/)."""
 
 from pathlib import Path
 
 import pytest
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "../shared/reference/ovi_tiny"
+REFERENCE_DIR = Path(__file__).resolve().parent / "fixtures" / "ovi_tiny"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """Folder of the official Ovi reference vectors; missing means a broken checkout, not a skip."""
-    path = REFERENCE_DIR.resolve()
-    if not path.is_dir():
-        pytest.fail(
-            f"reference vectors not found at {path}: the tests expect the shared/ folder "
-            "next to the repository (shared/reference/ovi_tiny)",
-            pytrace=False,
-        )
-    return path
+    if not (REFERENCE_DIR / "weights.safetensors").is_file():
+        pytest.fail(f"reference vectors not found at {REFERENCE_DIR}: the checkout is incomplete "
+                    "(tests/fixtures/ovi_tiny is part of the repository)", pytrace=False)
+    return REFERENCE_DIR

@@ -274,7 +274,7 @@ _OVI_CODECS = {"video": {"name": "wan2.2-vae"}, "audio": {"name": "mmaudio-16k"}
 
 def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
                  text_len: int = 16, text_dim: int = 4096) -> TwinConfig:
-    """The reference tiny model's shape (shared/reference/ovi_tiny/config.json)."""
+    """The reference tiny model's shape (tests/fixtures/ovi_tiny/config.json)."""
     common = dict(dim=dim, ffn_dim=ffn, num_heads=heads, num_layers=layers, text_len=text_len,
                   text_dim=text_dim)
     return TwinConfig(

@@ -1,4 +1,4 @@
-"""Run the official Ovi reference cases (shared/reference/ovi_tiny) through Duet.
+"""Run the official Ovi reference cases (tests/fixtures/ovi_tiny) through Duet.
 
 The reference stores each forward call the official way, as lists of unpadded items; these
 helpers turn a case into Duet's padded `[B, ...]` inputs with lengths, run it, and cut the

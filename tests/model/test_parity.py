@@ -1,4 +1,4 @@
-"""Parity with the official Ovi code on the tiny reference model (shared/reference/ovi_tiny)."""
+"""Parity with the official Ovi code on the tiny reference model (tests/fixtures/ovi_tiny)."""
 
 from __future__ import annotations
 

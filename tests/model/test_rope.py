@@ -1,4 +1,4 @@
-"""RoPE tables and rotations against the official ones (shared/reference/ovi_tiny/rope.*)."""
+"""RoPE tables and rotations against the official ones (tests/fixtures/ovi_tiny/rope.*)."""
 
 from __future__ import annotations
 

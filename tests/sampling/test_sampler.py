@@ -1,5 +1,5 @@
 """The joint loop (UniPC + per-modality CFG + skip-layer guidance) against the official
-engine loop run with the tiny reference model (shared/reference/ovi_tiny/unipc.*)."""
+engine loop run with the tiny reference model (tests/fixtures/ovi_tiny/unipc.*)."""
 
 from __future__ import annotations
 
