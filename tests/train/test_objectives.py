@@ -7,7 +7,7 @@ import torch
 
 from duet.errors import ConfigError, InputError
 from duet.train import FlowConfig, LatentBatch, flow_matching_loss
-from duet.train.objectives import (draw, logit_normal_t, noisy_latent, sample_t, shift_t,
+from duet.train.objectives import (crop_video, draw, logit_normal_t, noisy_latent, sample_t, shift_t,
                                    uniform_t, velocity_target)
 
 
@@ -138,3 +138,55 @@ def test_text_dropout_gives_the_dropped_items_the_empty_prompt():
         flow_matching_loss(model, b, _gen(), cfg)
     with pytest.raises(ConfigError, match="text_dropout"):
         FlowConfig(text_dropout=1.0)
+
+
+# ---- cheaper video steps: windows of frames and one t per frame ----------------------------
+def _clips(n: int = 3, frames: int = 6) -> LatentBatch:
+    g = torch.Generator().manual_seed(3)
+    video = torch.arange(n * 4 * frames * 16, dtype=torch.float32).view(n, 4, frames, 4, 4)
+    return LatentBatch(video=video, video_context=torch.randn(n, 3, 16, generator=g))
+
+
+def test_crop_video_takes_a_seeded_window_of_each_clip():
+    b = _clips()
+    gens = [_gen(20 + i) for i in range(3)]
+    out = crop_video(b, 2, gens)
+    assert out.video.shape == (3, 4, 2, 4, 4)
+    for i, g in enumerate(_gen(20 + i) for i in range(3)):
+        start = int(torch.randint(5, (1,), generator=g))  # the first draw of the item's generator
+        assert torch.equal(out.video[i], b.video[i, :, start:start + 2])
+    assert torch.equal(crop_video(b, 6, gens).video, b.video)  # the whole clip: start 0
+    with pytest.raises(InputError, match="more than the clips' 6 latent frames"):
+        crop_video(b, 7, gens)
+    with pytest.raises(InputError, match="video-only"):
+        crop_video(_batch(), 1, _gen())
+
+
+def test_per_frame_t_noises_each_frame_at_its_own_level_and_tells_the_tower():
+    b = _clips(n=2, frames=5)
+    cfg = FlowConfig(video_weight=1.0, audio_weight=0.0, per_frame_t=True)
+    d = draw(b, [_gen(1), _gen(2)], cfg)
+    assert d.video_t.shape == (2, 5) and d.video_t.std() > 0.1  # five different levels per item
+    xt = noisy_latent(b.video, d.video_noise, d.video_t)
+    f = 3
+    t = d.video_t[1, f]
+    torch.testing.assert_close(xt[1, :, f], (1 - t) * b.video[1, :, f] + t * d.video_noise[1, :, f])
+
+    seen = {}
+
+    class Recorder(torch.nn.Module):  # stands in for the twin model: records the video input
+        def forward(self, video, audio):
+            seen["t"] = video.timestep
+            return video.latent * 0, None
+
+    flow_matching_loss(Recorder(), b, [_gen(1), _gen(2)], cfg)
+    # 2x2 patches of a 4x4 latent: 4 tokens per frame, in (f, h, w) order
+    assert seen["t"].shape == (2, 20)
+    torch.testing.assert_close(seen["t"].view(2, 5, 4), 1000 * d.video_t[:, :, None].expand(-1, -1, 4))
+
+
+def test_video_frames_and_per_frame_t_are_checked():
+    with pytest.raises(ConfigError, match="video_frames must be >= 1"):
+        FlowConfig(video_frames=0)
+    with pytest.raises(ConfigError, match="temporal patch of 1"):
+        FlowConfig(per_frame_t=True, video_patch=(4, 2, 2))

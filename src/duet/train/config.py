@@ -75,6 +75,11 @@ class TrainConfig:
     # fraction of items trained with the empty prompt (both towers), so that CFG has an
     # unconditional prediction; needs the preset's text encoder to encode ""
     text_dropout: float = 0.0
+    # cheaper video steps (video-only stages): a random window of this many latent frames per
+    # item (1: single pictures, image pretraining; None: whole clips), and one t per latent
+    # frame (Diffusion Forcing)
+    video_frames: int | None = None
+    per_frame_t: bool = False
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -118,6 +123,11 @@ class TrainConfig:
             raise ConfigError(f"timestep_sampler {self.timestep_sampler!r} is unknown; "
                               f"choose one of {list(SAMPLERS)}")
         self.flow()  # checks the objective's values
+        if (self.video_frames is not None or self.per_frame_t) and (
+                self.get_stage().modalities != ("video",)):
+            raise ConfigError(f"video_frames and per_frame_t train the video tower alone; stage "
+                              f"{self.stage!r} feeds {list(self.get_stage().modalities)} "
+                              "(use stage 'video')")
         self.twin()  # checks the model shape
         if isinstance(self.init_from, dict):
             bad = sorted(set(self.init_from) - {"video", "audio"})
@@ -186,7 +196,9 @@ class TrainConfig:
             audio_weight=st.audio_weight if self.audio_weight is None else self.audio_weight,
             sampler=self.timestep_sampler, logit_mean=self.logit_mean, logit_std=self.logit_std,
             shift=self.time_shift, independent_t=self.independent_t,
-            clean_partner=self.clean_partner, text_dropout=self.text_dropout)
+            clean_partner=self.clean_partner, text_dropout=self.text_dropout,
+            video_frames=self.video_frames, per_frame_t=self.per_frame_t,
+            video_patch=self.twin().video.patch_size)
 
     @property
     def peak_lr(self) -> float:
@@ -290,6 +302,9 @@ def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
         assert shape is not None
         if m == "video":
             ok = len(shape) == 4 and shape[0] == tower.in_dim
+            if ok and cfg.video_frames is not None and cfg.video_frames > shape[1]:
+                raise ConfigError(f"data: video_frames {cfg.video_frames} is more than the "
+                                  f"clips' {shape[1]} latent frames")
             if ok and any(n % p for n, p in zip(shape[2:], tower.patch_size[1:])):
                 raise ConfigError(
                     f"data: video latents (H, W) = {shape[2:]} are not divisible by "

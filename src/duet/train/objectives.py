@@ -9,7 +9,11 @@ each draws its own. With `clean_partner` p, a fraction p of the items hold one m
 audio-to-video tasks, which the joint model can only solve by reading its partner. With
 `text_dropout` q, a fraction q of the items see the empty prompt's context in both towers,
 so the model learns the unconditional prediction that classifier-free guidance extrapolates
-from. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
+from. Two options make video steps cheaper, for a video-only stage: `video_frames` n trains
+on a random window of n latent frames per item (n = 1: single pictures, the image
+pretraining video models start with), and `per_frame_t` gives every latent frame its own t
+(Diffusion Forcing), so a frame learns to take what it can from its less noisy
+neighbours. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
 0.15·L_audio). Every function here is pure: randomness comes only from the
 generator(s) passed in.
 """
@@ -17,7 +21,7 @@ generator(s) passed in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,6 +54,9 @@ class FlowConfig:
     independent_t: bool = False  # draw one t per modality instead of one shared t per item
     clean_partner: float = 0.0  # per item: probability that one modality (50/50) is held clean
     text_dropout: float = 0.0  # per item: probability that both towers get the empty prompt
+    video_frames: int | None = None  # train on a random window of this many latent frames
+    per_frame_t: bool = False  # one t per latent frame of the video (Diffusion Forcing)
+    video_patch: tuple[int, int, int] = (1, 2, 2)  # the video tower's patch: tokens per frame
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -66,6 +73,12 @@ class FlowConfig:
         if self.video_weight < 0 or self.audio_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
                               f"audio {self.audio_weight}")
+        if self.video_frames is not None and self.video_frames < 1:
+            raise ConfigError(f"video_frames must be >= 1 (or null for whole clips), got "
+                              f"{self.video_frames}")
+        if self.per_frame_t and self.video_patch[0] != 1:
+            raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
+                              f"{self.video_patch[0]}")
 
 
 # ---- timestep samplers (t in (0, 1), float32) -------------------------------------------
@@ -99,11 +112,14 @@ def sample_t(n: int, generator: torch.Generator, cfg: FlowConfig) -> Tensor:
 
 # ---- the interpolation ------------------------------------------------------------------
 def _per_item(t: Tensor, x: Tensor) -> Tensor:
-    return t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)  # (B, 1, ..., 1)
+    """t [B] as (B, 1, ..., 1), or a video's per-frame t [B, F] as (B, 1, F, 1, 1)."""
+    if t.dim() == 2:
+        return t[:, None, :, None, None].to(x.dtype)
+    return t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 
 
 def noisy_latent(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-    """x_t = (1 - t)·x0 + t·ε, with t [B]."""
+    """x_t = (1 - t)·x0 + t·ε, with t [B] (or [B, F] per video frame)."""
     tt = _per_item(t, x0)
     return (1 - tt) * x0 + tt * noise
 
@@ -130,8 +146,9 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
     `generator` is one generator for the whole batch, or one per item (the trainer's choice:
     item i's draws then depend only on its own generator, so a global batch split across
     ranks or micro-batches gets exactly the same noise as when it is processed whole).
-    Draw order per generator: t (video/shared), t (audio, if independent), video noise,
-    audio noise, then (with clean_partner) whether the item holds a modality, and which, then
+    Draw order per generator (after `crop_video`'s window start, with video_frames): t
+    (video/shared; one per latent frame with per_frame_t), t (audio, if independent), video
+    noise, audio noise, then (with clean_partner) whether the item holds a modality, and which, then
     (with text_dropout) whether it sees the empty prompt.
     """
     if isinstance(generator, torch.Generator):
@@ -144,6 +161,23 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
                       for f in ("video_t", "audio_t", "video_noise", "audio_noise", "text_dropped")))
 
 
+def crop_video(batch: LatentBatch, frames: int, generator: Generators) -> LatentBatch:
+    """Each item's video cut to `frames` consecutive latent frames at a random start (drawn
+    from the item's generator before anything else). Refuses batches with audio: a window
+    of the video has no matching audio here."""
+    if batch.audio is not None:
+        raise InputError("video_frames crops video-only batches; the audio would not match")
+    assert batch.video is not None
+    total = batch.video.shape[2]
+    if frames > total:
+        raise InputError(f"video_frames {frames} is more than the clips' {total} latent frames")
+    gens = [generator] * batch.size if isinstance(generator, torch.Generator) else list(generator)
+    starts = [int(torch.randint(total - frames + 1, (1,), generator=g, device=g.device))
+              for g in gens]
+    video = torch.stack([v[:, s:s + frames] for v, s in zip(batch.video, starts)])
+    return replace(batch, video=video)
+
+
 def _cat(xs: list[Tensor | None]) -> Tensor | None:
     return None if xs[0] is None else torch.cat(xs)  # type: ignore[arg-type]
 
@@ -153,13 +187,16 @@ def _noise_like(x: Tensor | None, g: torch.Generator) -> Tensor | None:
 
 
 def _draw(batch: LatentBatch, g: torch.Generator, cfg: FlowConfig, n: int) -> FlowDraw:
-    t = sample_t(n, g, cfg)
+    if cfg.per_frame_t and batch.video is not None:  # t [n, F]: one per latent frame
+        t = sample_t(n * batch.video.shape[2], g, cfg).view(n, -1)
+    else:
+        t = sample_t(n, g, cfg)
     t_audio = sample_t(n, g, cfg) if cfg.independent_t else t
     v_noise, a_noise = _noise_like(batch.video, g), _noise_like(batch.audio, g)
     if cfg.clean_partner > 0 and batch.video is not None and batch.audio is not None:
         held = torch.rand(n, generator=g, device=g.device) < cfg.clean_partner
         video_held = held & (torch.rand(n, generator=g, device=g.device) < 0.5)
-        t = torch.where(video_held, 0.0, t)  # new tensors: a shared t splits here
+        t = torch.where(video_held.view(-1, *[1] * (t.dim() - 1)), 0.0, t)  # a shared t splits
         t_audio = torch.where(held & ~video_held, 0.0, t_audio)
     dropped = (torch.rand(n, generator=g, device=g.device) < cfg.text_dropout
                if cfg.text_dropout > 0 else None)
@@ -184,8 +221,16 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None) -> Tensor:
     if t is None:
         return F.mse_loss(pred, target)
     per_item = (pred - target).pow(2).flatten(1).mean(1)
-    keep = (t.to(per_item.device) > 0).to(per_item.dtype)
+    keep = (t.to(per_item.device).reshape(t.shape[0], -1).amax(1) > 0).to(per_item.dtype)
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
+
+
+def _token_t(t: Tensor, x0: Tensor, cfg: FlowConfig) -> Tensor:
+    """The tower's timestep: t [B] as is, a per-frame t [B, F] spread over each frame's tokens."""
+    if t.dim() == 1:
+        return t
+    tokens = (x0.shape[3] // cfg.video_patch[1]) * (x0.shape[4] // cfg.video_patch[2])
+    return t.repeat_interleave(tokens, dim=1)  # (B, F·H'·W'), tokens in (f, h, w) order
 
 
 def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generators,
@@ -200,6 +245,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
     """
     if cfg.text_dropout > 0 and null_context is None:
         raise InputError("text_dropout needs the empty prompt's context: pass null_context")
+    if cfg.video_frames is not None and batch.video is not None:
+        batch = crop_video(batch, cfg.video_frames, generator)
     d = draw(batch, generator, cfg)
     inputs, targets = {}, {}
     per_modality = (("video", batch.video, d.video_t, d.video_noise, batch.video_context),
@@ -210,7 +257,7 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         x0, eps, t = x0.float(), eps.to(x0.device), t.to(x0.device)
         if d.text_dropped is not None:
             ctx = _drop_text(ctx, null_context, d.text_dropped)  # type: ignore[arg-type]
-        inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * t, ctx)
+        inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * _token_t(t, x0, cfg), ctx)
         targets[name] = velocity_target(x0, eps)
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
