@@ -139,3 +139,16 @@ def test_prompt_adherence_for_speech():
     assert result["syllable_match"]
     with pytest.raises(InputError, match="world caption"):
         prompt_adherence(c.video, c.audio, "a quiet empty room", FPS, SR)
+
+
+def test_mouth_follows_voice_in_real_talk_clips_and_a_shift_is_found():
+    from duet.eval.sync import mouth_speech_sync
+
+    clip = make_clip(7, kind="talk")
+    real = mouth_speech_sync(clip.video, clip.audio, 24.0, 16000)
+    assert real["correlation"] > 0.6 and abs(real["best_lag"]) <= 1
+    late = np.concatenate([np.zeros(3 * 16000 // 24), clip.audio])[:len(clip.audio)]  # 3 frames
+    shifted = mouth_speech_sync(clip.video, late, 24.0, 16000)
+    assert shifted["best_lag"] in (2.0, 3.0) and shifted["correlation"] < real["correlation"] - 0.2
+    frozen = mouth_speech_sync(np.repeat(clip.video[:1], len(clip.video), 0), clip.audio, 24.0, 16000)
+    assert frozen["correlation"] == 0.0
