@@ -323,7 +323,7 @@ def _demo() -> Preset:
     latent. With 2x2 patches the video tower sees 4 tokens per frame, 388 per clip, of 64
     numbers each, which is what lets it train in two hours on 2 cores. (The first default
     model used area-averaged pixels with 8x8 patches, 192 numbers per token, and never
-    learned to remove the last of the noise: README, "The default model".)
+    learned to remove the last of the noise: docs/default-model.md.)
     """
     media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
                         video_stride=(1, 16, 16), audio_hop=512, audio_latents=None)
