@@ -82,6 +82,13 @@ def test_convert_refusals_are_one_line(reference_dir, tmp_path, capsys, args, ne
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["missing.safetensors", "."])
+def test_a_missing_checkpoint_is_one_line(tmp_path, capsys, name):
+    assert main(["convert", str(tmp_path / name), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+
+
 def test_a_file_without_ovi_towers_is_named(tmp_path):
     save_weights({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError, match="video_model.time_embedding.0.weight"):

@@ -104,6 +104,8 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[in
     """{key: (dtype, shape)} from a safetensors header, checking that the file holds every
     byte the header promises (a download cut short fails here, naming the file)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"DiT checkpoint not found: {path} is not a file")
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
