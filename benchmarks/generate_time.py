@@ -3,7 +3,7 @@ text-encoder load, sampling, decoding and encoding included).
 
     python benchmarks/generate_time.py [--repeats 3] [--model demo] [-- EXTRA duet ARGS]
 
-Each repeat is a fresh process, as a user's command is. The README's target for the default
+Each repeat is a fresh process, as a user's command is. The target for the default
 model: a 4 s clip in <= 15 s on a 2-core CPU.
 """
 

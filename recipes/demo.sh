@@ -14,7 +14,7 @@
 #    does not depend on the audio RoPE, so a comparison run may reuse it: VIDEO_FROM);
 # 4. stage "fusion" (Ovi stage 2): each tower from its stage, the cross-modal layers new,
 #    every FFN frozen, loss 0.85 L_v + 0.15 L_a, AdamW betas (0.9, 0.95).
-# 5. sync stages, each from the previous one's bundle (README, "The default model"):
+# 5. sync stages, each from the previous one's bundle (docs/default-model.md):
 #    "joint" 600 steps, every parameter, one t per modality, loss 0.5/0.5;
 #    "partner" 500 steps of stage fusion with clean_partner 0.5 (v2a / a2v items);
 #    "align" sets the temporal-alignment prior (alignment_prior 4) and trains 200 steps with

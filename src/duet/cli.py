@@ -170,32 +170,27 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from duet.checkpoints import BUNDLE_WEIGHTS, check_state_dict, load_weights, save_weights, write_config
-    from duet.config import get_preset
     from duet.errors import ConfigError
-    from duet.model import TwinModel
-    from duet.pipeline import resolve_device_dtype
+    from duet.weights import convert_dit, dit_preset, write_bundle
 
     if (args.checkpoint is None) == (args.weights is None):
         raise ConfigError("pass either a DiT checkpoint file or --weights DIR (the whole official download)")
     if args.weights is not None:
-        from duet.weights import write_bundle
-
+        if args.preset is None:
+            raise ConfigError("--weights needs --preset: ovi-720x720-5s, ovi-960x960-5s or "
+                              "ovi-960x960-10s")
+        if args.num_heads is not None or args.text_len is not None:
+            raise ConfigError("--num-heads and --text-len are for a checkpoint without --preset; "
+                              "--weights takes the preset's")
         out = write_bundle(args.weights, args.preset, args.output, args.dtype)
         print(f"wrote self-contained bundle {out} (preset {args.preset}; components hard-linked "
               "where possible)")
         return 0
-    preset = get_preset(args.preset)
-    state = load_weights(args.checkpoint)
-    model = TwinModel.from_config(preset.model, device="meta")
-    check_state_dict(model, state, source=args.checkpoint)  # official keys are ours: no mapping
-    if args.dtype is not None:
-        dtype = resolve_device_dtype("cpu", args.dtype)[1]
-        state = {k: v.to(dtype) for k, v in state.items()}
-    out = Path(args.output)
-    save_weights(state, out / BUNDLE_WEIGHTS)
-    write_config(out, preset, {"random_init": False, "note": f"converted from {args.checkpoint}"})
-    print(f"wrote bundle {out} ({len(state)} tensors, preset {preset.name})")
+    preset = dit_preset(args.checkpoint, args.preset, args.num_heads, args.text_len)
+    out = convert_dit(args.checkpoint, preset, args.output, args.dtype)
+    v = preset.model.video
+    print(f"wrote bundle {out} (preset {preset.name}: {v.num_layers} layers, dim {v.dim}, "
+          f"{v.num_heads} heads, text {v.text_len} rows)")
     return 0
 
 
@@ -358,7 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoint", nargs="?", help="e.g. Ovi/model.safetensors (the DiT alone)")
     c.add_argument("--weights", metavar="DIR",
                    help="instead: the whole official download -> a bundle with every component")
-    c.add_argument("--preset", required=True, help="ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s")
+    c.add_argument("--preset", help="check the file against this preset (ovi-720x720-5s, "
+                   "ovi-960x960-5s, ovi-960x960-10s); without it the model's shape is read from the "
+                   "file, with the 720x720 5 s media and sampler defaults")
+    c.add_argument("--num-heads", type=int, help="without --preset: attention heads per tower, "
+                   "which the weights do not record (default: width / 128, as in Wan and Ovi)")
+    c.add_argument("--text-len", type=int, help="without --preset: text rows the context is "
+                   "padded to (default 512, as in Ovi)")
     c.add_argument("-o", "--output", required=True, help="bundle directory to write")
     c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
     c.set_defaults(func=_convert)

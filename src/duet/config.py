@@ -232,7 +232,8 @@ class Preset:
         try:
             model = d["model"]
             bridge = model.get("bridge")
-            twin = TwinConfig(video=_tower(model["video"]), audio=_tower(model["audio"]),
+            twin = TwinConfig(video=_tower(model["video"], "video"),
+                              audio=_tower(model["audio"], "audio"),
                               bridge=_build(BridgeConfig, bridge) if bridge is not None else None)
             media = _build(MediaConfig, d.get("media", {}))
             sampler = _build(SamplerConfig, d.get("sampler", {}))
@@ -251,7 +252,36 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
     return cls(**d)
 
 
-def _tower(d: dict[str, Any]) -> TowerConfig:
+# The official `dit/*.json` files are WanModel constructor arguments. Three of their keys
+# have no TowerConfig field of that name: `model_type` names the tower (the slot already
+# does), `window_size` is always global attention in Ovi, and the audio RoPE factor is
+# `rope_time_scale` here. Duet builds the text-conditioned towers; `i2v` and `tt2a` add a
+# CLIP image projection (`img_emb`) that it does not have.
+OFFICIAL_MODEL_TYPES: dict[str, Modality] = {"t2v": "video", "ti2v": "video", "t2a": "audio"}
+
+
+def _tower(d: dict[str, Any], modality: Modality) -> TowerConfig:
+    """The `modality` tower from a bundle's table or an official `dit/*.json` dict as it is."""
+    d = dict(d)
+    if "model_type" in d:
+        kind = d.pop("model_type")
+        if not isinstance(kind, str) or OFFICIAL_MODEL_TYPES.get(kind) != modality:
+            ok = sorted(k for k, m in OFFICIAL_MODEL_TYPES.items() if m == modality)
+            raise ConfigError(f"{modality} tower: model_type {kind!r} is not supported; Duet "
+                              f"builds {ok} for the {modality} tower (i2v and tt2a need a CLIP image "
+                              "projection Duet does not have)")
+    if "window_size" in d:
+        window = d.pop("window_size")
+        if not isinstance(window, (list, tuple)) or list(window) != [-1, -1]:
+            raise ConfigError(f"{modality} tower: window_size {window} asks for local-window "
+                              "attention, which Duet does not have; only [-1, -1] (global) loads")
+    if "temporal_rope_scaling_factor" in d:
+        factor = d.pop("temporal_rope_scaling_factor")
+        if d.setdefault("rope_time_scale", factor) != factor:
+            raise ConfigError(f"{modality} tower: temporal_rope_scaling_factor {factor} and "
+                              f"rope_time_scale {d['rope_time_scale']} disagree; give one")
+    if d.setdefault("modality", modality) != modality:
+        raise ConfigError(f"{modality} tower: its table says modality {d['modality']!r}")
     return _build(TowerConfig, d)
 
 
@@ -293,7 +323,7 @@ def _demo() -> Preset:
     latent. With 2x2 patches the video tower sees 4 tokens per frame, 388 per clip, of 64
     numbers each, which is what lets it train in two hours on 2 cores. (The first default
     model used area-averaged pixels with 8x8 patches, 192 numbers per token, and never
-    learned to remove the last of the noise: README, "The default model".)
+    learned to remove the last of the noise: docs/default-model.md.)
     """
     media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
                         video_stride=(1, 16, 16), audio_hop=512, audio_latents=None)

@@ -13,13 +13,15 @@ The official download puts every component under one folder:
 
 Only the DiT file differs between the three presets. The DiT's keys are Duet's own
 (`duet convert` needs no key map), so it is checked from its safetensors header alone: the
-doctor never reads 23 GB to tell a user that a file is truncated.
+doctor never reads 23 GB to tell a user that a file is truncated. The header's shapes also
+give a DiT's model config (`dit_preset`), so `duet convert` takes a checkpoint of any size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import struct
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from duet.errors import CheckpointError, ConfigError, DuetError
 
 if TYPE_CHECKING:
-    from duet.config import Preset
+    from duet.config import Modality, Preset, TowerConfig, TwinConfig
 
 DIT_FILES: dict[str, str] = {
     "ovi-720x720-5s": "model.safetensors",
@@ -102,6 +104,8 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[in
     """{key: (dtype, shape)} from a safetensors header, checking that the file holds every
     byte the header promises (a download cut short fails here, naming the file)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"DiT checkpoint not found: {path} is not a file")
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
@@ -137,6 +141,106 @@ def check_dit(path: str | os.PathLike, preset: str | Preset) -> str:
         raise CheckpointError(f"{path} is not an {p.name} DiT: " + "; ".join(problems))
     dtypes = sorted({d for d, _ in header.values()})
     return f"{len(header)} tensors ({', '.join(dtypes)}), shapes match {p.name}"
+
+
+# ---- a DiT's model config from its header ------------------------------------------------
+WAN_HEAD_DIM = 128  # Wan's and Ovi's heads: 3072 / 24; the weights do not record the count
+OVI_TEXT_LEN = 512  # text rows Ovi pads its umT5 context to; not in the weights either
+
+
+def _shape(shapes: dict[str, tuple[int, ...]], key: str, rank: int) -> tuple[int, ...]:
+    if key not in shapes:
+        raise CheckpointError(f"the checkpoint has no {key}: it is not an Ovi-format DiT "
+                              "(video_model.* and audio_model.* towers)")
+    if len(shapes[key]) != rank:
+        raise CheckpointError(f"{key} has shape {shapes[key]}, not {rank}-D as in an Ovi DiT")
+    return shapes[key]
+
+
+def tower_from_shapes(shapes: dict[str, tuple[int, ...]], modality: Modality,
+                      num_heads: int | None = None, text_len: int = OVI_TEXT_LEN,
+                      rope_time_scale: float = 1.0) -> TowerConfig:
+    """The `modality` tower whose state dict has these shapes. Widths, depth, channels,
+    patch and flags are in the shapes (a flag's norm is present or not); the head count,
+    text length, eps and RoPE factor are not, so they are arguments (eps keeps Ovi's 1e-6)."""
+    from duet.config import TowerConfig
+
+    p = f"{modality}_model."
+    dim, freq_dim = _shape(shapes, p + "time_embedding.0.weight", 2)
+    text_dim = _shape(shapes, p + "text_embedding.0.weight", 2)[1]
+    ffn_dim = _shape(shapes, p + "blocks.0.ffn.0.weight", 2)[0]
+    layers = {k.split(".")[2] for k in shapes if k.startswith(p + "blocks.")}
+    head_out = _shape(shapes, p + "head.head.weight", 2)[0]
+    if modality == "video":
+        _, in_dim, *patch = _shape(shapes, p + "patch_embedding.weight", 5)
+        shaped: dict[str, Any] = {"patch_size": tuple(patch), "out_dim": head_out // math.prod(patch)}
+    else:
+        _, in_dim, kernel = _shape(shapes, p + "patch_embedding.0.weight", 3)
+        shaped = {"patch_size": (1,), "out_dim": head_out, "audio_stem_kernel": kernel,
+                  "rope_time_scale": rope_time_scale}
+    if num_heads is None:
+        if dim % WAN_HEAD_DIM:
+            raise ConfigError(f"the weights do not record the head count and width {dim} is not "
+                              f"a multiple of Wan's {WAN_HEAD_DIM}-wide heads: pass num_heads "
+                              "(--num-heads)")
+        num_heads = dim // WAN_HEAD_DIM
+    block = p + "blocks.0."
+    return TowerConfig(
+        modality, dim=dim, ffn_dim=ffn_dim, freq_dim=freq_dim, num_heads=num_heads,
+        num_layers=len(layers), in_dim=in_dim, text_len=text_len, text_dim=text_dim,
+        qk_norm=block + "self_attn.norm_q.weight" in shapes,
+        cross_attn_norm=block + "norm3.weight" in shapes,
+        cross_modal=block + "cross_attn.k_fusion.weight" in shapes, **shaped)
+
+
+def twin_from_header(path: str | os.PathLike, num_heads: int | None = None,
+                     text_len: int = OVI_TEXT_LEN) -> TwinConfig:
+    """Both towers of an Ovi-format DiT file, read from its safetensors header alone; the
+    audio RoPE factor is Ovi's (0.19676: 24 fps video, 31.25 Hz audio latents)."""
+    from duet.config import TwinConfig, get_preset
+
+    shapes = {k: shape for k, (_, shape) in safetensors_header(path).items()}
+    scale = get_preset("ovi-720x720-5s").model.audio.rope_time_scale
+    return TwinConfig(tower_from_shapes(shapes, "video", num_heads, text_len),
+                      tower_from_shapes(shapes, "audio", num_heads, text_len, scale))
+
+
+def dit_preset(path: str | os.PathLike, preset: str | None = None, num_heads: int | None = None,
+               text_len: int | None = None) -> Preset:
+    """The preset of an Ovi-format DiT file, checked against its header. With `preset`, that
+    preset; without, the model read from the shapes, under the name of the preset with that
+    model if there is one (the 720x720 one for the real size), else "custom" with Ovi's
+    720x720 5 s media, sampler and codecs."""
+    from duet.config import PRESETS, get_preset
+
+    if preset is not None:
+        if num_heads is not None or text_len is not None:
+            raise ConfigError(f"preset {preset!r} fixes the head count and text length: pass "
+                              "either a preset or num_heads/text_len for a model read from the file")
+        p = get_preset(preset)
+    else:
+        model = twin_from_header(path, num_heads, OVI_TEXT_LEN if text_len is None else text_len)
+        p = next((q for q in PRESETS.values() if q.model == model),
+                 dataclasses.replace(get_preset("ovi-720x720-5s"), name="custom", model=model))
+    check_dit(path, p)
+    return p
+
+
+def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
+                dtype: str | None = None) -> Path:
+    """A bundle (config.json + model.safetensors) from an Ovi-format DiT file: the keys are
+    Duet's own, so the tensors are stored as they are (optionally cast)."""
+    from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights, write_config
+    from duet.pipeline import resolve_device_dtype
+
+    state = load_weights(path)
+    if dtype is not None:
+        cast = resolve_device_dtype("cpu", dtype)[1]
+        state = {k: v.to(cast) for k, v in state.items()}
+    out = Path(out)
+    save_weights(state, out / BUNDLE_WEIGHTS)
+    write_config(out, preset, {"random_init": False, "note": f"converted from {path}"})
+    return out
 
 
 @dataclass(frozen=True)

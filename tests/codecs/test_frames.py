@@ -76,7 +76,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_codec(tmp_path):
 
 @pytest.mark.skipif(shipped_weights() is None, reason="no trained frame codec in this checkout")
 def test_shipped_codec_reconstructs_held_out_frames():
-    # measured when it was trained: see README ("The default model"); 30 dB = 8 uint8 levels rms
+    # measured when it was trained: see docs/default-model.md; 30 dB = 8 uint8 levels rms
     codec = FrameCodec()
     assert codec.stride == (1, 16, 16) and codec.latent_channels == 16
     frames = render_frames(HELDOUT_SEED_START, 3, WorldConfig())

@@ -5,7 +5,7 @@ manifold. Through a fixed codec (`PixelCodec`) every leftover error is painted s
 the screen as speckle; a trained decoder maps nearby latents to plausible frames, as Wan's
 VAE does for Ovi. It also compresses: 16x16 pixels -> one 16-channel latent (48x fewer
 numbers than RGB), so the video tower takes 2x2 patches of 64 numbers instead of 192-number
-pixel patches it could not denoise (README, "The default model").
+pixel patches it could not denoise (docs/default-model.md).
 
 Time is not compressed (stride 1): each latent frame is one picture frame, encoded on its
 own, so an impact stays on the frame where it happens (a temporal stride smears it over the

@@ -5,7 +5,7 @@ key whose temporal channel pairs hold the same constant vector score highest whe
 positions on the shared time axis coincide. Fresh fusion layers start with content-only
 queries and keys, so cross-modal attention is uniform over time, and the gradient towards
 position-dependent scores is tiny; on a small budget the towers learn *what* the partner
-shows but never *when* (README, "The default model").
+shows but never *when* (docs/default-model.md).
 
 The prior reserves the fastest `pairs` temporal RoPE pairs of every head of every
 cross-attention for position: their rows of the query and fusion-key projections become a

@@ -1,0 +1,100 @@
+"""A DiT's model config read from its safetensors header, and `duet convert` without a
+preset: the tiny reference weights give the tiny model, the real key table gives Ovi's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, read_config, save_weights
+from duet.cli import main
+from duet.config import get_preset
+from duet.errors import CheckpointError, ConfigError
+from duet.model import TwinModel
+from duet.reference import load_cases, run_case
+from duet.weights import tower_from_shapes, twin_from_header
+
+
+def test_tiny_reference_header_gives_the_tiny_model(reference_dir):
+    model = twin_from_header(reference_dir / "weights.safetensors", num_heads=2, text_len=16)
+    assert model == get_preset("tiny").model
+
+
+def test_real_key_table_gives_the_ovi_model_with_wan_heads(reference_dir):
+    keys = json.loads((reference_dir / "real_keys.json").read_text())["keys"]
+    shapes = {k: tuple(v) for k, v in keys.items()}
+    ovi = get_preset("ovi-720x720-5s").model
+    assert tower_from_shapes(shapes, "video") == ovi.video  # 3072 / 128 = 24 heads, 512 rows
+    assert tower_from_shapes(shapes, "audio", rope_time_scale=0.19676) == ovi.audio
+
+
+def test_head_count_is_required_when_the_width_is_not_wan_like(reference_dir):
+    with pytest.raises(ConfigError, match="--num-heads"):
+        twin_from_header(reference_dir / "weights.safetensors")
+
+
+def test_convert_without_preset_runs_the_reference_case(reference_dir, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    assert main(["convert", str(reference_dir / "weights.safetensors"), "--num-heads", "2",
+                 "--text-len", "16", "-o", str(out)]) == 0
+    assert "preset tiny" in capsys.readouterr().out
+    preset, extra = read_config(out)
+    assert preset == get_preset("tiny") and extra["random_init"] is False
+    model = TwinModel.from_config(preset.model, device="meta")
+    model.load_state_dict(load_weights(out / BUNDLE_WEIGHTS), strict=True, assign=True)
+    cases, tensors = load_cases(reference_dir)
+    outs = run_case(model.float().eval(), cases["a_t2v_joint"], tensors, torch.float32)
+    for key, ours in outs.items():
+        torch.testing.assert_close(ours, tensors[key.replace("out.", "out_hp.", 1)],
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_convert_reads_a_shape_no_preset_has(tmp_path):
+    tiny = get_preset("tiny").model
+    video = dataclasses.replace(tiny.video, dim=32, ffn_dim=96, num_heads=1, num_layers=2,
+                                in_dim=8, out_dim=8, text_dim=24, qk_norm=False)
+    audio = dataclasses.replace(tiny.audio, dim=32, ffn_dim=96, num_heads=1, num_layers=2,
+                                in_dim=6, out_dim=6, text_dim=24, qk_norm=False,
+                                audio_stem_kernel=3)
+    model = TwinModel.from_config(dataclasses.replace(tiny, video=video, audio=audio))
+    save_weights(model.state_dict(), tmp_path / "dit.safetensors")
+    assert main(["convert", str(tmp_path / "dit.safetensors"), "--num-heads", "1",
+                 "--text-len", "16", "-o", str(tmp_path / "b")]) == 0
+    preset, _ = read_config(tmp_path / "b")
+    assert preset.name == "custom" and preset.model == model.cfg
+    assert preset.media == get_preset("ovi-720x720-5s").media
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "--num-heads"),
+    (["--num-heads", "3"], "not divisible by num_heads 3"),
+    (["--preset", "tiny", "--num-heads", "2"], "either a preset or num_heads"),
+    (["--preset", "demo"], "shape mismatches"),
+])
+def test_convert_refusals_are_one_line(reference_dir, tmp_path, capsys, args, needle):
+    out = tmp_path / "b"
+    assert main(["convert", str(reference_dir / "weights.safetensors"), *args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["missing.safetensors", "."])
+def test_a_missing_checkpoint_is_one_line(tmp_path, capsys, name):
+    assert main(["convert", str(tmp_path / name), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+
+
+def test_a_file_without_ovi_towers_is_named(tmp_path):
+    save_weights({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "x.safetensors")
+    with pytest.raises(CheckpointError, match="video_model.time_embedding.0.weight"):
+        twin_from_header(tmp_path / "x.safetensors", num_heads=1)
+
+
+def test_a_weights_folder_needs_a_preset(tmp_path, capsys):
+    assert main(["convert", "--weights", str(tmp_path), "-o", str(tmp_path / "b")]) == 2
+    assert "--weights needs --preset" in capsys.readouterr().err
