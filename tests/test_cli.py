@@ -126,7 +126,10 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_part_file(tmp_path, caps
 
     monkeypatch.setattr(duet.media, "_encode_audio_chunk", interrupted)  # while writing the MP4
     assert main(["generate", P, *F, "-o", str(tmp_path / "x.mp4")]) == 130
-    assert capsys.readouterr().err == "duet: interrupted\n"
+    # (only the last line: a transformers imported by an earlier test keeps its weight bar,
+    # which the CLI's own process hides; see test_quiet_generate_prints_nothing_at_all)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "duet: interrupted" and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
