@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from duet import pipeline as pipeline_module
 from duet.cli import main
-from duet.media import read_mp4
+from duet.media import read_mp4, read_wav
+
+P = "a red ball bounces <AUDCAP>low thuds<ENDAUDCAP>"
+F = ["--steps", "2", "--duration", "0.5", "-q"]
+
+
+def test_quiet_generate_prints_nothing_at_all(tmp_path):
+    """The real command in its own process: no library notices, bars or summary with -q."""
+    import duet
+
+    quieting = ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY")
+    env = {k: v for k, v in os.environ.items() if k not in quieting}  # the CLI must set them
+    env.update(PYTHONPATH=str(Path(duet.__file__).parents[1]),
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    run = subprocess.run([sys.executable, "-m", "duet", "generate", P, *F, "-o", "x.mp4"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert read_mp4(tmp_path / "x.mp4").frames.shape == (13, 64, 64, 3)
 
 
 def test_generate_writes_mp4_with_the_default_model(tmp_path, capsys):
@@ -38,13 +61,130 @@ def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, m
     (["generate", "ok", "--stg-guidance", "1", "--stg-blocks", "9"], "stg_blocks [9]"),
     (["generate", "ok", "--guidance-rescale", "2"], "rescale"),
     (["info", "ovi-9000"], "unknown preset"),
+    # argv bytes that are not UTF-8 reach Python as lone surrogates
+    (["generate", "a ball \udcff\udcfe bounces <AUDCAP>thud<ENDAUDCAP>"], "not valid UTF-8"),
+    (["generate", P, "--seed", "18446744073709551617"], "from 0 to 18446744073709551615"),
+    (["generate", P, "--device", "meta"], "'meta' cannot run the model"),
+    (["generate", P, "--video-negative", "<S>broken"], "video_negative: speech '<S>broken'"),
+    (["generate", P, "--audio-negative", "hiss <AUDCAP>x"], "audio_negative: audio caption"),
 ])
 def test_bad_input_exits_2_without_output(tmp_path, capsys, args, needle):
     out = tmp_path / "x.mp4"
     assert main([*args, "-o", str(out)] if args[0] == "generate" else args) == 2
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+    assert needle in err and _one_line(err)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def _one_line(err: str) -> bool:
+    """A user error is one line on stderr (no traceback, no usage text)."""
+    return err.startswith("duet: error: ") and err.count("\n") == 1 and err.endswith("\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_output_that_is_not_a_regular_file_is_refused_before_any_work(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(pipeline_module.DuetPipeline, "from_pretrained", _must_not_load)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for out, needle in (
+            ("/dev/null", "/dev/null is a character device"),
+            (fifo, "pipe.mp4 is a named pipe (FIFO)"),
+            (tmp_path, f"{tmp_path} is a folder; pass a file path such as {tmp_path / 'clip.mp4'}"),
+            ("/proc/out.mp4", "cannot write /proc/out.mp4: the folder /proc does not accept"),
+            (tmp_path / "out.avi", ".mp4 or .mkv (video + sound), or .wav (the sound alone)")):
+        if str(out).startswith("/proc") and not os.path.isdir("/proc/self"):
+            continue
+        assert main(["generate", P, *F, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and _one_line(err)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.mp4"]
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the model was loaded although the input was refused")
+
+
+def test_output_through_a_symlink_writes_its_target_and_wav_is_the_sound_alone(tmp_path):
+    target = tmp_path / "clips" / "sound.wav"
+    target.parent.mkdir()
+    link = tmp_path / "latest.wav"
+    link.symlink_to(target)
+    assert main(["generate", P, *F, "-o", str(link)]) == 0
+    assert link.is_symlink() and target.is_file()
+    audio, rate = read_wav(target)
+    assert rate == 16000 and audio.ndim == 1 and abs(len(audio) - 13 / 24 * 16000) <= 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["clips", "latest.wav", "sound.wav"]
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_part_file(tmp_path, capsys, monkeypatch):
+    import duet.media
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(duet.media, "_encode_audio_chunk", interrupted)  # while writing the MP4
+    assert main(["generate", P, *F, "-o", str(tmp_path / "x.mp4")]) == 130
+    # (only the last line: a transformers imported by an earlier test keeps its weight bar,
+    # which the CLI's own process hides; see test_quiet_generate_prints_nothing_at_all)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "duet: interrupted" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_given_audio_or_video_longer_than_60_s_is_refused_before_loading(tmp_path, capsys,
+                                                                         monkeypatch):
+    import numpy as np
+
+    from duet.media import write_mp4, write_wav
+
+    monkeypatch.setattr(pipeline_module.DuetPipeline, "from_pretrained", _must_not_load)
+    wav = write_wav(tmp_path / "ten-minutes.wav", np.zeros(16000 * 600, np.float32), 16000)
+    mp4 = write_mp4(tmp_path / "long.mp4", np.zeros((140, 16, 16, 3), np.uint8), None, 2)
+    for flag, path, seconds in (("--from-audio", wav, "600.0"), ("--from-video", mp4, "70.0")):
+        assert main(["generate", P, "--steps", "2", "-q", flag, str(path),
+                     "-o", str(tmp_path / "x.mp4")]) == 2
+        err = capsys.readouterr().err
+        assert f"is {seconds} s long; at most 60 s" in err and _one_line(err)
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda cfg: cfg["media"].update(fps="fast"), "media.fps is 'fast' (str); expected a number"),
+    (lambda cfg: cfg["model"]["video"].update(dim="big"), "model.video.dim is 'big'"),
+    (lambda cfg: [1, 2], "holds a JSON list"),
+])
+def test_a_bundle_config_of_the_wrong_shape_is_one_line(tmp_path, capsys, change, needle):
+    import json
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shipped = pipeline_module._shipped_bundle("demo") or pytest.skip("no shipped demo bundle")
+    shutil.copytree(shipped, bundle)
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg = change(cfg) or cfg
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    for args in (["generate", P, *F, "--model", str(bundle), "-o", str(tmp_path / "x.mp4")],
+                 ["info", str(bundle)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert needle in err and str(bundle / "config.json") in err and _one_line(err)
+
+
+def test_weights_with_nan_are_refused_at_load_naming_the_file(tmp_path, capsys, monkeypatch):
+    from duet.checkpoints import load_weights, save_weights
+
+    bundle = pipeline_module.DuetPipeline.from_pretrained("demo").save_pretrained(tmp_path / "b")
+    state = load_weights(bundle / "model.safetensors")
+    state["video_model.head.head.weight"][0, 0] = float("nan")
+    save_weights(state, bundle / "model.safetensors")
+    monkeypatch.setattr(pipeline_module, "sample", _must_not_load)  # refused before generating
+    assert main(["generate", P, *F, "--model", str(bundle), "-o", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bundle / 'model.safetensors'} holds NaN" in err
+    assert "video_model.head.head.weight" in err
+    assert _one_line(err) and not (tmp_path / "x.mp4").exists()
 
 
 def test_info_reports_ovi_sizes(capsys):
@@ -97,6 +237,36 @@ def test_eval_sync_on_world_clips(tmp_path, capsys):
     assert last[1].strip() == "all" and int(last[2]) >= 4
     assert float(last[4]) < 10 and last[5].strip() == "100%"  # ground truth is in sync
     assert main(["eval", "sync", str(tmp_path / "missing.mp4")]) == 2
+    capsys.readouterr()
+    assert main(["eval", "sync", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder; expected a video file" in err and _one_line(err)
+
+
+def test_eval_sync_json_prints_null_when_nothing_pairs(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from duet.data.world import make_clip
+    from duet.media import write_mp4
+
+    clip = make_clip(1_000_001, kind="bounce")  # a bounce, and silence: nothing to pair
+    silence = np.zeros(16000, np.float32)
+    path = write_mp4(tmp_path / "silent.mp4", clip.video[:24], silence, 24, 16000)
+    assert main(["eval", "sync", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out
+    rows = json.loads(out)
+    assert rows["all"]["median_offset_ms"] is None and rows[str(path)]["offsets_ms"] == []
+
+
+@pytest.mark.parametrize("clips", ["0", "-1"])
+def test_data_build_refuses_no_clips(tmp_path, capsys, clips):
+    assert main(["data", "build", "-o", str(tmp_path / "shards"), "--clips", clips, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no clips to build" in err and _one_line(err)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_data_build_train_generate_end_to_end(tmp_path, capsys):

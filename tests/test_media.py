@@ -299,12 +299,55 @@ def test_creates_parent_folders(tmp_path: Path) -> None:
 def test_read_errors(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="does not exist"):
         read_mp4(tmp_path / "missing.mp4")
+    with pytest.raises(MediaError, match="is a folder; expected a video file"):
+        read_mp4(tmp_path)
+    with pytest.raises(MediaError, match="is a folder; expected a sound file"):
+        media.read_audio(tmp_path, 16000)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
     with pytest.raises(MediaError):
         read_mp4(junk)
     with pytest.raises(MediaError, match="does not exist"):
         read_wav(tmp_path / "missing.wav")
+
+
+def test_write_clip_writes_the_container_its_extension_names(tmp_path: Path) -> None:
+    video, audio = _clip(FPS, 2 * FPS, white=30), _click(16000, 2.0, 30 / FPS)
+    for name, fmt in (("c.mp4", "mp4"), ("c.MKV", "matroska")):
+        path = media.write_clip(tmp_path / name, video, audio, FPS, 16000)
+        with av.open(str(path)) as container:
+            assert fmt in container.format.name
+        frames, decoded, _, rate = read_mp4(path)
+        assert int(np.argmax(_brightness(frames))) == 30  # and the sound is still in sync:
+        assert abs(_onset_s(decoded, rate) - 30 / FPS) <= TOLERANCE_S
+    back, rate = read_wav(media.write_clip(tmp_path / "c.wav", video, audio, FPS, 16000))
+    assert rate == 16000 and back.shape == audio.shape  # the sound alone
+    for name in ("c.avi", "c"):
+        with pytest.raises(MediaError, match=r"\.mp4 or \.mkv .*\.wav"):
+            media.write_clip(tmp_path / name, video, audio, FPS, 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.MKV", "c.mp4", "c.wav"]
+
+
+def test_check_clip_path_fails_fast_without_writing(tmp_path: Path) -> None:
+    assert media.check_clip_path(tmp_path / "new" / "x.wav") == "wav"
+    with pytest.raises(MediaError, match="is a folder; pass a file path such as .*clip.mp4"):
+        media.check_clip_path(tmp_path)
+    with pytest.raises(MediaError, match="character device"):
+        media.check_clip_path("/dev/null")
+    with pytest.raises(MediaError, match="cannot write a clip as 'x.avi'"):
+        media.check_clip_path(tmp_path / "x.avi")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_length_reads_the_header_only(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "long.wav", np.zeros(8000 * 75, np.float32), 8000)
+    mp4 = write_mp4(tmp_path / "long.mp4", np.zeros((150, 16, 16, 3), np.uint8), None, 2)
+    for path, seconds in ((wav, "75.0"), (mp4, "75.0")):
+        media.check_length(path, 80)
+        with pytest.raises(MediaError, match=f"is {seconds} s long; at most 60 s"):
+            media.check_length(path, 60)
+    with pytest.raises(MediaError, match="is a folder"):
+        media.check_length(tmp_path, 60)
 
 
 # ---------------------------------------------------------------------------------- WAV

@@ -126,10 +126,38 @@ def test_truncated_weights_are_reported(pipe, tmp_path):
         DuetPipeline.from_pretrained(bundle, device="cpu")
 
 
+def test_weights_that_are_not_finite_are_refused_at_load_naming_file_and_tensor(pipe, tmp_path):
+    bundle = pipe.save_pretrained(tmp_path / "n")
+    state = load_weights(bundle / BUNDLE_WEIGHTS)
+    name = "audio_model.blocks.1.ffn.0.weight"
+    for bad in (float("nan"), float("inf")):
+        state[name][3, 4] = bad
+        save_weights(state, bundle / BUNDLE_WEIGHTS)
+        with pytest.raises(CheckpointError) as e:
+            DuetPipeline.from_pretrained(bundle, device="cpu")
+        assert str(bundle / BUNDLE_WEIGHTS) in str(e.value) and name in str(e.value)
+
+
 @pytest.mark.parametrize("prompt", ["", "   ", "x <S>unclosed", "a <AUDCAP>b"])
 def test_bad_prompts_raise_prompt_error(pipe, prompt):
     with pytest.raises(PromptError):
         pipe(prompt, **FAST)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(video_negative="<S>broken"), "video_negative: speech '<S>broken'"),
+    (dict(audio_negative="noise <AUDCAP>hiss"), "audio_negative: audio caption"),
+    (dict(video_negative="blur \udcff"), "video_negative: prompt is not valid UTF-8"),
+])
+def test_negative_prompts_get_the_checks_of_prompts(pipe, kw, needle):
+    with pytest.raises(PromptError, match=needle):
+        pipe("a ball", **FAST, **kw)
+
+
+@pytest.mark.parametrize("seed", [2**64 + 1, -1, 1.5])
+def test_a_seed_torch_cannot_take_is_refused(pipe, seed):
+    with pytest.raises(InputError, match="out of range; use an integer from 0 to 184467"):
+        pipe("a ball", seed=seed, **FAST)
 
 
 def test_snap_size_follows_ovi():
@@ -149,6 +177,8 @@ def test_device_and_dtype_checks():
         resolve_device_dtype("cpu", "float16")
     with pytest.raises(InputError, match="dtype"):
         resolve_device_dtype("cpu", "int8")
+    with pytest.raises(InputError, match="'meta' cannot run the model"):
+        resolve_device_dtype("meta", None)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA"):
             resolve_device_dtype("cuda", None)
@@ -232,6 +262,8 @@ def test_audio_to_video_keeps_the_sound(pipe):
     (dict(from_video=np.zeros((1, 64, 64, 3), np.uint8)), "needs at least 2"),
     (dict(from_video=np.zeros((9, 64, 64), np.uint8)), "uint8 \\[T, H, W, 3\\]"),
     (dict(from_audio=np.zeros(8000, np.int16)), "float waveform"),
+    (dict(from_audio=np.zeros(16000 * 61, np.float32)), "61.0 s long; clips are at most 60 s"),
+    (dict(from_video=np.zeros((24 * 61, 2, 2, 3), np.uint8)), "61.0 s long; clips are at most"),
 ])
 def test_bad_conditioning_input_is_refused(pipe, kw, needle):
     with pytest.raises(InputError, match=needle):

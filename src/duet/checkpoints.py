@@ -46,17 +46,35 @@ def _shares(t: Tensor) -> bool:
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Load a safetensors file; a missing or truncated file raises CheckpointError naming it."""
+    """Load a safetensors file; a missing or truncated file, or one holding NaN or Inf,
+    raises CheckpointError naming it. Weights that are not finite make every output NaN, so
+    they are caught here, tensor by tensor as each is read (no second copy of the file),
+    rather than after a whole generation."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            state = {}
+            for k in f.keys():
+                state[k] = f.get_tensor(k)
+                if not _all_finite(state[k]):
+                    raise CheckpointError(
+                        f"{path} holds NaN or infinite values (first in tensor {k}); the file "
+                        "is damaged or comes from a run that diverged: use another checkpoint")
+            return state
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({e}); it may be truncated or "
             "still downloading: download it again") from None
+
+
+def _all_finite(t: Tensor) -> bool:
+    if not t.is_floating_point():
+        return True
+    if t.element_size() == 1:  # torch has no isfinite for every float8 format
+        t = t.to(torch.float16)
+    return bool(torch.isfinite(t).all())
 
 
 def read_torch_file(path: str | os.PathLike, what: str, hint: str) -> Any:
@@ -145,8 +163,11 @@ def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
                               "Create one with `duet convert` or DuetPipeline.save_pretrained")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not the object "
+                              f"({{...}}) of a {FORMAT} config")
     if data.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} config")
     extra = {k: data.pop(k) for k in ("random_init", "note") if k in data}

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,10 +50,14 @@ def _generate_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
-    from duet.pipeline import RANDOM_INIT_WARNING, DuetPipeline
+    from duet.pipeline import MAX_DURATION, RANDOM_INIT_WARNING, DuetPipeline
 
-    from duet.media import read_audio, read_mp4, retime_frames
+    from duet.media import check_clip_path, check_length, read_audio, read_mp4, retime_frames
 
+    container = check_clip_path(args.output)  # a bad -o fails now, not after the work
+    for source in (args.from_video, args.from_audio):
+        if source is not None:
+            check_length(source, MAX_DURATION)
     image = _read_image(args.image) if args.image is not None else None
     given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
@@ -87,10 +92,13 @@ def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
     if not is_main:  # every rank holds the same clip; one writes it
         return 0
     path = clip.save(args.output)
-    t = clip.video.shape
-    print(f"wrote {path}: {t[0]} frames {t[2]}x{t[1]} @ {clip.fps:g} fps + "
-          f"{clip.audio.shape[0] / clip.sample_rate:.2f} s audio @ {clip.sample_rate} Hz "
-          f"(load {loaded - t0:.1f} s, generate {time.perf_counter() - loaded:.1f} s)")
+    if not args.quiet:
+        t = clip.video.shape
+        sound = f"{clip.audio.shape[0] / clip.sample_rate:.2f} s audio @ {clip.sample_rate} Hz"
+        picture = f"{t[0]} frames {t[2]}x{t[1]} @ {clip.fps:g} fps + "
+        what = sound if container == "wav" else picture + sound
+        print(f"wrote {path}: {what} "
+              f"(load {loaded - t0:.1f} s, generate {time.perf_counter() - loaded:.1f} s)")
     if pipe.random_init:
         print(f"!! {path} was made by a RANDOMLY INITIALISED model: it is noise.", file=sys.stderr)
     return 0
@@ -218,8 +226,8 @@ def _eval_sync(args: argparse.Namespace) -> int:
     reports = {path: measure_file(path) for path in args.clips}
     total = merge(reports.values())
     if args.json:
-        rows = {**{p: r.__dict__ for p, r in reports.items()}, "all": total.__dict__}
-        print(json.dumps(rows, indent=2))
+        rows = {**{p: r.to_dict() for p, r in reports.items()}, "all": total.to_dict()}
+        print(json.dumps(rows, indent=2, allow_nan=False))
         return 0
     print("| clip | pairs | median offset ms | median abs ms | within 1 frame | within 2 frames | missed | extra |")
     print("|---|---|---|---|---|---|---|---|")
@@ -295,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate an MP4 (video + audio) from a prompt")
     g.add_argument("prompt", help='e.g. "a man says <S>hello<E> <AUDCAP>a calm voice<ENDAUDCAP>"')
-    g.add_argument("-o", "--output", default="duet.mp4", help="output MP4 path")
+    g.add_argument("-o", "--output", default="duet.mp4",
+                   help="output file: .mp4 or .mkv (video + sound), .wav (the sound alone)")
     g.add_argument("--model", help="bundle directory or preset name (default: demo; with --weights: "
                                    "ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s)")
     g.add_argument("--weights", metavar="DIR",
@@ -341,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sequence-parallel", action="store_true",
                    help="under torchrun: split each modality's tokens over the processes "
                         "(Ulysses); rank 0 writes the MP4")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     g.set_defaults(func=_generate_command)
 
     i = sub.add_parser("info", help="config, parameter counts and latent sizes of a model")
@@ -414,14 +423,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Loggers (and warning sources) of the libraries whose notices the CLI hides.
+_CHATTY = ("torchao", "transformers", "diffusers", "safetensors", "huggingface_hub",
+           "torch.utils._pytree")
+
+
+def _quiet_libraries() -> None:
+    """Keep the libraries' own chatter off the terminal: torchao's and torch's import-time
+    notices, transformers' "Loading weights" bar, deprecation warnings. The CLI shows its own
+    progress bars and Duet's warnings; this is a choice for the CLI's process, so it is made
+    here and not in the library. The variables are read when those libraries are imported."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=rf"({'|'.join(_CHATTY)})(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="duet: %(levelname)s: %(message)s")
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except DuetError as e:
         print(f"duet: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; atomic writes left no partial file
+        print("duet: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

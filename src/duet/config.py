@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -229,27 +231,82 @@ class Preset:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preset:
+        """The preset a config dict (a bundle's config.json) describes; ConfigError names the
+        field of a missing key, an unknown one or a value of the wrong type."""
+        _check_object(d, "the config")
         try:
             model = d["model"]
+            _check_object(model, "model")
             bridge = model.get("bridge")
+            if bridge is not None:
+                bridge = _build(BridgeConfig, bridge, "model.bridge")
             twin = TwinConfig(video=_tower(model["video"], "video"),
-                              audio=_tower(model["audio"], "audio"),
-                              bridge=_build(BridgeConfig, bridge) if bridge is not None else None)
-            media = _build(MediaConfig, d.get("media", {}))
-            sampler = _build(SamplerConfig, d.get("sampler", {}))
+                              audio=_tower(model["audio"], "audio"), bridge=bridge)
+            media = _build(MediaConfig, d.get("media", {}), "media")
+            sampler = _build(SamplerConfig, d.get("sampler", {}), "sampler")
             rest = {k: v for k, v in d.items() if k not in ("model", "media", "sampler")}
-            return _build(cls, {**rest, "model": twin, "media": media, "sampler": sampler})
+            return _build(cls, {**rest, "model": twin, "media": media, "sampler": sampler}, "")
         except KeyError as e:
             raise ConfigError(f"model config is missing the key {e}") from None
 
 
-def _build(cls: type, d: dict[str, Any]) -> Any:
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    """`cls(**d)` after checking the keys and each value's type against `cls`'s fields, so
+    that a wrong value is named (e.g. media.fps) instead of failing deep inside the model."""
+    _check_object(d, where or "the config")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in d.items():
+        if not _has_type(value, hints[key]):
+            raise ConfigError(f"config field {where + '.' if where else ''}{key} is {value!r} "
+                              f"({type(value).__name__}); expected {_describe(hints[key])}")
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return cls(**d)
+
+
+def _check_object(d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a JSON object ({{...}}), got a {type(d).__name__}")
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's annotation (a list counts as a tuple, an int as
+    a float; a bool is not a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is typing.Literal:
+        return value in args
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, a) for a in args)
+    if origin is tuple:
+        items = args[:1] if len(args) == 2 and args[1] is Ellipsis else args
+        return isinstance(value, (list, tuple)) and all(
+            _has_type(v, items[min(i, len(items) - 1)]) for i, v in enumerate(value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint: Any) -> str:
+    """A field's annotation in words, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             dict: "an object"}
+    return names.get(origin or hint, getattr(hint, "__name__", str(hint)))
 
 
 # The official `dit/*.json` files are WanModel constructor arguments. Three of their keys
@@ -262,6 +319,7 @@ OFFICIAL_MODEL_TYPES: dict[str, Modality] = {"t2v": "video", "ti2v": "video", "t
 
 def _tower(d: dict[str, Any], modality: Modality) -> TowerConfig:
     """The `modality` tower from a bundle's table or an official `dit/*.json` dict as it is."""
+    _check_object(d, f"model.{modality}")
     d = dict(d)
     if "model_type" in d:
         kind = d.pop("model_type")
@@ -282,7 +340,7 @@ def _tower(d: dict[str, Any], modality: Modality) -> TowerConfig:
                               f"rope_time_scale {d['rope_time_scale']} disagree; give one")
     if d.setdefault("modality", modality) != modality:
         raise ConfigError(f"{modality} tower: its table says modality {d['modality']!r}")
-    return _build(TowerConfig, d)
+    return _build(TowerConfig, d, f"model.{modality}")
 
 
 def rope_time_scale(video_latent_frames: int, frames: int, fps: float, audio_rate: float) -> float:

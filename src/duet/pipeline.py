@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_conf
                               save_weights, write_config)
 from duet.codecs import get_audio_codec
 from duet.config import PRESETS, Preset, get_preset
-from duet.errors import CheckpointError, ConfigError, InputError
-from duet.media import write_mp4
+from duet.errors import CheckpointError, ConfigError, InputError, PromptError
+from duet.media import write_clip
 from duet.memory import (MemoryConfig, apply_memory, build_video_codec, refuse_quantized,
                          release_text_encoder)
 from duet.model import TwinModel
@@ -38,6 +39,9 @@ from duet.text.prompt import parse_prompt
 from duet.weights import locate, ovi_preset, resolve_codec_paths
 
 log = logging.getLogger(__name__)
+
+#: The longest clip in seconds, generated or given (a longer one would run for hours).
+MAX_DURATION = 60.0
 
 RANDOM_INIT_WARNING = (
     "the model has RANDOM weights (no trained weights were found): the clip will be noise. "
@@ -58,8 +62,9 @@ class Clip:
         return self.video.shape[0] / self.fps
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an MP4 (H.264 + AAC) atomically."""
-        return write_mp4(path, self.video.numpy(), self.audio.numpy(), self.fps, self.sample_rate)
+        """Write the clip atomically in the container the extension names: .mp4 or .mkv
+        (H.264 + AAC), .wav (the sound alone); see `duet.media.write_clip`."""
+        return write_clip(path, self.video.numpy(), self.audio.numpy(), self.fps, self.sample_rate)
 
 
 def snap_size(height: int | None, width: int | None, area: int, multiple: int) -> tuple[int, int]:
@@ -89,8 +94,14 @@ def resolve_device_dtype(device: str | torch.device | None,
         device = torch.device(device)
     except RuntimeError as e:
         raise InputError(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda[:N]'") from None
+    if device.type not in ("cpu", "cuda"):  # e.g. meta holds no numbers, so it cannot generate
+        raise InputError(f"device {str(device)!r} cannot run the model; use 'cpu' or 'cuda[:N]'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise InputError(f"device {str(device)!r} does not exist: this machine has {n} GPU(s) "
+                         f"(cuda:0 to cuda:{n - 1})")
     if isinstance(dtype, str):
         names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                  "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -113,6 +124,24 @@ def _pair(value: float | tuple[float, float] | list[float], name: str) -> tuple[
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return float(value[0]), float(value[1])
     raise InputError(f"{name} must be one number or (video, audio), got {value!r}")
+
+
+def _check_negative(prompt: str | None, name: str) -> None:
+    """A negative prompt passes the same checks as a prompt (tags, text), except that ""
+    is allowed: the empty prompt is a real negative."""
+    if prompt is not None and (not isinstance(prompt, str) or prompt.strip()):
+        try:
+            parse_prompt(prompt)
+        except PromptError as e:
+            raise PromptError(f"{name}: {e}") from None
+
+
+def _check_seed(seed: int | None) -> None:
+    """torch seeds are unsigned 64-bit numbers; anything else fails deep inside torch."""
+    top = 2**64 - 1
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= seed <= top):
+        raise InputError(f"seed {seed!r} is out of range; use an integer from 0 to {top}")
 
 
 def _shipped_bundle(name: str) -> Path | None:
@@ -323,6 +352,9 @@ class DuetPipeline:
         sc, media = self.preset.sampler, self.preset.media
         parsed = parse_prompt(prompt)
         text = parsed.to_format(self.preset.prompt_format)
+        _check_negative(video_negative, "video_negative")
+        _check_negative(audio_negative, "audio_negative")
+        _check_seed(seed)
         h, w = snap_size(height, width, media.area, media.size_multiple)
         held = self._check_conditioning(image, from_video, from_audio, duration)
         if from_video is not None:
@@ -405,8 +437,8 @@ class DuetPipeline:
         media = self.preset.media
         if duration is None:
             return media.frames
-        if not 0 < duration <= 60:
-            raise InputError(f"duration must be in (0, 60] seconds, got {duration}")
+        if not 0 < duration <= MAX_DURATION:
+            raise InputError(f"duration must be in (0, {MAX_DURATION:g}] seconds, got {duration}")
         st = media.video_stride[0]
         return st * max(1, round(duration * media.fps / st)) + 1
 
@@ -449,11 +481,15 @@ class DuetPipeline:
         return x.permute(1, 0, 2, 3)[None]  # (1, 3, T, h, w)
 
     def _frames_within(self, available: int) -> int:
-        """The longest valid clip (st*k + 1 frames) that fits in `available` frames."""
-        st = self.preset.media.video_stride[0]
+        """The longest valid clip (st*k + 1 frames) that fits in `available` frames; a given
+        video or sound longer than `MAX_DURATION` is refused, as a longer duration is."""
+        st, fps = self.preset.media.video_stride[0], self.preset.media.fps
         if available < st + 1:
             raise InputError(f"the input is {available} frames long; this model needs at least "
-                             f"{st + 1} ({(st + 1) / self.preset.media.fps:.2f} s)")
+                             f"{st + 1} ({(st + 1) / fps:.2f} s)")
+        if available > self._frames(MAX_DURATION):
+            raise InputError(f"the input is {available / fps:.1f} s long; clips are at most "
+                             f"{MAX_DURATION:g} s: trim it first")
         return st * ((available - 1) // st) + 1
 
     @staticmethod

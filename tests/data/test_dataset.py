@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from duet.config import get_preset
 from duet.data.dataset import build_shards, world_config_for
 from duet.data.world import make_clip
+from duet.errors import InputError
 from duet.pipeline import build_codecs
+
+
+@pytest.mark.parametrize("seeds, shard_size, needle", [
+    (range(0, 0), 2, "no clips to build"), (range(5, 4), 2, "no clips to build"),
+    (range(3), 0, "shard_size must be at least 1"),
+])
+def test_build_shards_refuses_nothing_to_build(tmp_path, seeds, shard_size, needle):
+    with pytest.raises(InputError, match=needle):
+        build_shards(tmp_path / "out", get_preset("demo"), seeds, shard_size=shard_size)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_build_shards_encodes_clips_with_the_presets_codecs(tmp_path):

@@ -4,6 +4,7 @@ prompt adherence tells right captions from wrong ones."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -106,6 +107,12 @@ def test_report_statistics_and_merge():
         merge([a, SyncReport.from_offsets([], 0, 0, 0, 0, frame_ms=40.0)])
     with pytest.raises(InputError):
         merge([])
+
+
+def test_a_report_without_pairs_is_valid_json():
+    empty = SyncReport.from_offsets([], missed=2, extra=1, n_visual=2, n_audio=1, frame_ms=40.0)
+    text = json.dumps(empty.to_dict(), allow_nan=False)
+    assert json.loads(text)["median_offset_ms"] is None and json.loads(text)["missed"] == 2
 
 
 def test_prompt_adherence_on_ground_truth_covers_all_colours_and_materials():

@@ -107,6 +107,12 @@ def test_empty_prompt(text):
         parse_prompt(text)
 
 
+def test_bytes_that_are_not_utf8_are_refused():
+    # what Python makes of the argv bytes 'a ball \xff\xfe bounces' (surrogateescape)
+    with pytest.raises(PromptError, match=r"not valid UTF-8 text: .* at position 7"):
+        parse_prompt("a ball \udcff\udcfe bounces <AUDCAP>thud<ENDAUDCAP>")
+
+
 def test_not_a_string():
     with pytest.raises(PromptError, match="must be a str, got NoneType"):
         parse_prompt(None)

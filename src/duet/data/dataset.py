@@ -22,6 +22,7 @@ from duet.atomic import atomic_write
 from duet.checkpoints import save_weights
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
+from duet.errors import InputError
 from duet.pipeline import build_codecs
 from duet.text.encoder import TextEncoder
 
@@ -79,6 +80,11 @@ def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
                  progress: bool = True) -> list[Path]:
     """Generate world clips for `seeds`, encode them with the preset's codecs and text
     encoder, and write `shard-XXXXX.safetensors` (no model is loaded)."""
+    if len(seeds) == 0:
+        raise InputError(f"no clips to build: the seed range {seeds!r} is empty; ask for at "
+                         "least one clip (--clips 1 or more)")
+    if shard_size < 1:
+        raise InputError(f"shard_size must be at least 1 clip, got {shard_size}")
     out = Path(out_dir)
     config = config or world_config_for(preset)
     codecs = build_codecs(preset)

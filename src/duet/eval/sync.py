@@ -94,6 +94,12 @@ class SyncReport:
             frame_ms=float(frame_ms),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values: the medians of a report without pairs (nan) become
+        None, since NaN is not JSON (`json.dumps` would write a bare NaN)."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in self.__dict__.items()}
+
     def table_cells(self) -> str:
         """The markdown cells every sync table shares: pairs | median offset | median |offset| |
         within 1 frame | within 2 frames | missed | extra."""

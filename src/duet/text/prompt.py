@@ -103,6 +103,14 @@ def parse_prompt(text: str) -> Prompt:
     """Parse an Ovi prompt in either caption format; raise PromptError on malformed tags."""
     if not isinstance(text, str):
         raise PromptError(f"prompt must be a str, got {type(text).__name__}")
+    try:  # bytes that were not UTF-8 reach Python as lone surrogates (argv, surrogateescape)
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise PromptError(
+            f"prompt is not valid UTF-8 text: {text[e.start:e.end]!r} at position {e.start} "
+            "is not a character; write the prompt in UTF-8 (check the terminal's or the "
+            "file's encoding)"
+        ) from None
     if not text.strip():
         raise PromptError(
             "prompt is empty; describe the scene, e.g. 'A man at a desk says <S>Hello<E>. "
