@@ -190,3 +190,26 @@ def test_video_frames_and_per_frame_t_are_checked():
         FlowConfig(video_frames=0)
     with pytest.raises(ConfigError, match="temporal patch of 1"):
         FlowConfig(per_frame_t=True, video_patch=(4, 2, 2))
+
+
+def test_x0_weighting_is_the_x0_error_of_a_velocity_prediction():
+    """With loss_weighting "x0" the loss of a velocity prediction v̂ equals the MSE of its
+    clean-latent estimate x_t - t·v̂ (the velocity error times t), whatever t is."""
+    b = _clips(n=4, frames=3)
+    cfg = FlowConfig(video_weight=1.0, audio_weight=0.0, loss_weighting="x0")
+    seen = {}
+
+    class Guess(torch.nn.Module):  # a fixed, wrong velocity
+        def forward(self, video, audio):
+            seen["xt"], seen["t"] = video.latent, video.timestep / 1000
+            return torch.ones_like(video.latent), None
+
+    total, parts = flow_matching_loss(Guess(), b, [_gen(i) for i in range(4)], cfg)
+    t = seen["t"].view(-1, 1, 1, 1, 1)
+    x0_hat = seen["xt"] - t * torch.ones_like(seen["xt"])
+    torch.testing.assert_close(total, (x0_hat - b.video).pow(2).mean())
+    plain, _ = flow_matching_loss(Guess(), b, [_gen(i) for i in range(4)],
+                                  FlowConfig(video_weight=1.0, audio_weight=0.0))
+    assert plain > total  # t < 1: the plain loss weights the same error by 1/t² more
+    with pytest.raises(ConfigError, match="loss_weighting"):
+        FlowConfig(loss_weighting="snr")

@@ -80,6 +80,7 @@ class TrainConfig:
     # frame (Diffusion Forcing)
     video_frames: int | None = None
     per_frame_t: bool = False
+    loss_weighting: str = "velocity"  # velocity | x0 (see duet.train.objectives.FlowConfig)
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -198,6 +199,7 @@ class TrainConfig:
             shift=self.time_shift, independent_t=self.independent_t,
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
+            loss_weighting=self.loss_weighting,
             video_patch=self.twin().video.patch_size)
 
     @property

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from duet.train.data import LatentBatch
 
 SAMPLERS = ("uniform", "logit_normal", "shifted")
+WEIGHTINGS = ("velocity", "x0")
 TIME_SCALE = 1000.0  # the towers take the integer-scaled time 1000·t
 
 Generators = torch.Generator | Sequence[torch.Generator]
@@ -57,6 +58,10 @@ class FlowConfig:
     video_frames: int | None = None  # train on a random window of this many latent frames
     per_frame_t: bool = False  # one t per latent frame of the video (Diffusion Forcing)
     video_patch: tuple[int, int, int] = (1, 2, 2)  # the video tower's patch: tokens per frame
+    # "velocity": the plain MSE on v, which is the x0 error weighted by 1/t², so nearly clean
+    # items dominate; "x0": weight each element by t², the x0 error with the same weight at
+    # every t, so the noisy times that decide a picture's layout and its caption count as much
+    loss_weighting: str = "velocity"
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -73,6 +78,9 @@ class FlowConfig:
         if self.video_weight < 0 or self.audio_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
                               f"audio {self.audio_weight}")
+        if self.loss_weighting not in WEIGHTINGS:
+            raise ConfigError(f"loss_weighting {self.loss_weighting!r} is unknown; choose one "
+                              f"of {list(WEIGHTINGS)}")
         if self.video_frames is not None and self.video_frames < 1:
             raise ConfigError(f"video_frames must be >= 1 (or null for whole clips), got "
                               f"{self.video_frames}")
@@ -214,15 +222,28 @@ def _drop_text(ctx: Tensor, null_context: Tensor, dropped: Tensor) -> Tensor:
     return torch.where(dropped.to(ctx.device).view(-1, 1, 1), null, ctx)
 
 
-def _mse(pred: Tensor, target: Tensor, t: Tensor | None) -> Tensor:
-    """Mean squared error; with `t`, over the items whose t > 0 only. A held (clean) latent
-    is the partner's condition, not a denoising task: its target ε - x0 cannot be predicted
-    from x0, so its loss would only teach the tower to output -x0."""
+def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None = None) -> Tensor:
+    """Mean squared error (each element times `weight`, broadcast); with `t`, over the items
+    whose t > 0 only. A held (clean) latent is the partner's condition, not a denoising task:
+    its target ε - x0 cannot be predicted from x0, so its loss would only teach the tower to
+    output -x0."""
+    err = (pred - target).pow(2)
+    if weight is not None:
+        err = err * weight
     if t is None:
-        return F.mse_loss(pred, target)
-    per_item = (pred - target).pow(2).flatten(1).mean(1)
+        return err.mean()
+    per_item = err.flatten(1).mean(1)
     keep = (t.to(per_item.device).reshape(t.shape[0], -1).amax(1) > 0).to(per_item.dtype)
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
+
+
+def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig) -> Tensor | None:
+    """Per-element weight of the velocity error: None (plain), or t² (x0 weighting)."""
+    if cfg.loss_weighting == "velocity":
+        return None
+    tt = t.to(pred.device)
+    tt = tt[:, None, :, None, None] if tt.dim() == 2 else tt.view(-1, *[1] * (pred.dim() - 1))
+    return tt.float().square()
 
 
 def _token_t(t: Tensor, x0: Tensor, cfg: FlowConfig) -> Tensor:
@@ -261,7 +282,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         targets[name] = velocity_target(x0, eps)
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
-    losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None)
+    losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
+                         _loss_weight(times[name], pred, cfg))
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
