@@ -111,3 +111,32 @@ def test_cli_reports_errors_in_one_line(tmp_path, caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2 and not any("\n" in e for e in errors), errors
     assert "RL config file not found" in errors[0] and "unknown reward 'clap'" in errors[1]
+
+
+BRIDGED = {"video": {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "text_len": 16},
+           "audio": {"dim": 16, "ffn_dim": 32, "num_heads": 2, "num_layers": 1, "text_len": 16},
+           "bridge": {"layers": [0, 1], "dim": 16}}
+
+
+def test_lora_on_a_bridged_model(tmp_path):
+    """LoRA adapters on a MOVA-style model: only the adapters change, the reference (adapters
+    at their start, B = 0) is the base model, and the run exports an adapter."""
+    from duet.checkpoints import BUNDLE_WEIGHTS, save_weights, write_config
+    from duet.lora import ADAPTER_WEIGHTS
+    from duet.model import TwinModel
+
+    cfg = _config(tmp_path, "lora", preset="demo-bridge", model=BRIDGED, group_size=2,
+                  micro_batch=2, steps=2, lr=1e-2, checkpoint_every=2, lora={"rank": 2},
+                  rewards={"brightness": 1.0, "loudness": 1.0}, init_from=str(tmp_path / "base"))
+    base = TwinModel.from_config(cfg.train_config().twin())
+    save_weights(base.state_dict(), tmp_path / "base" / BUNDLE_WEIGHTS)
+    write_config(tmp_path / "base", cfg.train_config().preset_for_bundle(), {})
+    records = _run(cfg)
+    assert records[0]["kl"] == 0.0 and records[1]["kl"] > 0.0  # θ starts at the reference
+    after = load_weights(tmp_path / "lora" / "checkpoints/step_00000002/model.safetensors")
+    plain = {k.replace(".base_layer.", "."): v for k, v in after.items() if ".lora_" not in k}
+    assert plain.keys() == base.state_dict().keys()
+    changed = [k for k, v in plain.items() if not torch.equal(v, base.state_dict()[k])]
+    assert not changed, changed[:3]  # the base weights stay as they were
+    assert any(".lora_B." in k and v.abs().max() > 0 for k, v in after.items())
+    assert (tmp_path / "lora" / "final" / ADAPTER_WEIGHTS).is_file()
