@@ -33,11 +33,11 @@ def _model(bridge: bool) -> TwinModel:
     return model
 
 
-def _inputs(seed: int = 0, lengths: torch.Tensor | None = None):
+def _inputs(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     t = torch.tensor([800.0, 200.0])
     v = ModalityInput(torch.randn(2, 4, 3, 4, 4, generator=g), t, torch.randn(2, 4, 8, generator=g))
-    a = ModalityInput(torch.randn(2, 6, 5, generator=g), t, torch.randn(2, 4, 8, generator=g), lengths)
+    a = ModalityInput(torch.randn(2, 6, 5, generator=g), t, torch.randn(2, 4, 8, generator=g))
     return v, a
 
 

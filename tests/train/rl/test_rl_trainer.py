@@ -20,7 +20,8 @@ PROMPT = ("A small red rubber ball falls and bounces on a wooden floor in front 
           "silent<ENDAUDCAP>")
 # the demo preset's codecs and text encoder around a 2-block, 32-wide random model; 5 frames
 TINY: dict[str, Any] = dict(
-    preset="demo", model={"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "text_len": 16},
+    preset="demo",
+    model={"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "text_len": 16},
     prompts=[PROMPT], prompts_per_step=1, group_size=8, sampling_steps=2, frames=5,
     video_guidance=1.0, audio_guidance=1.0, rewards={"brightness": 1.0}, micro_batch=8,
     progress=False)

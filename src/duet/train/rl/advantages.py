@@ -66,5 +66,6 @@ def tower_advantages(rewards: Mapping[str, Tensor], tags: Mapping[str, str],
         if not names or total == 0:
             out[tower] = torch.zeros(groups.shape[0])
             continue
-        out[tower] = sum(weights[n] * per_reward[n] for n in names) / total  # type: ignore[assignment]
+        mixed = sum(weights[n] * per_reward[n] for n in names)
+        out[tower] = mixed / total  # type: ignore[operator]
     return out

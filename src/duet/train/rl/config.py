@@ -100,8 +100,8 @@ class RLConfig:
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (advantages compare samples of one "
                               f"prompt), got {self.group_size}")
-        if not self.prompts and not (0 <= self.world_seed
-                                     and self.world_seed + self.world_prompts <= HELDOUT_SEED_START):
+        last = self.world_seed + self.world_prompts - 1
+        if not self.prompts and not 0 <= self.world_seed <= last < HELDOUT_SEED_START:
             raise ConfigError(f"world prompts use seeds {self.world_seed}.."
                               f"{self.world_seed + self.world_prompts - 1}, which must stay below "
                               f"the held-out split {HELDOUT_SEED_START}")
@@ -120,7 +120,8 @@ class RLConfig:
                               f"(its video codec keeps every {stride}th frame), got {self.frames}")
         lo, hi = self.attention_window
         if not 0.0 <= lo < hi <= 1.0:
-            raise ConfigError(f"attention_window must be fractions 0 <= lo < hi <= 1, got {[lo, hi]}")
+            raise ConfigError(f"attention_window must be fractions 0 <= lo < hi <= 1, got "
+                              f"{[lo, hi]}")
         if not self.rewards:
             raise ConfigError("rewards is empty: name at least one reward and its weight")
         for name, weight in self.rewards.items():

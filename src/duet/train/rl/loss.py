@@ -11,9 +11,9 @@ policy v_θ, the old policy v_old (no gradient) and the normalised advantage A:
 
 where w = mean |x̂0 - x0| over the sample, detached (an adaptive weight: each sample's loss
 is scale-free). A good sample (r > 1/2) pulls v⁺ toward it and pushes v⁻ away; at
-v_θ = v_old the gradient is A_max·(1 - 2r)·2t·(x̂0 - x0)/w per element (β cancels). A small KL keeps v_θ near the
-reference model: kl_weight·‖v_θ - v_ref‖². OmniNFT's region weights multiply the squared
-error per latent element (the video loss only).
+v_θ = v_old the gradient is A_max·(1 - 2r)·2t·(x̂0 - x0)/w per element (β cancels). A
+small KL keeps v_θ near the reference model: kl_weight·‖v_θ - v_ref‖². OmniNFT's region
+weights multiply the squared error per latent element (the video loss only).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def nft_loss(v_theta: Tensor, v_old: Tensor, x_t: Tensor, x0: Tensor, t: Tensor,
     weights: per-element loss weights broadcastable to x0 (None: uniform).
     """
     if not (beta > 0 and adv_clip_max > 0):
-        raise InputError(f"nft_loss needs beta > 0 and adv_clip_max > 0, got {beta}, {adv_clip_max}")
+        raise InputError(f"nft_loss needs beta > 0 and adv_clip_max > 0, got {beta}, "
+                         f"{adv_clip_max}")
     if v_theta.shape != x0.shape or v_old.shape != x0.shape or x_t.shape != x0.shape:
         raise InputError(f"v_theta {tuple(v_theta.shape)}, v_old {tuple(v_old.shape)} and x_t "
                          f"{tuple(x_t.shape)} must all have x0's shape {tuple(x0.shape)}")

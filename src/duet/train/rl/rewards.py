@@ -92,7 +92,8 @@ def get_reward(name: str) -> Reward:
         try:
             found = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise ConfigError(f"reward {name!r}: cannot import {attr} from {module} ({e})") from None
+            raise ConfigError(f"reward {name!r}: cannot import {attr} from {module} ({e})"
+                              ) from None
         if not isinstance(found, Reward):
             raise ConfigError(f"reward {name!r} is not a Reward: decorate the function with "
                               "@register_reward(name, tag) (duet.train.rl)")

@@ -77,7 +77,7 @@ def _collect_batch(model: nn.Module, context: Tensor, negative: Conditioning, vi
     maps: list[Tensor] = []
     calls = 0
 
-    def denoise(v: Tensor | None, a: Tensor | None, t: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def denoise(v: Tensor, a: Tensor, t: Tensor) -> tuple[Tensor | None, Tensor | None]:
         nonlocal calls  # the sampler calls once per step, in order
         i, calls = calls, calls + 1
         if i not in record:

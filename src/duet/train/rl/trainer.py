@@ -106,7 +106,8 @@ def build_run(cfg: RLConfig, rt: Runtime) -> Run:
     preset = tc.preset_for_bundle()
     twin, media, sc = preset.model, preset.media, preset.sampler
     video_codec, audio_codec, text = build_codecs(preset)
-    if (video_codec.latent_channels, audio_codec.latent_channels) != (twin.video.in_dim, twin.audio.in_dim):
+    channels = (video_codec.latent_channels, audio_codec.latent_channels)
+    if channels != (twin.video.in_dim, twin.audio.in_dim):
         raise ConfigError(f"the preset's codecs give {video_codec.latent_channels} video and "
                           f"{audio_codec.latent_channels} audio latent channels; the model takes "
                           f"{twin.video.in_dim} and {twin.audio.in_dim} (model.*.in_dim)")
@@ -132,7 +133,8 @@ def build_run(cfg: RLConfig, rt: Runtime) -> Run:
         log.info("RL: %.3fM trainable parameters on %d rank(s), %d samples per step, %d "
                  "sampling steps, training on t = %s", trainable / 1e6, rt.world, cfg.batch_size,
                  cfg.sampling_steps, (sigmas_to_timesteps(sigmas)[:train_steps] / 1000).tolist())
-    return Run(cfg=cfg, tc=tc, rt=rt, model=model, opt=build_optimizer(model, tc), old=Ema(model, 0.0),
+    return Run(cfg=cfg, tc=tc, rt=rt, model=model, opt=build_optimizer(model, tc),
+               old=Ema(model, 0.0),
                reference=trainable_copy(model) if cfg.kl_weight > 0 else None,
                codecs=(video_codec, audio_codec, text),
                pool=PromptPool(cfg.prompts, cfg.world_seed, cfg.world_prompts,
@@ -195,13 +197,13 @@ def score(run: Run, rolled: Rollouts, prompts: list[str]) -> Tensor:
     video_codec, audio_codec, _ = run.codecs
     fps, sr = run.fps, run.sample_rate
     n_samples = round(run.frames / fps * sr)
-    rows = []
-    for s in range(0, len(prompts), run.cfg.micro_batch):
-        pixels = video_codec.decode(rolled.video[s:s + run.cfg.micro_batch].cpu())[:, :, :run.frames]
+    rows, mb = [], run.cfg.micro_batch
+    for s in range(0, len(prompts), mb):
+        pixels = video_codec.decode(rolled.video[s:s + mb].cpu())[:, :, :run.frames]
         frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1)
-        waves = audio_codec.decode(rolled.audio[s:s + run.cfg.micro_batch].cpu()).float()
-        waves = torch.nn.functional.pad(waves, (0, max(0, n_samples - waves.shape[1])))[:, :n_samples]
-        for f, a, p in zip(frames.numpy(), waves.numpy(), prompts[s:s + run.cfg.micro_batch]):
+        waves = audio_codec.decode(rolled.audio[s:s + mb].cpu()).float()
+        waves = torch.nn.functional.pad(waves, (0, max(0, n_samples - waves.shape[1])))
+        for f, a, p in zip(frames.numpy(), waves[:, :n_samples].numpy(), prompts[s:s + mb]):
             clip = GeneratedClip(f, a, fps, sr, p)
             rows.append([reward(clip) for reward in run.rewards.values()])
     return torch.tensor(rows, dtype=torch.float64)
@@ -228,7 +230,8 @@ def optimize(run: Run, rolled: Rollouts, adv: dict[str, Tensor], gens: list[torc
         xv, xa, _, steps = noisy[j]
         sl, ctx = slice(s, s + mb), rolled.context[s:s + mb]
         with autocast(rt.device, cfg.bf16):
-            v, a = model(ModalityInput(xv[sl], steps[sl], ctx), ModalityInput(xa[sl], steps[sl], ctx))
+            v, a = model(ModalityInput(xv[sl], steps[sl], ctx),
+                         ModalityInput(xa[sl], steps[sl], ctx))
         return v.float(), a.float()
 
     with torch.no_grad(), swapped(model, run.old.shadow):
@@ -259,7 +262,8 @@ def optimize(run: Run, rolled: Rollouts, adv: dict[str, Tensor], gens: list[torc
                 kl_penalty(v, ref[j, s][0]) + kl_penalty(a, ref[j, s][1]))
             total = lv + la + cfg.kl_weight * kl
             (total.sum() / count).backward()
-            sums += torch.stack([total.sum(), lv.sum(), la.sum(), kl.sum()]).detach().double() / count
+            parts = torch.stack([total.sum(), lv.sum(), la.sum(), kl.sum()]).detach()
+            sums += parts.double() / count
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm)).item()
@@ -305,7 +309,8 @@ def _train(cfg: RLConfig, rt: Runtime, callback: Callback | None) -> Path:
         bar.set_postfix({"reward": f"{record['reward']:.4f}", "loss": f"{record['loss']:.4f}"},
                         refresh=False)
         if rt.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
-            rewards = " ".join(f"{k[7:]} {v:.4f}" for k, v in record.items() if k.startswith("reward_"))
+            rewards = " ".join(f"{k[7:]} {v:.4f}" for k, v in record.items()
+                               if k.startswith("reward_"))
             log.info("step %d/%d: reward %.4f (%s) loss %.4f (video %.4f audio %.4f kl %.3g) "
                      "grad norm %.3g, %.1f s", step, cfg.steps, record["reward"], rewards,
                      record["loss"], record["video"], record["audio"], record["kl"],
