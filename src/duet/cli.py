@@ -243,6 +243,13 @@ def _train(args: argparse.Namespace) -> int:
     return train_main([args.config, *(["-q"] if args.quiet else []), *(["--lora"] if args.lora else [])])
 
 
+def _rl(args: argparse.Namespace) -> int:
+    from duet.train.rl.trainer import main as rl_main
+
+    logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
+    return rl_main([args.config, *(["-q"] if args.quiet else [])])
+
+
 def _data_build(args: argparse.Namespace) -> int:
     from duet.config import get_preset
     from duet.data.dataset import build_shards, world_config_for
@@ -391,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lora", action="store_true",
                    help="train LoRA adapters on the config's init_from (exports adapter files only)")
     t.set_defaults(func=_train)
+
+    r = sub.add_parser("rl", help="RL fine-tuning (OmniNFT) of a model (also under torchrun)")
+    r.add_argument("config", help="RL config (.json or .toml); see docs/rl.md")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_rl)
 
     d = sub.add_parser("data", help="training data")
     dsub = d.add_subparsers(dest="action", required=True)

@@ -46,6 +46,17 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
     return out.transpose(1, 2)  # (B, L, H, D)
 
 
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The softmax weights [B, H, Lq, Lk] (float32) that `attention` averages v with: an
+    explicit matrix, for looking at where queries attend (e.g. RL's region weights), never
+    for computing outputs. q, k: [B, L, H, D]; `mask` from `key_mask`."""
+    q, k = (x.transpose(1, 2).float() for x in (q, k))  # (B, H, L, D)
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, H, Lq, Lk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
 class RMSNorm(nn.Module):
     """RMS norm over the last dim, computed in float32 (QK-norm is sensitive to bf16 rounding)."""
 

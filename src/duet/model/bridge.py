@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from duet.config import BridgeConfig, TwinConfig
-from duet.model.attention import LayerNorm, RMSNorm, attention
+from duet.model.attention import LayerNorm, RMSNorm, attention, attention_weights
 from duet.model.rope import apply_rope, frequencies
 
 Rope = tuple[Tensor, Tensor]
@@ -62,12 +62,23 @@ class BridgeAttention(nn.Module):
     def forward(self, x: Tensor, other: Tensor, rope_x: Rope, rope_other: Rope,
                 mask_other: Tensor | None) -> Tensor:
         """The update for x (B, L, q_dim), not yet added."""
+        q, k, v = self._project(x, other)
+        out = attention(apply_rope(q, rope_x), apply_rope(k, rope_other), v, mask_other)
+        return self.o(out.flatten(2))
+
+    def weights(self, x: Tensor, other: Tensor, rope_x: Rope, rope_other: Rope,
+                mask_other: Tensor | None) -> Tensor:
+        """The softmax weights [B, H, L, L_other] (float32) of `forward` on the same inputs:
+        where x's queries look in the other tower (recomputed; `forward` is untouched)."""
+        q, k, _ = self._project(x, other)
+        return attention_weights(apply_rope(q, rope_x), apply_rope(k, rope_other), mask_other)
+
+    def _project(self, x: Tensor, other: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q from x, k and v from the other tower, each (B, L, heads, head_dim)."""
         o = self.norm_other(other)
         q = self.norm_q(self.q(self.norm_x(x))).unflatten(-1, (self.heads, -1))
         k = self.norm_k(self.k(o)).unflatten(-1, (self.heads, -1))
-        v = self.v(o).unflatten(-1, (self.heads, -1))
-        out = attention(apply_rope(q, rope_x), apply_rope(k, rope_other), v, mask_other)
-        return self.o(out.flatten(2))
+        return q, k, self.v(o).unflatten(-1, (self.heads, -1))
 
 
 class BridgeLayer(nn.Module):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from duet.config import TowerConfig
 from duet.errors import InputError
-from duet.model.attention import LayerNorm, RMSNorm, attention, key_mask
+from duet.model.attention import LayerNorm, RMSNorm, attention, attention_weights, key_mask
 from duet.model.rope import apply_rope, audio_rope, video_rope
 
 if TYPE_CHECKING:
@@ -178,17 +178,30 @@ class CrossAttention(SelfAttention):
         v = self.v(context).unflatten(-1, (self.heads, -1))
         out = attention(q, k, v)
         if other is not None:
-            if not self.cross_modal:
-                raise InputError("this tower was built with cross_modal=False; it cannot fuse")
-            r = self.pre_attn_norm_fusion(other.x)
-            k2 = self.norm_k_fusion(self.k_fusion(r)).unflatten(-1, (self.heads, -1))
-            v2 = self.v_fusion(r).unflatten(-1, (self.heads, -1))  # (B, L_other, H, D)
+            k2, v2 = self.fusion_keys(other)
             fused = attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask,
                               group)
             if other.gate is not None:
                 fused = fused * other.gate.view(-1, 1, 1, 1).to(fused.dtype)
             out = out + fused
         return self.o(out.flatten(2))
+
+
+    def fusion_keys(self, other: CrossModalSource) -> tuple[Tensor, Tensor]:
+        """The other tower's keys (before RoPE) and values, each (B, L_other, H, D)."""
+        if not self.cross_modal:
+            raise InputError("this tower was built with cross_modal=False; it cannot fuse")
+        r = self.pre_attn_norm_fusion(other.x)
+        k2 = self.norm_k_fusion(self.k_fusion(r)).unflatten(-1, (self.heads, -1))
+        return k2, self.v_fusion(r).unflatten(-1, (self.heads, -1))
+
+    def cross_modal_weights(self, x: Tensor, rope: Rope, other: CrossModalSource) -> Tensor:
+        """Where this tower's queries look in the other tower: the cross-modal branch's
+        softmax weights [B, H, L, L_other] (float32) for the same inputs as `forward`
+        (one process; not under sequence parallelism). Recomputed, so `forward` is untouched."""
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
+        k2, _ = self.fusion_keys(other)
+        return attention_weights(apply_rope(q, rope), apply_rope(k2, other.rope), other.mask)
 
 
 class Block(nn.Module):

@@ -3,7 +3,6 @@ step, one line per series, tick labels and a legend in a 3×5 pixel font."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,8 @@ _GLYPHS = {  # 3 columns x 5 rows
     "a": "...,.##,#.#,#.#,.##", "d": "..#,..#,.##,#.#,.##", "i": ".#.,...,.#.,.#.,.#.",
     "l": "##.,.#.,.#.,.#.,###", "o": "...,.#.,#.#,#.#,.#.", "p": "...,##.,#.#,##.,#..",
     "s": ".##,#..,.#.,..#,##.", "t": ".#.,###,.#.,.#.,.##", "u": "...,#.#,#.#,#.#,.##",
-    "v": "...,#.#,#.#,#.#,.#.", "r": "...,#.#,##.,#..,#..",
+    "v": "...,#.#,#.#,#.#,.#.", "r": "...,#.#,##.,#..,#..", "w": "...,#.#,#.#,###,#.#",
+    "_": "...,...,...,...,###",
 }
 COLORS = [(20, 20, 20), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 SCALE = 2  # font pixels per glyph pixel
@@ -65,15 +65,21 @@ def _binned(steps: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarra
 
 def loss_curve_png(path: str | os.PathLike, steps: Sequence[int],
                    series: Mapping[str, Sequence[float]], width: int = 720,
-                   height: int = 400) -> Path:
-    """Plot each series (same length as `steps`) against step, log-scale y; write a PNG."""
+                   height: int = 400, log_y: bool = True, label: str = "loss") -> Path:
+    """Plot each series (same length as `steps`) against step, log-scale y (or linear, for
+    values that may be 0 or negative, such as rewards); write a PNG."""
     img = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 70, 20, 30, 40
     pw, ph = width - left - right, height - top - bottom
     x = np.asarray(steps, dtype=float)
     curves = {k: np.asarray(v, dtype=float) for k, v in series.items() if len(v)}
-    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in curves.values()] or [np.ones(1)])
-    lo, hi = math.log10(finite.min()), math.log10(finite.max())
+
+    def scale(v: np.ndarray) -> np.ndarray:
+        return np.log10(np.clip(v, 1e-30, None)) if log_y else v
+
+    usable = [v[np.isfinite(v) & ((v > 0) | (not log_y))] for v in curves.values()]
+    finite = np.concatenate([u for u in usable if len(u)] or [np.ones(1)])
+    lo, hi = float(scale(finite.min())), float(scale(finite.max()))
     if hi - lo < 1e-6:
         lo, hi = lo - 0.5, hi + 0.5
     pad = 0.05 * (hi - lo)
@@ -84,12 +90,13 @@ def loss_curve_png(path: str | os.PathLike, steps: Sequence[int],
 
     def to_px(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         px = left + (sx - x_lo) / (x_hi - x_lo) * (pw - 1)
-        py = top + (hi - np.log10(np.clip(sy, 1e-30, None))) / (hi - lo) * (ph - 1)
+        py = top + (hi - scale(sy)) / (hi - lo) * (ph - 1)
         return px, py
 
     grid, axis = (225, 225, 225), (90, 90, 90)
-    for i in range(6):  # y grid and labels, evenly spaced in log space
-        v = 10 ** (lo + (hi - lo) * i / 5)
+    for i in range(6):  # y grid and labels, evenly spaced in (log) space
+        v = lo + (hi - lo) * i / 5
+        v = 10 ** v if log_y else v
         _, py = to_px(np.array([x_lo]), np.array([v]))
         yy = int(round(py[0]))
         img[yy, left:left + pw] = grid
@@ -104,7 +111,7 @@ def loss_curve_png(path: str | os.PathLike, steps: Sequence[int],
     img[top + ph - 1, left:left + pw] = axis
     img[top:top + ph, left] = axis
     _text(img, left + pw // 2 - _text_width("step") // 2, height - 14, "step", axis)
-    _text(img, 6, 6, "loss", axis)
+    _text(img, 6, 6, label, axis)
     for i, (name, values) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
         sx, sy = _binned(x, values, pw)
