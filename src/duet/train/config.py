@@ -159,18 +159,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Read a .json or .toml file (relative `data`/`out_dir`/`init_from` stay as written)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            text = path.read_text()
-            d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-            kind = "TOML" if path.suffix == ".toml" else "JSON"
-            raise ConfigError(f"{path} is not valid {kind}: {e}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path} must hold a table/object of config keys")
-        return cls.from_dict(d)
+        return cls.from_dict(read_config_file(path, "config"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -281,6 +270,23 @@ class TrainConfig:
     def preset_for_bundle(self) -> Preset:
         """The preset written into the exported bundle: the base preset with this model."""
         return dataclasses.replace(self.base_preset(), model=self.twin())
+
+
+def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
+    """The table a .json or .toml run config holds; ConfigError names a missing file, bad
+    syntax or a file that holds something else (`what` names the kind of config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found: {path}")
+    try:
+        text = path.read_text()
+        d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"{path} is not valid {kind}: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} must hold a table/object of {what} keys")
+    return d
 
 
 def check_batch(cfg: TrainConfig, world: int) -> None:

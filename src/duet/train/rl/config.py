@@ -10,8 +10,6 @@ is checked before any compute; errors name the key.
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from duet.config import Preset, get_preset
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
 from duet.sampling.solvers import get_solver
-from duet.train.config import TrainConfig, _matches
+from duet.train.config import TrainConfig, _matches, read_config_file
 from duet.train.rl.rewards import get_reward
 
 
@@ -154,18 +152,7 @@ class RLConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> RLConfig:
         """Read a .json or .toml file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"RL config file not found: {path}")
-        try:
-            text = path.read_text()
-            d = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-            kind = "TOML" if path.suffix == ".toml" else "JSON"
-            raise ConfigError(f"{path} is not valid {kind}: {e}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path} must hold a table/object of RL config keys")
-        return cls.from_dict(d)
+        return cls.from_dict(read_config_file(path, "RL config"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
