@@ -227,6 +227,8 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None =
     whose t > 0 only. A held (clean) latent is the partner's condition, not a denoising task:
     its target ε - x0 cannot be predicted from x0, so its loss would only teach the tower to
     output -x0."""
+    if t is None and weight is None:
+        return F.mse_loss(pred, target)
     err = (pred - target).pow(2)
     if weight is not None:
         err = err * weight
