@@ -50,14 +50,16 @@ def _generate_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
-    from duet.pipeline import MAX_DURATION, RANDOM_INIT_WARNING, DuetPipeline
+    from duet.chunks import read_schedule
+    from duet.pipeline import MAX_GIVEN_DURATION, RANDOM_INIT_WARNING, DuetPipeline
 
     from duet.media import check_clip_path, check_length, read_audio, read_mp4, retime_frames
 
     container = check_clip_path(args.output)  # a bad -o fails now, not after the work
+    schedule = read_schedule(args.schedule) if args.schedule is not None else ()
     for source in (args.from_video, args.from_audio):
         if source is not None:
-            check_length(source, MAX_DURATION)
+            check_length(source, MAX_GIVEN_DURATION)
     image = _read_image(args.image) if args.image is not None else None
     given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
@@ -87,8 +89,8 @@ def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
                 slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
                 stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
                 guidance_rescale=args.guidance_rescale, image=image, from_video=from_video,
-                from_audio=from_audio, seed=args.seed,
-                progress=not args.quiet and is_main)
+                from_audio=from_audio, seed=args.seed, then=args.then, schedule=schedule,
+                overlap=args.overlap, progress=not args.quiet and is_main)
     if not is_main:  # every rank holds the same clip; one writes it
         return 0
     path = clip.save(args.output)
@@ -333,7 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="std rescale of the guided prediction, 0..1 (0 = off)")
     g.add_argument("--height", type=int)
     g.add_argument("--width", type=int)
-    g.add_argument("--duration", type=float, help="seconds (preset default)")
+    g.add_argument("--duration", type=float,
+                   help="seconds (preset default); longer than the model's clip: made in chunks")
+    g.add_argument("--then", action="append", default=[], metavar="PROMPT",
+                   help="prompt of the next chunk of a long clip (repeat; the last carries on)")
+    g.add_argument("--schedule", metavar="FILE",
+                   help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}, ...]')
+    g.add_argument("--overlap", type=int, metavar="K",
+                   help="latent frames each chunk continues from the one before (about 1/3 s)")
     g.add_argument("--shift", type=_scales, metavar="S|V,A",
                    help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])
