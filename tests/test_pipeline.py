@@ -262,8 +262,8 @@ def test_audio_to_video_keeps_the_sound(pipe):
     (dict(from_video=np.zeros((1, 64, 64, 3), np.uint8)), "needs at least 2"),
     (dict(from_video=np.zeros((9, 64, 64), np.uint8)), "uint8 \\[T, H, W, 3\\]"),
     (dict(from_audio=np.zeros(8000, np.int16)), "float waveform"),
-    (dict(from_audio=np.zeros(16000 * 61, np.float32)), "61.0 s long; clips are at most 60 s"),
-    (dict(from_video=np.zeros((24 * 61, 2, 2, 3), np.uint8)), "61.0 s long; clips are at most"),
+    (dict(from_audio=np.zeros(16000 * 61, np.float32)), "61.0 s long; given clips are at most 60 s"),
+    (dict(from_video=np.zeros((24 * 61, 2, 2, 3), np.uint8)), "61.0 s long; given clips are at most"),
 ])
 def test_bad_conditioning_input_is_refused(pipe, kw, needle):
     with pytest.raises(InputError, match=needle):

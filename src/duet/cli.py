@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", metavar="FILE",
                    help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}, ...]')
     g.add_argument("--overlap", type=int, metavar="K",
-                   help="latent frames each chunk continues from the one before (about 1/3 s)")
+                   help="latent frames each chunk shares with the one before (about 1/2 s; half held, half crossfaded)")
     g.add_argument("--shift", type=_scales, metavar="S|V,A",
                    help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])

@@ -361,8 +361,9 @@ class DuetPipeline:
         cross_modal: False disables the fusion at inference (each tower runs alone), to
             measure what the cross-modal attention contributes.
         duration beyond the preset's clip length (up to `duet.chunks.MAX_DURATION`) makes the
-            clip in chunks of that length, each continuing the last `overlap` latent frames
-            (default about 1/3 s) and matching sound of the one before (`duet.chunks`).
+            clip in chunks of that length, each overlapping the one before by `overlap`
+            latent frames (default about 1/2 s) and the matching sound: the first half is
+            held clean, the rest crossfaded (`duet.chunks`, `duet.stitch`).
         then: prompts of the 2nd, 3rd... chunk (the last carries on); or schedule: (seconds,
             prompt) changes, each read from the first chunk whose new frames begin after it.
         callback: gets the sampler's dict after each step, plus "chunk" (0-based) and "chunks".
@@ -419,8 +420,8 @@ class DuetPipeline:
             plan = plan_chunks(frames, media, text, then=follow, schedule=timed, overlap=overlap)
         n = len(plan.chunks)
         if n > 1:
-            log.info("%d frames in %d chunks of up to %d frames, %d shared between neighbours",
-                     frames, n, media.frames, plan.chunks[1].overlap)
+            log.info("%d frames in %d chunks of up to %d frames, %d shared between neighbours "
+                     "(%d held)", frames, n, media.frames, plan.chunks[1].overlap, plan.chunks[1].held)
 
         # 3. Encode text (each chunk's prompt for both towers; one negative prompt each)
         texts = list(dict.fromkeys(c.prompt for c in plan.chunks))
@@ -445,7 +446,7 @@ class DuetPipeline:
             given_wave = torch.as_tensor(np.asarray(from_audio), dtype=torch.float32)
         sigmas = tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple) else sigmas.to(self.device)
         out = ClipBuffer(frames, h, w, round(frames / media.fps * self.audio_codec.sample_rate))
-        tail_pixels = tail_audio = None  # the previous chunk's end: the next one's clean prefix
+        tail_pixels = tail_audio = None  # from the previous chunk: this one's clean prefix
         for chunk in plan.chunks:
             f = self.video_codec.latent_shape(chunk.frames, h, w)[1]
             video = torch.randn(1, c, f, lh, lw, generator=generator).to(self.device, dtype)
@@ -478,12 +479,14 @@ class DuetPipeline:
             pixels = (given_frames[0] if given_frames is not None
                       else self.video_codec.decode(video.float())[0, :, :chunk.frames])  # (3, T, h, w)
             wave = given_wave if given_wave is not None else self.audio_codec.decode(audio.float())[0]
-            out.add_video(chunk.start, pixels.permute(1, 2, 3, 0).cpu(), chunk.overlap)
-            out.add_audio(chunk.audio_start * hop, wave.cpu(), chunk.audio_overlap * hop)
-            if chunk.index + 1 < n:
-                after = plan.chunks[chunk.index + 1]
-                tail_pixels = pixels[None, :, chunk.frames - after.overlap:]  # (1, 3, k, h, w)
-                tail_audio = audio[:, chunk.audio_latents - after.audio_overlap:]  # (1, n, C)
+            out.add_video(chunk.start, pixels.permute(1, 2, 3, 0).cpu(), chunk.overlap, chunk.held)
+            out.add_audio(chunk.audio_start * hop, wave.cpu(), chunk.audio_overlap * hop,
+                          chunk.audio_held * hop)
+            if chunk.index + 1 < n:  # what the next chunk is given: the start of the overlap
+                nxt = plan.chunks[chunk.index + 1]
+                f0, a0 = nxt.start - chunk.start, nxt.audio_start - chunk.audio_start
+                tail_pixels = pixels[None, :, f0:f0 + nxt.held]  # (1, 3, held, h, w)
+                tail_audio = audio[:, a0:a0 + nxt.audio_held]  # (1, audio_held, C)
         return Clip(out.video, out.audio, media.fps, self.audio_codec.sample_rate)
 
     def _format(self, prompt: str, name: str) -> str:
