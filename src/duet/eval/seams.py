@@ -6,10 +6,13 @@ A seam is the span where one chunk hands over to the next (`duet.chunks`: the ov
 - picture: the largest frame-to-frame change across the seam (mean absolute difference of
   consecutive frames, 0..255) is within `VIDEO_LIMIT` times the median change inside the
   chunks;
-- sound: the clip is cut into windows as long as a seam; the seam's largest sample-to-sample
-  jump (a click) and largest step of the short-time level (10 ms RMS in dB) must not exceed
-  the 95th percentile of the other windows, and its mean level must lie between their 5th
-  and 95th percentiles (a crossfade of out-of-phase copies would dip).
+- sound: the rest of the clip is cut into windows as long as a seam; the seam's largest
+  sample-to-sample jump (a click) and largest step of the short-time level (10 ms RMS in dB)
+  must not exceed the largest of the other windows, and its mean level must lie within
+  theirs (a crossfade of out-of-phase copies would dip). The range is the clip's own, so a
+  percussive clip tolerates more than a steady tone does; a margin (x1.25 on jumps and
+  steps, 1 dB on the level) keeps a noise-like clip's seams from failing by chance when
+  they hold its most extreme window.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from duet.chunks import ChunkPlan
 from duet.errors import InputError
 
 VIDEO_LIMIT = 1.5  # seam change / median in-chunk change
+_JUMP_MARGIN, _LEVEL_MARGIN_DB = 1.25, 1.0  # on the other windows' range (module docstring)
 _LEVEL_S = 0.010  # short-time level frames
 _MARGIN_S = 0.010  # the audio window reaches this far past each end of the overlap
 _FLOOR_DB = -80.0
@@ -110,8 +114,8 @@ def measure_seams(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate
     for (t0, _), (fa, fb), (a, b) in zip(seams, spans_f, windows):
         click, step, level = _window_stats(audio[max(0, a):b], level_n)
         out.append(Seam(time=t0, video_ratio=float(change[fa:fb].max() / max(inside, 1e-9)),
-                        click=click, click_limit=float(np.percentile(jumps, 95)),
-                        level_step_db=step, level_step_limit_db=float(np.percentile(steps, 95)),
-                        level_db=level, level_range_db=(float(np.percentile(levels, 5)),
-                                                        float(np.percentile(levels, 95)))))
+                        click=click, click_limit=_JUMP_MARGIN * float(jumps.max()),
+                        level_step_db=step, level_step_limit_db=_JUMP_MARGIN * float(steps.max()),
+                        level_db=level, level_range_db=(float(levels.min()) - _LEVEL_MARGIN_DB,
+                                                        float(levels.max()) + _LEVEL_MARGIN_DB)))
     return out
