@@ -35,8 +35,8 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     for every step count (float32 grids differ by one at a few counts).
 
     video [B, C, F, H, W] and audio [B, L, C] are the starting noise. video_prefix
-    [B, C, k, H, W] and audio_prefix [B, n, C]: clean latents re-imposed on the first k video
-    frames / n audio latents before every step (a first frame for image-to-video, the previous
+    [B, C, k, H, W] and audio_prefix [B, n, C]: clean latents imposed on the first k video
+    frames / n audio latents, before the first step and after every step (a first frame for image-to-video, the previous
     chunk's tail for long clips; the denoiser must give their tokens t = 0).
     sigmas may be one grid or (video grid, audio grid) of equal length.
     held: "video" or "audio" is given, not generated (video-to-audio, audio-to-video): that
@@ -63,8 +63,8 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     batch = (video if video is not None else audio).shape[0]
     device = (video if video is not None else audio).device
     vstate, astate = SolverState(), SolverState()
+    video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)
     for i in trange(len(grids[0]) - 1, disable=disable, desc=desc):
-        video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)
         tv, ta = (torch.zeros_like(ts[i]) if held == m else ts[i]
                   for m, ts in zip(("video", "audio"), timesteps))
         tv, ta = tv.expand(batch).to(device), ta.expand(batch).to(device)
@@ -73,11 +73,12 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
             video, vstate = step(video, v_vel, grids[0], i, vstate)
         if audio is not None and held != "audio":
             audio, astate = step(audio, a_vel, grids[1], i, astate)
+        video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)  # stays clean
         if callback is not None:
             sig = [torch.zeros_like(g[i]) if held == m else g[i] for m, g in zip(("video", "audio"), grids)]
             callback({"i": i, "t": tv[0] if shared else (tv[0], ta[0]),
                       "sigma": sig[0] if shared else (sig[0], sig[1]), "video": video, "audio": audio})
-    return _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)
+    return video, audio
 
 
 def _impose(x: Tensor | None, prefix: Tensor | None, dim: int) -> Tensor | None:
