@@ -37,6 +37,7 @@ def test_a_smooth_clip_passes_at_every_seam():
     assert [round(s.time, 2) for s in seams] == [3.0, 6.0]
     assert all(s.video_ok and s.audio_ok for s in seams)
     assert all(0.9 < s.video_ratio < 1.1 for s in seams)  # the picture changes as fast everywhere
+    assert all(s.video_ordinary == 1.0 for s in seams)
 
 
 def test_a_picture_step_at_a_seam_fails_only_there():
@@ -64,8 +65,9 @@ def test_plan_seams_span_the_overlaps_of_a_demo_plan():
     media = get_preset("demo").media
     spans = plan_seams(plan_chunks(481, media, "p"), media.fps, 512, 16000)
     assert len(spans) == 5
-    # video overlap: frames 85-96 (3.542-4.042 s); audio: latents 111-125 (3.552-4.032 s)
-    assert spans[0] == (pytest.approx(85 / 24), pytest.approx(97 / 24))
+    # crossfaded: video frames 91-96 (3.792-4.042 s, after 6 held), audio latents 119-125
+    # (3.808-4.032 s, after 8 held)
+    assert spans[0] == (pytest.approx(91 / 24), pytest.approx(97 / 24))
 
 
 def test_a_clip_without_seams_is_refused():

@@ -5,7 +5,9 @@ A seam is the span where one chunk hands over to the next (`duet.chunks`: the ov
 
 - picture: the largest frame-to-frame change across the seam (mean absolute difference of
   consecutive frames, 0..255) is within `VIDEO_LIMIT` times the median change inside the
-  chunks;
+  chunks. A seam spans several transitions and the largest of several is above the median
+  even where there is no seam, so each report also gives `video_ordinary`: the same ratio
+  for stretches of as many transitions inside the chunks;
 - sound: the rest of the clip is cut into windows as long as a seam; the seam's largest
   sample-to-sample jump (a click) and largest step of the short-time level (10 ms RMS in dB)
   must not exceed the largest of the other windows, and its mean level must lie within
@@ -38,6 +40,7 @@ class Seam:
 
     time: float  # seconds, start of the overlap
     video_ratio: float  # largest change across the seam / median change inside chunks
+    video_ordinary: float  # the same for stretches of as many frames inside chunks (median)
     click: float  # largest |x[n+1] - x[n]| in the seam window
     click_limit: float
     level_step_db: float  # largest step between consecutive 10 ms levels
@@ -60,11 +63,14 @@ class Seam:
 
 
 def plan_seams(plan: ChunkPlan, fps: float, hop: int, sample_rate: int) -> list[tuple[float, float]]:
-    """(start, end) in seconds of each hand-over: the union of its video and audio overlaps."""
+    """(start, end) in seconds of each hand-over: where the next chunk's own picture and
+    sound fade in (the crossfaded part of the overlap; before it, the clip is still the
+    previous chunk's own), video and audio spans joined."""
     spans = []
     for c in plan.chunks[1:]:
-        a0, a1 = c.audio_start * hop / sample_rate, (c.audio_start + c.audio_overlap) * hop / sample_rate
-        spans.append((min(c.start / fps, a0), max((c.start + c.overlap) / fps, a1)))
+        a0 = (c.audio_start + c.audio_held) * hop / sample_rate
+        a1 = (c.audio_start + c.audio_overlap) * hop / sample_rate
+        spans.append((min((c.start + c.held) / fps, a0), max((c.start + c.overlap) / fps, a1)))
     return spans
 
 
@@ -100,6 +106,12 @@ def measure_seams(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate
         in_seam[a:b] = True
         spans_f.append((a, b))
     inside = float(np.median(change[~in_seam]))
+    # what an ordinary stretch scores: the largest change over as many transitions as the
+    # widest seam, in stretches that touch no seam (the picture's own flicker sets this)
+    n = max(b - a for a, b in spans_f)
+    stretches = [change[i:i + n].max() for i in range(0, len(change) - n + 1, n)
+                 if not in_seam[i:i + n].any()]
+    ordinary_ratio = float(np.median(stretches) / max(inside, 1e-9)) if stretches else float("nan")
     level_n = max(1, round(_LEVEL_S * sample_rate))
     width = max(round((max(t1 - t0 for t0, t1 in seams) + 2 * _MARGIN_S) * sample_rate), 4 * level_n)
     windows = [(round((t0 - _MARGIN_S) * sample_rate), round((t1 + _MARGIN_S) * sample_rate))
@@ -114,6 +126,7 @@ def measure_seams(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate
     for (t0, _), (fa, fb), (a, b) in zip(seams, spans_f, windows):
         click, step, level = _window_stats(audio[max(0, a):b], level_n)
         out.append(Seam(time=t0, video_ratio=float(change[fa:fb].max() / max(inside, 1e-9)),
+                        video_ordinary=ordinary_ratio,
                         click=click, click_limit=_JUMP_MARGIN * float(jumps.max()),
                         level_step_db=step, level_step_limit_db=_JUMP_MARGIN * float(steps.max()),
                         level_db=level, level_range_db=(float(levels.min()) - _LEVEL_MARGIN_DB,
