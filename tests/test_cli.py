@@ -350,3 +350,28 @@ def test_codec_train_options_reach_the_trainer(tmp_path, capsys, monkeypatch):
     assert "held-out PSNR 30.00 dB" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["codec", "train", "-o", str(out), "--latent-noise", "lots"])
+
+
+def test_generate_a_long_clip_with_follow_on_prompts(tmp_path, capsys):
+    out = tmp_path / "long.mp4"
+    schedule = tmp_path / "schedule.json"
+    schedule.write_text('[{"at": 3.0, "prompt": "a blue ball <AUDCAP>a ding<ENDAUDCAP>"}]')
+    assert main(["generate", P, "--duration", "6", "--steps", "1", "--schedule", str(schedule),
+                 "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert read_mp4(out).frames.shape == (145, 64, 64, 3)  # 6 s at 24 fps, two chunks
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--duration", "121"], "duration must be in (0, 120] seconds, got 121"),
+    (["--duration", "8", "--then", "a", "--then", "b", "--then", "c"], "at most 2"),
+    (["--duration", "8", "--overlap", "200"], "use at most 96"),
+    (["--duration", "8", "--then", "<S>open"], "then[0]: speech"),
+    (["--duration", "8", "--schedule", "missing.json"], "cannot read schedule"),
+])
+def test_bad_long_clip_options_exit_2_in_one_line(tmp_path, capsys, extra, needle):
+    out = tmp_path / "x.mp4"
+    assert main(["generate", P, "--steps", "1", "-q", *extra, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and _one_line(err)
+    assert not out.exists()
