@@ -4,6 +4,7 @@ the one-line refusals of a bad schedule or overlap."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_a_20_s_demo_clip_is_six_chunks_that_cover_it_with_half_held_overlaps():
     assert all((x.overlap, x.held, x.held_latents) == (12, 6, 6) for x in c[1:])  # 0.5 s, half held
     # audio: each chunk starts at its video start on the 31.25 Hz latent grid and overlaps
     # exactly the previous chunk's end
-    for prev, x in zip(c, c[1:]):
+    for prev, x in pairwise(c):
         assert x.audio_start == round(x.start / 24 * 31.25)
         assert x.audio_overlap == prev.audio_start + prev.audio_latents - x.audio_start
         assert x.audio_held == 8  # 6 frames = 0.25 s = 7.8 latents

@@ -77,19 +77,22 @@ def overlap_frames(media: MediaConfig, overlap: int | None) -> int:
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
         raise InputError(f"overlap must be a whole number of latent frames >= 1, got {overlap!r}")
     if overlap >= native:
-        raise InputError(f"an overlap of {overlap} latent frames leaves nothing new in a chunk of "
-                         f"{native} latent frames ({media.duration:.2f} s); use at most {native - 1}")
+        raise InputError(f"an overlap of {overlap} latent frames leaves nothing new in a chunk "
+                         f"of {native} latent frames ({media.duration:.2f} s); "
+                         f"use at most {native - 1}")
     return overlap
 
 
 def plan_chunks(frames: int, media: MediaConfig, prompt: str, *, then: Sequence[str] = (),
-                schedule: Sequence[tuple[float, str]] = (), overlap: int | None = None) -> ChunkPlan:
+                schedule: Sequence[tuple[float, str]] = (),
+                overlap: int | None = None) -> ChunkPlan:
     """Chunks of the native length covering `frames` video frames (st*k + 1), the last one
     shortened to what is left. `then` gives the 2nd, 3rd... chunk its prompt (the last one
     carries on); `schedule` lists (seconds, prompt) changes instead: a chunk reads the prompt
     in force when its new frames begin, so a change lands on the next chunk boundary."""
     if then and schedule:
-        raise InputError("give follow-on prompts either as then (--then) or as a schedule, not both")
+        raise InputError("give follow-on prompts either as then (--then) or as a schedule, "
+                         "not both")
     st, native = media.video_stride[0], media.frames
     lap = overlap_frames(media, overlap)
     hold = (lap + 1) // 2  # latent frames held clean; the rest of the overlap is crossfaded
@@ -97,7 +100,7 @@ def plan_chunks(frames: int, media: MediaConfig, prompt: str, *, then: Sequence[
     stride = native - lap_px  # new frames per chunk, a multiple of st
     n = 1 if frames <= native else 1 + math.ceil((frames - native) / stride)
     starts = [i * stride for i in range(n)]
-    firsts = [0.0] + [(s + lap_px) / media.fps for s in starts[1:]]  # when each chunk's new frames begin
+    firsts = [0.0] + [(s + lap_px) / media.fps for s in starts[1:]]  # each chunk's new frames
     prompts = _chunk_prompts(prompt, then, schedule, firsts, frames / media.fps)
     chunks, prev = [], None
     for i, start in enumerate(starts):
@@ -109,9 +112,9 @@ def plan_chunks(frames: int, media: MediaConfig, prompt: str, *, then: Sequence[
                              "use a larger overlap")
         a_len = max(media.audio_length(length), a_lap + 1)
         a_hold = min(a_lap, max(1, round(hold_px / media.fps * media.audio_rate)))
-        first = i == 0
-        prev = Chunk(i, start, length, 0 if first else lap_px, 0 if first else hold_px,
-                     0 if first else hold, a_start, a_len, a_lap, 0 if first else a_hold, prompts[i])
+        on = i > 0  # the first chunk shares nothing
+        prev = Chunk(i, start, length, on * lap_px, on * hold_px, on * hold, a_start, a_len,
+                     a_lap, on * a_hold, prompts[i])
         chunks.append(prev)
     return ChunkPlan(tuple(chunks), frames, prev.audio_start + prev.audio_latents)
 
@@ -122,8 +125,9 @@ def _chunk_prompts(prompt: str, then: Sequence[str], schedule: Sequence[tuple[fl
     n = len(firsts)
     if then:
         if len(then) > n - 1:
-            raise InputError(f"{len(then)} follow-on prompt(s) (--then) but a {duration:.2f} s clip "
-                             f"has {n} chunk(s), so at most {n - 1}; lengthen --duration or drop some")
+            raise InputError(f"{len(then)} follow-on prompt(s) (--then) but a {duration:.2f} s "
+                             f"clip has {n} chunk(s), so at most {n - 1}; lengthen --duration "
+                             "or drop some")
         return [prompt, *then] + [then[-1]] * (n - 1 - len(then))
     prompts, last = [prompt] * n, 0.0
     for at, text in schedule:
@@ -131,7 +135,8 @@ def _chunk_prompts(prompt: str, then: Sequence[str], schedule: Sequence[tuple[fl
             raise InputError(f"schedule times must be increasing and after 0 s, got {at:g} s after "
                              f"{last:g} s")
         if at >= duration:
-            raise InputError(f"schedule entry at {at:g} s is past the clip's end ({duration:.2f} s)")
+            raise InputError(f"schedule entry at {at:g} s is past the clip's end "
+                             f"({duration:.2f} s)")
         first = next((i for i, t in enumerate(firsts) if t >= at - 1e-9), None)
         if first is None:
             starts = ", ".join(f"{t:.2f}" for t in firsts)

@@ -340,9 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--then", action="append", default=[], metavar="PROMPT",
                    help="prompt of the next chunk of a long clip (repeat; the last carries on)")
     g.add_argument("--schedule", metavar="FILE",
-                   help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}, ...]')
+                   help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}]')
     g.add_argument("--overlap", type=int, metavar="K",
-                   help="latent frames each chunk shares with the one before (about 1/2 s; half held, half crossfaded)")
+                   help="latent frames each chunk shares with the one before "
+                        "(about 1/2 s; half held, half crossfaded)")
     g.add_argument("--shift", type=_scales, metavar="S|V,A",
                    help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
-from duet.chunks import MAX_DURATION, ChunkPlan, plan_chunks
+from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
 from duet.codecs import get_audio_codec
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError, InputError, PromptError
@@ -194,6 +194,13 @@ def _chunk_callback(callback: Callable[[dict[str, Any]], None] | None, index: in
     if callback is None:
         return None
     return lambda info: callback({**info, "chunk": index, "chunks": chunks})
+
+
+def _held_by(nxt: Chunk, chunk: Chunk, pixels: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+    """What `nxt` holds clean of `chunk`: pixels (3, T, h, w) -> (1, 3, held, h, w) at the
+    start of their overlap, and audio latents (1, L, C) -> (1, audio_held, C)."""
+    f0, a0 = nxt.start - chunk.start, nxt.audio_start - chunk.audio_start
+    return pixels[None, :, f0:f0 + nxt.held], audio[:, a0:a0 + nxt.audio_held]
 
 
 class DuetPipeline:
@@ -421,20 +428,22 @@ class DuetPipeline:
         n = len(plan.chunks)
         if n > 1:
             log.info("%d frames in %d chunks of up to %d frames, %d shared between neighbours "
-                     "(%d held)", frames, n, media.frames, plan.chunks[1].overlap, plan.chunks[1].held)
+                     "(%d held)", frames, n, media.frames, plan.chunks[1].overlap,
+                     plan.chunks[1].held)
 
         # 3. Encode text (each chunk's prompt for both towers; one negative prompt each)
         texts = list(dict.fromkeys(c.prompt for c in plan.chunks))
         *pos, vneg, aneg = self._encode([  # "" is a real negative: the empty prompt
             *texts, sc.video_negative if video_negative is None else video_negative,
             sc.audio_negative if audio_negative is None else audio_negative])
-        conds, uncond = {t: Conditioning(e, e) for t, e in zip(texts, pos)}, Conditioning(vneg, aneg)
+        conds = {t: Conditioning(e, e) for t, e in zip(texts, pos)}
+        uncond = Conditioning(vneg, aneg)
         if self.memory.frees_text_encoder(self.device):  # embeddings stay in its cache
             release_text_encoder(self.text_encoder)
 
         # 4. Per chunk: prepare latents (noise drawn on the CPU so a seed means the same on
-        #    any device), denoise, decode, blend into the clip. Only the previous chunk's
-        #    tail is kept, so memory does not grow with the clip's length.
+        #    any device), denoise, decode, blend into the clip. Of the previous chunk only
+        #    what the next one holds is kept, so memory does not grow with the clip's length.
         dtype = self.model.video_model.patch_embedding_dtype
         c, _, lh, lw = self.video_codec.latent_shape(plan.chunks[0].frames, h, w)
         hop = self.audio_codec.hop
@@ -444,18 +453,19 @@ class DuetPipeline:
             given_frames = self._fit_frames(from_video, h, w)[:, :, :frames]  # (1, 3, T, h, w)
         if from_audio is not None:
             given_wave = torch.as_tensor(np.asarray(from_audio), dtype=torch.float32)
-        sigmas = tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple) else sigmas.to(self.device)
+        sigmas = (tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple)
+                  else sigmas.to(self.device))
         out = ClipBuffer(frames, h, w, round(frames / media.fps * self.audio_codec.sample_rate))
-        tail_pixels = tail_audio = None  # from the previous chunk: this one's clean prefix
+        held_pixels = held_audio = None  # given by the previous chunk: this one's clean prefix
         for chunk in plan.chunks:
             f = self.video_codec.latent_shape(chunk.frames, h, w)[1]
             video = torch.randn(1, c, f, lh, lw, generator=generator).to(self.device, dtype)
             audio = torch.randn(1, chunk.audio_latents, self.audio_codec.latent_channels,
                                 generator=generator).to(self.device, dtype)
             vprefix, aprefix = first, None
-            if chunk.index > 0:  # the codec's latents of the last frames; the sound's own latents
-                vprefix = self.video_codec.encode(tail_pixels).to(self.device, dtype)
-                aprefix = tail_audio
+            if chunk.index > 0:  # the codec's latents of those frames; the sound's own latents
+                vprefix = self.video_codec.encode(held_pixels).to(self.device, dtype)
+                aprefix = held_audio
             if given_frames is not None:
                 video = self.video_codec.encode(given_frames).to(self.device, dtype)
             if given_wave is not None:
@@ -476,17 +486,16 @@ class DuetPipeline:
                                   disable=not progress,
                                   desc=f"chunk {chunk.index + 1} of {n}" if n > 1 else "denoising")
             # (a given modality is returned as given, not through its codec's round trip)
-            pixels = (given_frames[0] if given_frames is not None
-                      else self.video_codec.decode(video.float())[0, :, :chunk.frames])  # (3, T, h, w)
-            wave = given_wave if given_wave is not None else self.audio_codec.decode(audio.float())[0]
+            pixels = (given_frames[0] if given_frames is not None  # (3, T, h, w)
+                      else self.video_codec.decode(video.float())[0, :, :chunk.frames])
+            wave = (given_wave if given_wave is not None
+                    else self.audio_codec.decode(audio.float())[0])
             out.add_video(chunk.start, pixels.permute(1, 2, 3, 0).cpu(), chunk.overlap, chunk.held)
             out.add_audio(chunk.audio_start * hop, wave.cpu(), chunk.audio_overlap * hop,
                           chunk.audio_held * hop)
-            if chunk.index + 1 < n:  # what the next chunk is given: the start of the overlap
+            if chunk.index + 1 < n:
                 nxt = plan.chunks[chunk.index + 1]
-                f0, a0 = nxt.start - chunk.start, nxt.audio_start - chunk.audio_start
-                tail_pixels = pixels[None, :, f0:f0 + nxt.held]  # (1, 3, held, h, w)
-                tail_audio = audio[:, a0:a0 + nxt.audio_held]  # (1, audio_held, C)
+                held_pixels, held_audio = _held_by(nxt, chunk, pixels, audio)
         return Clip(out.video, out.audio, media.fps, self.audio_codec.sample_rate)
 
     def _format(self, prompt: str, name: str) -> str:

@@ -53,6 +53,7 @@ class ClipBuffer:
         x = wave.float().clone()
         if overlap > held:
             w = sample_ramp(overlap - held)
-            x[held:overlap] = (1 - w) * self.audio[start + held:start + overlap] + w * x[held:overlap]
+            old = self.audio[start + held:start + overlap]
+            x[held:overlap] = (1 - w) * old + w * x[held:overlap]
         end = min(start + x.shape[0], self.audio.shape[0])
         self.audio[start + held:end] = x[held:end - start]

@@ -62,7 +62,8 @@ class Seam:
         return {**asdict(self), "video_ok": self.video_ok, "audio_ok": self.audio_ok}
 
 
-def plan_seams(plan: ChunkPlan, fps: float, hop: int, sample_rate: int) -> list[tuple[float, float]]:
+def plan_seams(plan: ChunkPlan, fps: float, hop: int,
+               sample_rate: int) -> list[tuple[float, float]]:
     """(start, end) in seconds of each hand-over: where the next chunk's own picture and
     sound fade in (the crossfaded part of the overlap; before it, the clip is still the
     previous chunk's own), video and audio spans joined."""
@@ -113,7 +114,8 @@ def measure_seams(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate
                  if not in_seam[i:i + n].any()]
     ordinary_ratio = float(np.median(stretches) / max(inside, 1e-9)) if stretches else float("nan")
     level_n = max(1, round(_LEVEL_S * sample_rate))
-    width = max(round((max(t1 - t0 for t0, t1 in seams) + 2 * _MARGIN_S) * sample_rate), 4 * level_n)
+    longest = max(t1 - t0 for t0, t1 in seams) + 2 * _MARGIN_S
+    width = max(round(longest * sample_rate), 4 * level_n)
     windows = [(round((t0 - _MARGIN_S) * sample_rate), round((t1 + _MARGIN_S) * sample_rate))
                for t0, t1 in seams]
     ordinary = [_window_stats(audio[s:s + width], level_n)

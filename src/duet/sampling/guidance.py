@@ -112,9 +112,10 @@ def video_prefix_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int],
     """Per-token timesteps [B, tokens] with t = 0 on the first `frames` latent frames: a clean
     first frame (image-to-video) or the previous chunk's tail (long clips)."""
     if patch[0] != 1:
-        raise InputError(f"clean leading latent frames (image-to-video, long clips) need tokens of one "
-                         f"latent frame, but this video tower's tokens each span {patch[0]} latent "
-                         f"frames (patch_size {tuple(patch)}); use a model whose temporal patch is 1")
+        raise InputError(f"clean leading latent frames (image-to-video, long clips) need tokens "
+                         f"of one latent frame, but this video tower's tokens each span {patch[0]} "
+                         f"latent frames (patch_size {tuple(patch)}); use a model whose temporal "
+                         "patch is 1")
     b, _, f, h, w = video.shape
     per_frame = (h // patch[1]) * (w // patch[2])
     tokens = t[:, None].expand(b, f * per_frame).clone()
@@ -146,12 +147,14 @@ def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None,
     vin = ain = None
     if video is not None:
         tv = t[0] if isinstance(t, tuple) else t
-        vt = video_prefix_timestep(tv, video, model.cfg.video.patch_size, clean.video) if clean.video else tv
-        vin = ModalityInput(video, vt, cond.video)
+        if clean.video:
+            tv = video_prefix_timestep(tv, video, model.cfg.video.patch_size, clean.video)
+        vin = ModalityInput(video, tv, cond.video)
     if audio is not None:
         ta = t[1] if isinstance(t, tuple) else t
-        ain = ModalityInput(audio, audio_prefix_timestep(ta, audio, clean.audio) if clean.audio else ta,
-                            cond.audio)
+        if clean.audio:
+            ta = audio_prefix_timestep(ta, audio, clean.audio)
+        ain = ModalityInput(audio, ta, cond.audio)
     return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items, cross_modal=cross_modal)
 
 

@@ -36,8 +36,9 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
 
     video [B, C, F, H, W] and audio [B, L, C] are the starting noise. video_prefix
     [B, C, k, H, W] and audio_prefix [B, n, C]: clean latents imposed on the first k video
-    frames / n audio latents, before the first step and after every step (a first frame for image-to-video, the previous
-    chunk's tail for long clips; the denoiser must give their tokens t = 0).
+    frames / n audio latents before the first step and after every step (a first frame for
+    image-to-video, the previous chunk's frames and sound for long clips; the denoiser must
+    give their tokens t = 0).
     sigmas may be one grid or (video grid, audio grid) of equal length.
     held: "video" or "audio" is given, not generated (video-to-audio, audio-to-video): that
     latent stays as passed, clean, and the model sees it at t = 0 throughout.
@@ -73,7 +74,7 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
             video, vstate = step(video, v_vel, grids[0], i, vstate)
         if audio is not None and held != "audio":
             audio, astate = step(audio, a_vel, grids[1], i, astate)
-        video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)  # stays clean
+        video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)  # clean
         if callback is not None:
             sig = [torch.zeros_like(g[i]) if held == m else g[i] for m, g in zip(("video", "audio"), grids)]
             callback({"i": i, "t": tv[0] if shared else (tv[0], ta[0]),
