@@ -65,7 +65,10 @@ class ChunkPlan:
     def single(cls, frames: int, media: MediaConfig, prompt: str) -> ChunkPlan:
         """The whole clip in one pass (a given video or sound sets a length of its own)."""
         latents = media.audio_length(frames)
-        return cls((Chunk(0, 0, frames, 0, 0, 0, 0, latents, 0, 0, prompt),), frames, latents)
+        chunk = Chunk(index=0, start=0, frames=frames, overlap=0, held=0, held_latents=0,
+                      audio_start=0, audio_latents=latents, audio_overlap=0, audio_held=0,
+                      prompt=prompt)
+        return cls((chunk,), frames, latents)
 
 
 def overlap_frames(media: MediaConfig, overlap: int | None) -> int:
