@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -360,6 +361,12 @@ def test_generate_a_long_clip_with_follow_on_prompts(tmp_path, capsys):
                  "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     assert read_mp4(out).frames.shape == (145, 64, 64, 3)  # 6 s at 24 fps, two chunks
+    assert main(["eval", "seams", str(out), "--json"]) == 0
+    (seam,) = json.loads(capsys.readouterr().out)
+    assert seam["time"] == pytest.approx(91 / 24)  # after the 6 held frames of chunk 2
+    assert seam["video_ratio"] > 0 and seam["click_limit"] > 0
+    assert main(["eval", "seams", str(out)]) == 0
+    assert "| 3.79 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra, needle", [

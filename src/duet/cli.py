@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | doctor | eval sync | train | data build | codec train`: parse arguments, call the library, print.
+"""`duet generate | info | convert | doctor | eval sync | eval seams | train | data build | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -238,6 +238,29 @@ def _eval_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_seams(args: argparse.Namespace) -> int:
+    from duet.checkpoints import read_config
+    from duet.config import get_preset
+    from duet.eval.seams import VIDEO_LIMIT, measure_file
+
+    path = Path(args.model)
+    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    seams = measure_file(args.clip, preset.media, args.overlap)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in seams], indent=2, allow_nan=False))
+        return 0
+    print(f"| seam s | picture change / in-chunk median (target <= {VIDEO_LIMIT:g}) | ordinary "
+          "stretch | click (limit) | level step dB (limit) | level dB (range) | picture | sound |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in seams:
+        lo, hi = s.level_range_db
+        print(f"| {s.time:.2f} | {s.video_ratio:.2f} | {s.video_ordinary:.2f} | "
+              f"{s.click:.3f} ({s.click_limit:.3f}) | {s.level_step_db:.1f} ({s.level_step_limit_db:.1f}) | "
+              f"{s.level_db:.1f} ({lo:.1f}..{hi:.1f}) | {'ok' if s.video_ok else 'SEAM'} | "
+              f"{'ok' if s.audio_ok else 'SEAM'} |")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from duet.train.trainer import main as train_main
 
@@ -401,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("clips", nargs="+", help="MP4 files")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=_eval_sync)
+    em = esub.add_parser("seams", help="picture and sound at the seams of a clip made in chunks")
+    em.add_argument("clip", help="MP4 made by duet generate --duration longer than the model's clip")
+    em.add_argument("--model", default="demo", help="the bundle or preset that made it (seam places)")
+    em.add_argument("--overlap", type=int, metavar="K", help="as given to duet generate")
+    em.add_argument("--json", action="store_true")
+    em.set_defaults(func=_eval_seams)
 
     t = sub.add_parser("train", help="train or fine-tune a model (also under torchrun)")
     t.add_argument("config", help="training config (.json or .toml); see README")

@@ -20,11 +20,13 @@ A seam is the span where one chunk hands over to the next (`duet.chunks`: the ov
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from duet.chunks import ChunkPlan
+from duet.chunks import ChunkPlan, plan_chunks
+from duet.config import MediaConfig
 from duet.errors import InputError
 
 VIDEO_LIMIT = 1.5  # seam change / median in-chunk change
@@ -134,3 +136,15 @@ def measure_seams(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate
                         level_db=level, level_range_db=(float(levels.min()) - _LEVEL_MARGIN_DB,
                                                         float(levels.max()) + _LEVEL_MARGIN_DB)))
     return out
+
+
+def measure_file(path: str | Path, media: MediaConfig, overlap: int | None = None) -> list[Seam]:
+    """`measure_seams` on an MP4 made in chunks by a model with this `media` (its native
+    length and rates place the seams; `overlap` as given to generate, default the same)."""
+    from duet.media import read_mp4
+
+    frames, audio, fps, sample_rate = read_mp4(path)
+    plan = plan_chunks(len(frames), media, "", overlap=overlap)
+    seams = plan_seams(plan, fps, round(media.audio_hop * sample_rate / media.sample_rate),
+                       sample_rate)
+    return measure_seams(frames, audio, fps, sample_rate, seams)
