@@ -255,7 +255,8 @@ def _eval_seams(args: argparse.Namespace) -> int:
     for s in seams:
         lo, hi = s.level_range_db
         print(f"| {s.time:.2f} | {s.video_ratio:.2f} | {s.video_ordinary:.2f} | "
-              f"{s.click:.3f} ({s.click_limit:.3f}) | {s.level_step_db:.1f} ({s.level_step_limit_db:.1f}) | "
+              f"{s.click:.3f} ({s.click_limit:.3f}) | "
+              f"{s.level_step_db:.1f} ({s.level_step_limit_db:.1f}) | "
               f"{s.level_db:.1f} ({lo:.1f}..{hi:.1f}) | {'ok' if s.video_ok else 'SEAM'} | "
               f"{'ok' if s.audio_ok else 'SEAM'} |")
     return 0
@@ -425,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=_eval_sync)
     em = esub.add_parser("seams", help="picture and sound at the seams of a clip made in chunks")
-    em.add_argument("clip", help="MP4 made by duet generate --duration longer than the model's clip")
-    em.add_argument("--model", default="demo", help="the bundle or preset that made it (seam places)")
+    em.add_argument("clip", help="an MP4 longer than the model's clip, made by duet generate")
+    em.add_argument("--model", default="demo", help="the bundle or preset that made it")
     em.add_argument("--overlap", type=int, metavar="K", help="as given to duet generate")
     em.add_argument("--json", action="store_true")
     em.set_defaults(func=_eval_seams)
