@@ -31,7 +31,7 @@ class Settings:
     shift: str = ""  # σ shift "S" or "V,A"
     video_guidance: float | None = None
     audio_guidance: float | None = None
-    video_negative: str | None = None  # "" is a real negative (the empty prompt)
+    video_negative: str | None = None  # None or "": the model's negative prompt
     audio_negative: str | None = None
     slg: bool = True  # skip-layer guidance in the negative pass
     stg_guidance: str = ""  # "S" or "V,A"; "" = off
