@@ -20,7 +20,7 @@ def test_a_clip_from_the_runner_is_the_clip_from_the_cli(tmp_path, adapter):
     """Same seed and settings (guidance terms, σ grid per modality, solver, an adapter) give
     the same frames and samples through the page's runner as through `duet generate`."""
     s = Settings(P, seed=5, steps=3, duration=0.5, solver="euler", shift="3,5",
-                 video_guidance=2.5, slg=False, stg_guidance="0.5", bridge_guidance="1.5",
+                 video_guidance="2.5", slg=False, stg_guidance="0.5", bridge_guidance="1.5",
                  guidance_rescale=0.3, loras=(f"{adapter}:0.7",))
     runner = Runner(["--dtype=float32"], tmp_path)
     ui = read_mp4(runner.generate(s).video)

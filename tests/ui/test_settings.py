@@ -17,7 +17,7 @@ def test_defaults_are_left_out_and_the_prompt_comes_last():
 
 def test_every_option_reaches_the_cli_as_its_flag():
     s = Settings("-a ball <S>hi<E>", seed=7, steps=3, duration=0.5, height=48, width=80,
-                 solver="euler", shift="3,5", video_guidance=2.5, audio_guidance=1.0,
+                 solver="euler", shift="3,5", video_guidance="2.5", audio_guidance="1",
                  video_negative="", audio_negative="noise", slg=False, stg_guidance="1,2",
                  stg_blocks="1,2", bridge_guidance="-2", guidance_rescale=0.5, image="f.png",
                  loras=("a:0.5", "b"))
@@ -43,6 +43,7 @@ def test_the_command_line_shown_parses_to_the_same_arguments():
     ("stg_guidance", "a,b", "argument --stg-guidance: expected one number or two"),
     ("stg_blocks", "1.5", "argument --stg-blocks: expected block indices"),
     ("solver", "heun", "argument --solver: invalid choice: 'heun'"),
+    ("video_guidance", "four", "argument --video-guidance: invalid float value: 'four'"),
 ])
 def test_a_bad_value_is_the_parsers_one_line_error(field, value, needle):
     with pytest.raises(InputError, match=needle) as e:

@@ -115,8 +115,8 @@ def _settings_widgets() -> list[gr.components.Component]:
         w["shift"] = gr.Textbox(label="σ shift: S or video,audio", placeholder=DEFAULT)
     with gr.Accordion("Guidance", open=False):
         with gr.Row():
-            w["video_guidance"] = gr.Number(None, label="Video CFG", placeholder=DEFAULT)
-            w["audio_guidance"] = gr.Number(None, label="Audio CFG", placeholder=DEFAULT)
+            w["video_guidance"] = gr.Textbox(label="Video CFG", placeholder=DEFAULT)
+            w["audio_guidance"] = gr.Textbox(label="Audio CFG", placeholder=DEFAULT)
         with gr.Row():
             w["video_negative"] = gr.Textbox(label="Video negative prompt", placeholder=DEFAULT)
             w["audio_negative"] = gr.Textbox(label="Audio negative prompt", placeholder=DEFAULT)
@@ -158,6 +158,8 @@ def prompt_problem(prompt: str) -> str:
 def _settings(values: list[Any]) -> Settings:
     """Widget values (in `Settings` field order) -> Settings; empty means the default."""
     raw = dict(zip([f.name for f in fields(Settings)], values))
+    for name in ("steps", "duration", "height", "width"):  # a browser sends an empty box as 0,
+        raw[name] = raw[name] or None  # which none of these can be: it means the default
     for name in ("steps", "height", "width", "seed"):
         if raw[name] is not None:
             raw[name] = int(raw[name])
@@ -166,7 +168,8 @@ def _settings(values: list[Any]) -> Settings:
     if raw["guidance_rescale"] == 0:
         raw["guidance_rescale"] = None
     raw["loras"] = tuple(line.strip() for line in (raw["loras"] or "").splitlines() if line.strip())
-    for name in ("shift", "stg_guidance", "stg_blocks", "bridge_guidance"):
+    for name in ("shift", "video_guidance", "audio_guidance", "stg_guidance", "stg_blocks",
+                 "bridge_guidance"):
         raw[name] = (raw[name] or "").strip()
     return Settings(**raw)
 

@@ -29,8 +29,8 @@ class Settings:
     width: int | None = None
     solver: str | None = None  # "unipc" | "euler"
     shift: str = ""  # σ shift "S" or "V,A"
-    video_guidance: float | None = None
-    audio_guidance: float | None = None
+    video_guidance: str = ""  # CFG scale as typed; "" = the model's
+    audio_guidance: str = ""
     video_negative: str | None = None  # None or "": the model's negative prompt
     audio_negative: str | None = None
     slg: bool = True  # skip-layer guidance in the negative pass
