@@ -19,7 +19,7 @@ from ui_helpers import P
 def test_a_clip_from_the_runner_is_the_clip_from_the_cli(tmp_path, adapter):
     """Same seed and settings (guidance terms, σ grid per modality, solver, an adapter) give
     the same frames and samples through the page's runner as through `duet generate`."""
-    s = Settings(P, seed=5, steps=3, duration=0.5, solver="euler", shift="3,5",
+    s = Settings(P, seed=5, steps="3", duration="0.5", solver="euler", shift="3,5",
                  video_guidance="2.5", slg=False, stg_guidance="0.5", bridge_guidance="1.5",
                  guidance_rescale=0.3, loras=(f"{adapter}:0.7",))
     runner = Runner(["--dtype=float32"], tmp_path)
@@ -29,13 +29,13 @@ def test_a_clip_from_the_runner_is_the_clip_from_the_cli(tmp_path, adapter):
     cli = read_mp4(tmp_path / "cli.mp4")
     assert ui.frames.shape == cli.frames.shape and (ui.frames == cli.frames).all()
     np.testing.assert_array_equal(ui.audio, cli.audio)
-    other = read_mp4(runner.generate(Settings(P, seed=5, steps=3, duration=0.5)).video)
+    other = read_mp4(runner.generate(Settings(P, seed=5, steps="3", duration="0.5")).video)
     assert not (other.frames == ui.frames).all()  # the options did change the clip
 
 
 def test_progress_every_step_and_the_attention_picture(tmp_path):
     seen = []
-    result = Runner([], tmp_path).generate(Settings(P, steps=3, duration=0.5),
+    result = Runner([], tmp_path).generate(Settings(P, steps="3", duration="0.5"),
                                            on_step=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert result.video.is_file() and result.command.startswith("duet generate --steps=3")
@@ -47,7 +47,7 @@ def test_cancel_stops_between_steps_and_writes_nothing(tmp_path):
     flag = threading.Event()
     runner = Runner([], tmp_path)
     with pytest.raises(Cancelled, match="cancelled after step 2 of 6"):
-        runner.generate(Settings(P, steps=6, duration=0.5), cancel=flag,
+        runner.generate(Settings(P, steps="6", duration="0.5"), cancel=flag,
                         on_step=lambda done, _: done == 2 and flag.set())
     assert not list(tmp_path.glob("*.mp4"))
-    assert runner.generate(Settings(P, steps=1, duration=0.5)).video.is_file()  # still usable
+    assert runner.generate(Settings(P, steps="1", duration="0.5")).video.is_file()  # still usable

@@ -21,7 +21,7 @@ def inputs(**changed):
     widget = {"solver": "", "video_negative": "", "audio_negative": "", "loras": "",
               "guidance_rescale": 0}  # the widgets' empty values where Settings says None or ()
     values = {f.name: widget.get(f.name, f.default) for f in fields(Settings) if f.name != "prompt"}
-    values.update(prompt=P, steps=2, duration=0.5)
+    values.update(prompt=P, steps="2", duration="0.5")
     values.update(changed)
     return [values[f.name] for f in fields(Settings)]
 
@@ -48,7 +48,7 @@ def test_given_picture_and_sound_inputs_reach_the_pipeline(client, tmp_path):
     frames = np.full((13, 64, 64, 3), 200, np.uint8)
     sound = write_clip(tmp_path / "given.wav", frames, np.zeros(8000, np.float32), 24, 16000)
     status, video, command, _, _ = client.predict(
-        *inputs(duration=None, from_audio=handle_file(str(sound))), api_name="/generate")
+        *inputs(duration="", from_audio=handle_file(str(sound))), api_name="/generate")
     assert status.startswith("wrote"), status
     assert "--from-audio=" in command
 
@@ -84,8 +84,8 @@ def test_the_prompt_check_shows_tag_errors_as_you_type(client):
 
 def test_progress_then_cancel_and_a_queue_of_one(server):
     first, second = (Client(server.local_url, verbose=False, download_files=False) for _ in "12")
-    job = first.submit(*inputs(steps=200), api_name="/generate")
-    waiting = second.submit(*inputs(steps=1), api_name="/generate")
+    job = first.submit(*inputs(steps="200"), api_name="/generate")
+    waiting = second.submit(*inputs(steps="1"), api_name="/generate")
     deadline = time.monotonic() + 120
     while not (job.status().progress_data or time.monotonic() > deadline):
         time.sleep(0.2)

@@ -16,7 +16,7 @@ def test_defaults_are_left_out_and_the_prompt_comes_last():
 
 
 def test_every_option_reaches_the_cli_as_its_flag():
-    s = Settings("-a ball <S>hi<E>", seed=7, steps=3, duration=0.5, height=48, width=80,
+    s = Settings("-a ball <S>hi<E>", seed=7, steps="3", duration="0.5", height="48", width="80",
                  solver="euler", shift="3,5", video_guidance="2.5", audio_guidance="1",
                  video_negative="", audio_negative="noise", slg=False, stg_guidance="1,2",
                  stg_blocks="1,2", bridge_guidance="-2", guidance_rescale=0.5, image="f.png",

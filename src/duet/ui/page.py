@@ -105,11 +105,12 @@ def _settings_widgets() -> list[gr.components.Component]:
         sound = gr.Button(f"{AUDCAP_OPEN}sound{AUDCAP_CLOSE}", size="sm")
     problem = gr.Markdown(elem_id="prompt-error")
     with gr.Accordion("Clip", open=True), gr.Row():
-        w["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0)
-        w["steps"] = gr.Number(None, label="Steps", precision=0, minimum=1, placeholder=DEFAULT)
-        w["duration"] = gr.Number(None, label="Duration (s)", placeholder=DEFAULT)
-        w["height"] = gr.Number(None, label="Height", precision=0, placeholder=DEFAULT)
-        w["width"] = gr.Number(None, label="Width", precision=0, placeholder=DEFAULT)
+        w["seed"] = gr.Number(0, label="Seed", precision=0)
+        # Text boxes, as a browser's number box cannot be empty (the model's default).
+        w["steps"] = gr.Textbox(label="Steps", placeholder=DEFAULT)
+        w["duration"] = gr.Textbox(label="Duration (s)", placeholder=DEFAULT)
+        w["height"] = gr.Textbox(label="Height", placeholder=DEFAULT)
+        w["width"] = gr.Textbox(label="Width", placeholder=DEFAULT)
         w["solver"] = gr.Dropdown([("model default", ""), "unipc", "euler"], value="",
                                   label="Solver")
         w["shift"] = gr.Textbox(label="σ shift: S or video,audio", placeholder=DEFAULT)
@@ -158,18 +159,14 @@ def prompt_problem(prompt: str) -> str:
 def _settings(values: list[Any]) -> Settings:
     """Widget values (in `Settings` field order) -> Settings; empty means the default."""
     raw = dict(zip([f.name for f in fields(Settings)], values))
-    for name in ("steps", "duration", "height", "width"):  # a browser sends an empty box as 0,
-        raw[name] = raw[name] or None  # which none of these can be: it means the default
-    for name in ("steps", "height", "width", "seed"):
-        if raw[name] is not None:
-            raw[name] = int(raw[name])
+    raw["seed"] = int(raw["seed"] or 0)
     for name in ("solver", "video_negative", "audio_negative"):
         raw[name] = raw[name] or None  # "" means the model's default here
     if raw["guidance_rescale"] == 0:
         raw["guidance_rescale"] = None
     raw["loras"] = tuple(line.strip() for line in (raw["loras"] or "").splitlines() if line.strip())
-    for name in ("shift", "video_guidance", "audio_guidance", "stg_guidance", "stg_blocks",
-                 "bridge_guidance"):
+    for name in ("steps", "duration", "height", "width", "shift", "video_guidance",
+                 "audio_guidance", "stg_guidance", "stg_blocks", "bridge_guidance"):
         raw[name] = (raw[name] or "").strip()
     return Settings(**raw)
 

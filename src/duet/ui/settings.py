@@ -18,15 +18,16 @@ from duet.errors import InputError
 
 @dataclass(frozen=True)
 class Settings:
-    """Every option of `duet generate` that changes the clip. None (or "") means the model's
+    """Every option of `duet generate` that changes the clip. Text fields hold the flag's
+    value as typed on a command line (the CLI's parser checks it); "" or None means the model's
     default, exactly as leaving the flag out does; the pair options take "S" or "V,A"."""
 
     prompt: str
     seed: int = 0
-    steps: int | None = None
-    duration: float | None = None  # seconds; None: the model's clip length
-    height: int | None = None
-    width: int | None = None
+    steps: str = ""
+    duration: str = ""  # seconds
+    height: str = ""
+    width: str = ""
     solver: str | None = None  # "unipc" | "euler"
     shift: str = ""  # σ shift "S" or "V,A"
     video_guidance: str = ""  # CFG scale as typed; "" = the model's
