@@ -8,6 +8,7 @@ Needs `duet[ui]`, Playwright and a system chromium (`apt-get install chromium`).
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import tempfile
 
@@ -38,7 +39,8 @@ def main() -> None:
             page.locator("#prompt textarea").fill(PROMPT)
             page.get_by_label("Seed").fill("3")
             page.locator("#generate").click()
-            expect(page.locator("#status")).to_contain_text("wrote clip-", timeout=300_000)
+            status = page.locator("#status").get_by_role("textbox")
+            expect(status).to_have_value(re.compile("^wrote clip-"), timeout=300_000)
             page.screenshot(path=args.output, full_page=True)
             page.get_by_role("tab", name="Cross-modal attention").click()
             expect(page.locator("#attention img")).to_be_visible()

@@ -78,7 +78,8 @@ def test_a_bug_is_one_line_in_the_page_too(server, client, monkeypatch):
 
 
 def test_the_prompt_check_shows_tag_errors_as_you_type(client):
-    assert client.predict("a ball <AUDCAP>thud", api_name="/check_prompt").startswith("⚠ ")
+    problem = client.predict("a ball <AUDCAP>thud", api_name="/check_prompt")
+    assert problem.startswith("⚠ ") and "&lt;AUDCAP&gt;" in problem  # shown as text, not HTML
     assert client.predict(P, api_name="/check_prompt") == ""
 
 

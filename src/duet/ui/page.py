@@ -8,6 +8,7 @@ each, the attention picture, and errors as the CLI's one-line messages.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from dataclasses import fields
@@ -40,7 +41,8 @@ def build_page(runner: Runner) -> gr.Blocks:
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 with gr.Column(scale=2):
-                    status = gr.Markdown(elem_id="status")
+                    # Plain text: a message quotes prompt tags, which Markdown would read as HTML.
+                    status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                     video = gr.Video(label="Clip", elem_id="result", interactive=False,
                                      buttons=["download"])
                     command = gr.Textbox(label="Same clip from the command line", interactive=False,
@@ -70,13 +72,14 @@ def build_page(runner: Runner) -> gr.Blocks:
                 return f"duet: error: {e}", None, "", None, _items(hist), hist
             except Exception as e:  # a bug: one line in the page, the traceback in the log
                 log.exception("generation failed")
-                return f"duet: internal error: {type(e).__name__}: {e}", None, "", None, _items(hist), hist
+                line = f"duet: internal error: {type(e).__name__}: {e}".splitlines()[0]
+                return line, None, "", None, _items(hist), hist
             finally:
                 cancels.pop(request.session_hash, None)
             hist = [*hist, (str(result.video), result.command)]
             note = f"wrote {result.video.name} in {result.seconds:.1f} s"
             if result.random_init:
-                note += " (**random weights: the clip is noise**)"
+                note += " (RANDOM weights: the clip is noise)"
             return (note, str(result.video), result.command,
                     None if result.attention is None else str(result.attention), _items(hist), hist)
 
@@ -88,6 +91,7 @@ def build_page(runner: Runner) -> gr.Blocks:
                        [status, video, command, attention, gallery, history],
                        api_name="generate")
         cancel.click(stop, None, None, queue=False, api_name="cancel")
+
         def pick(hist: list[tuple[str, str]], event: gr.SelectData) -> str:
             return _items(hist)[event.index][1]
 
@@ -146,13 +150,14 @@ def _settings_widgets() -> list[gr.components.Component]:
 
 
 def prompt_problem(prompt: str) -> str:
-    """The prompt's tag error as one line, or "" (nothing typed yet is no error)."""
+    """The prompt's tag error as one line (escaped: it quotes tags, which Markdown would read
+    as HTML), or "" (nothing typed yet is no error)."""
     if not prompt.strip():
         return ""
     try:
         parse_prompt(prompt)
     except DuetError as e:
-        return f"⚠ {e}"
+        return f"⚠ {html.escape(str(e))}"
     return ""
 
 
