@@ -132,14 +132,14 @@ def generate_kwargs(args: argparse.Namespace, pipe: DuetPipeline,
         from_video = retime_frames(inputs.video.frames, inputs.video.fps, pipe.preset.media.fps)
     if args.from_audio is not None:
         from_audio = read_audio(args.from_audio, pipe.audio_codec.sample_rate)
-    return dict(height=args.height, width=args.width, duration=args.duration,
-                steps=args.steps, shift=args.shift, solver=args.solver,
-                video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
-                video_negative=args.video_negative, audio_negative=args.audio_negative,
-                slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
-                stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
-                guidance_rescale=args.guidance_rescale, image=inputs.image,
-                from_video=from_video, from_audio=from_audio, seed=args.seed)
+    return {"height": args.height, "width": args.width, "duration": args.duration,
+            "steps": args.steps, "shift": args.shift, "solver": args.solver,
+            "video_guidance": args.video_guidance, "audio_guidance": args.audio_guidance,
+            "video_negative": args.video_negative, "audio_negative": args.audio_negative,
+            "slg_block": None if args.no_slg else -1, "stg_guidance": args.stg_guidance,
+            "stg_blocks": args.stg_blocks, "bridge_guidance": args.bridge_guidance,
+            "guidance_rescale": args.guidance_rescale, "image": inputs.image,
+            "from_video": from_video, "from_audio": from_audio, "seed": args.seed}
 
 
 def _memory(args: argparse.Namespace) -> MemoryConfig:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ui_helpers import free_port
 
 

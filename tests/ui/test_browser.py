@@ -10,7 +10,6 @@ import re
 import shutil
 
 import pytest
-
 from ui_helpers import P
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,13 +7,12 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from ui_helpers import P
 
 from duet.cli import main
 from duet.media import read_mp4
 from duet.ui.runner import Cancelled, Runner
 from duet.ui.settings import Settings
-
-from ui_helpers import P
 
 
 def test_a_clip_from_the_runner_is_the_clip_from_the_cli(tmp_path, adapter):

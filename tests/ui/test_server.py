@@ -7,13 +7,15 @@ import sys
 import time
 from dataclasses import fields
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
+from PIL import Image
+from ui_helpers import P
 
 from duet.media import read_mp4, write_clip
 from duet.ui.settings import Settings
-from ui_helpers import P
 
 
 def inputs(**changed):
@@ -42,22 +44,29 @@ def test_generate_gives_a_clip_with_sound_its_command_and_a_gallery(client):
     assert [item["caption"] for item in gallery] == [second, command]  # newest first
 
 
-def test_given_picture_and_sound_inputs_reach_the_pipeline(client, tmp_path):
-    import numpy as np
-
-    frames = np.full((13, 64, 64, 3), 200, np.uint8)
+def test_a_given_picture_video_or_sound_reaches_the_pipeline(client, tmp_path):
+    frames = np.zeros((13, 64, 64, 3), np.uint8)
+    frames[:, :, 32:] = 255  # right half white
+    given = write_clip(tmp_path / "given.mp4", frames, np.zeros(8000, np.float32), 24, 16000)
+    Image.fromarray(frames[0]).save(tmp_path / "first.png")
     sound = write_clip(tmp_path / "given.wav", frames, np.zeros(8000, np.float32), 24, 16000)
-    status, video, command, _, _ = client.predict(
-        *inputs(duration="", from_audio=handle_file(str(sound))), api_name="/generate")
-    assert status.startswith("wrote"), status
-    assert "--from-audio=" in command
+    for field, path in (("image", tmp_path / "first.png"), ("from_video", given),
+                        ("from_audio", sound)):
+        status, video, command, _, _ = client.predict(*inputs(**{field: handle_file(str(path))},
+                                                             duration=""),
+                                                      api_name="/generate")
+        assert status.startswith("wrote"), status
+        assert f"--{field.replace('_', '-')}=" in command
+        clip = read_mp4(video)
+        if field == "from_video":  # the given picture is the clip's picture
+            assert clip.frames[:, :, :24].max() < 40 and clip.frames[:, :, 40:].min() > 215
 
 
 @pytest.mark.parametrize("changed, line", [
-    ({"prompt": "<S>never closed"}, "duet: error: speech '<S>never closed' opened at position 0 "
-                                    "is never closed; add <E> after the spoken words"),
-    ({"stg_guidance": "x"}, "duet: error: argument --stg-guidance: expected one number or two "
-                            "as video,audio, got 'x'"),
+    ({"prompt": "<S>never closed"}, ("duet: error: speech '<S>never closed' opened at position "
+                                     "0 is never closed; add <E> after the spoken words")),
+    ({"stg_guidance": "x"}, ("duet: error: argument --stg-guidance: expected one number or two "
+                             "as video,audio, got 'x'")),
     ({"loras": "/no/such/adapter"}, "duet: error: "),
 ])
 def test_errors_are_the_clis_one_line_messages(client, changed, line):

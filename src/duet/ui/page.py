@@ -33,20 +33,19 @@ def build_page(runner: Runner) -> gr.Blocks:
     model = " ".join(runner.model_argv) or "--model=demo"
     with gr.Blocks(title="Duet") as page:
         gr.Markdown(f"## Duet: joint audio-video generation\nModel: `{model}`")
-        with gr.Tab("Generate"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    widgets = _settings_widgets()
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                        cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                with gr.Column(scale=2):
-                    # Plain text: a message quotes prompt tags, which Markdown would read as HTML.
-                    status = gr.Textbox(label="Status", interactive=False, elem_id="status")
-                    video = gr.Video(label="Clip", elem_id="result", interactive=False,
-                                     buttons=["download"])
-                    command = gr.Textbox(label="Same clip from the command line", interactive=False,
-                                         buttons=["copy"], elem_id="command")
+        with gr.Tab("Generate"), gr.Row():
+            with gr.Column(scale=3):
+                widgets = _settings_widgets()
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+            with gr.Column(scale=2):
+                # Plain text: a message quotes prompt tags, which Markdown would read as HTML.
+                status = gr.Textbox(label="Status", interactive=False, elem_id="status")
+                video = gr.Video(label="Clip", elem_id="result", interactive=False,
+                                 buttons=["download"])
+                command = gr.Textbox(label="Same clip from the command line", interactive=False,
+                                     buttons=["copy"], elem_id="command")
         with gr.Tab("Gallery"):
             gallery = gr.Gallery(label="This session's clips", columns=4, elem_id="gallery")
             chosen = gr.Textbox(label="Command line of the chosen clip", interactive=False,
