@@ -23,7 +23,9 @@ from duet.ui.settings import Settings
 if TYPE_CHECKING:
     import argparse
 
-    from duet.pipeline import DuetPipeline
+    from torch import Tensor
+
+    from duet.pipeline import Clip, DuetPipeline
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class Runner:
 
 def _run(pipe: DuetPipeline, prompt: str, kwargs: dict[str, Any], total: int,
          on_step: Callable[[int, int], None] | None,
-         cancel: threading.Event | None) -> tuple[Any, Any]:
+         cancel: threading.Event | None) -> tuple[Clip, Tensor | None]:
     """The pipeline call with the attention probe on: the clip and the audio -> video map
     [audio latents, video latent frames], averaged over the steps (None if none was seen)."""
     import torch
