@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -9,12 +10,15 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 from PIL import Image
 from ui_helpers import P
 
+from duet.cli import main
 from duet.media import read_mp4, write_clip
+from duet.pipeline import Clip
 from duet.ui.settings import Settings
 
 
@@ -42,6 +46,22 @@ def test_generate_gives_a_clip_with_sound_its_command_and_a_gallery(client):
     assert [item["caption"] for item in gallery] == [command]
     _, _, second, _, gallery = client.predict(*inputs(seed=4), api_name="/generate")
     assert [item["caption"] for item in gallery] == [second, command]  # newest first
+
+
+def test_the_page_makes_the_clip_its_command_line_makes(client, tmp_path, monkeypatch):
+    """Through the page's widgets and back through the shown command line: the same clip,
+    compared as generated (before the H.264 encoder, see test_runner.py)."""
+    saved = []
+    save = Clip.save
+    monkeypatch.setattr(Clip, "save", lambda clip, path: saved.append(clip) or save(clip, path))
+    _, _, command, _, _ = client.predict(*inputs(
+        seed=2, solver="euler", shift="3,5", video_guidance="2.5", slg=False, stg_guidance="0.5",
+        bridge_guidance="1.5", guidance_rescale=0.3), api_name="/generate")
+    argv = shlex.split(command)[1:]
+    argv[argv.index("-o") + 1] = str(tmp_path / "cli.mp4")
+    assert main([argv[0], "-q", *argv[1:]]) == 0
+    page, cli = saved
+    assert torch.equal(page.video, cli.video) and torch.equal(page.audio, cli.audio)
 
 
 def test_a_given_picture_video_or_sound_reaches_the_pipeline(client, tmp_path):
@@ -120,8 +140,6 @@ def test_duet_ui_binds_to_localhost_and_help_does_not_import_gradio():
 
 
 def test_without_gradio_duet_ui_says_what_to_install(monkeypatch, capsys):
-    from duet.cli import main
-
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
     assert main(["ui"]) == 2
     assert capsys.readouterr().err == "duet: error: duet ui needs Gradio: pip install 'duet[ui]'\n"
