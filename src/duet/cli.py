@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | doctor | eval sync | eval seams | train | data build | codec train`: parse arguments, call the library, print.
+"""`duet generate | ui | info | convert | doctor | eval sync | eval seams | train | data build | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -12,8 +12,9 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from duet.errors import DuetError
 
 if TYPE_CHECKING:
     from duet.memory import MemoryConfig
+    from duet.pipeline import DuetPipeline
     from duet.train.parallel import Runtime
 
 log = logging.getLogger("duet")
@@ -50,47 +52,23 @@ def _generate_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
-    from duet.chunks import read_schedule
-    from duet.pipeline import MAX_GIVEN_DURATION, RANDOM_INIT_WARNING, DuetPipeline
+    from duet.pipeline import RANDOM_INIT_WARNING
 
-    from duet.media import check_clip_path, check_length, read_audio, read_mp4, retime_frames
+    from duet.media import check_clip_path
 
     container = check_clip_path(args.output)  # a bad -o fails now, not after the work
-    schedule = read_schedule(args.schedule) if args.schedule is not None else ()
-    for source in (args.from_video, args.from_audio):
-        if source is not None:
-            check_length(source, MAX_GIVEN_DURATION)
-    image = _read_image(args.image) if args.image is not None else None
-    given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
+    inputs = read_inputs(args)  # read before loading
     t0 = time.perf_counter()
-    device = runtime.device if runtime is not None else args.device
-    model = args.model or ("ovi-720x720-5s" if args.weights else "demo")
-    pipe = DuetPipeline.from_pretrained(model, weights=args.weights, device=device,
-                                        dtype=args.dtype, memory=_memory(args))
+    pipe = load_pipeline(args, runtime.device if runtime is not None else args.device)
     if runtime is not None:
         pipe.enable_sequence_parallel()
     is_main = runtime is None or runtime.is_main
-    for spec in args.lora:
-        path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
-        pipe.load_lora(path, float(scale))
-    from_video = from_audio = None
-    if given is not None:
-        from_video = retime_frames(given.frames, given.fps, pipe.preset.media.fps)
-    if args.from_audio is not None:
-        from_audio = read_audio(args.from_audio, pipe.audio_codec.sample_rate)
+    kwargs = generate_kwargs(args, pipe, inputs)
     if pipe.random_init and is_main:
         bar = "!" * 78
         print(f"{bar}\n!! WARNING: {RANDOM_INIT_WARNING}\n{bar}", file=sys.stderr)
     loaded = time.perf_counter()
-    clip = pipe(args.prompt, height=args.height, width=args.width, duration=args.duration,
-                steps=args.steps, shift=args.shift, solver=args.solver,
-                video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
-                video_negative=args.video_negative, audio_negative=args.audio_negative,
-                slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
-                stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
-                guidance_rescale=args.guidance_rescale, image=image, from_video=from_video,
-                from_audio=from_audio, seed=args.seed, then=args.then, schedule=schedule,
-                overlap=args.overlap, progress=not args.quiet and is_main)
+    clip = pipe(args.prompt, **kwargs, progress=not args.quiet and is_main)
     if not is_main:  # every rank holds the same clip; one writes it
         return 0
     path = clip.save(args.output)
@@ -104,6 +82,70 @@ def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
     if pipe.random_init:
         print(f"!! {path} was made by a RANDOMLY INITIALISED model: it is noise.", file=sys.stderr)
     return 0
+
+
+@dataclass(frozen=True)
+class GivenInputs:
+    """The files `duet generate` conditions on, read before the model loads so that a bad
+    file fails in a second: the first frame (uint8 [H, W, 3]), a given video (`read_mp4`) and
+    a long clip's prompt schedule (`--schedule`)."""
+
+    image: np.ndarray | None
+    video: Any
+    schedule: tuple[Any, ...] = ()
+
+
+def read_inputs(args: argparse.Namespace) -> GivenInputs:
+    """Check the lengths of --from-video / --from-audio and read --image, --from-video and
+    --schedule."""
+    from duet.chunks import read_schedule
+    from duet.media import check_length, read_mp4
+    from duet.pipeline import MAX_GIVEN_DURATION
+
+    schedule = read_schedule(args.schedule) if args.schedule is not None else ()
+    for source in (args.from_video, args.from_audio):
+        if source is not None:
+            check_length(source, MAX_GIVEN_DURATION)
+    image = _read_image(args.image) if args.image is not None else None
+    video = read_mp4(args.from_video) if args.from_video is not None else None
+    return GivenInputs(image, video, tuple(schedule))
+
+
+def load_pipeline(args: argparse.Namespace, device: Any = None) -> DuetPipeline:
+    """The pipeline the model flags of `duet generate` name, with its --lora adapters merged
+    in order (`duet ui` loads through here too, so both run the same weights)."""
+    from duet.pipeline import DuetPipeline
+
+    model = args.model or ("ovi-720x720-5s" if args.weights else "demo")
+    pipe = DuetPipeline.from_pretrained(model, weights=args.weights, device=device,
+                                        dtype=args.dtype, memory=_memory(args))
+    for spec in args.lora:
+        path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
+        pipe.load_lora(path, float(scale))
+    return pipe
+
+
+def generate_kwargs(args: argparse.Namespace, pipe: DuetPipeline,
+                    inputs: GivenInputs) -> dict[str, Any]:
+    """The keyword arguments of the pipeline call that `duet generate` makes (all but the
+    prompt and `progress`); `duet ui` calls the pipeline with these too, so that a page and a
+    command line with the same settings give the same clip."""
+    from duet.media import read_audio, retime_frames
+
+    from_video = from_audio = None
+    if inputs.video is not None:
+        from_video = retime_frames(inputs.video.frames, inputs.video.fps, pipe.preset.media.fps)
+    if args.from_audio is not None:
+        from_audio = read_audio(args.from_audio, pipe.audio_codec.sample_rate)
+    return {"height": args.height, "width": args.width, "duration": args.duration,
+            "steps": args.steps, "shift": args.shift, "solver": args.solver,
+            "video_guidance": args.video_guidance, "audio_guidance": args.audio_guidance,
+            "video_negative": args.video_negative, "audio_negative": args.audio_negative,
+            "slg_block": None if args.no_slg else -1, "stg_guidance": args.stg_guidance,
+            "stg_blocks": args.stg_blocks, "bridge_guidance": args.bridge_guidance,
+            "guidance_rescale": args.guidance_rescale, "image": inputs.image,
+            "from_video": from_video, "from_audio": from_audio, "seed": args.seed,
+            "then": args.then, "schedule": inputs.schedule, "overlap": args.overlap}
 
 
 def _memory(args: argparse.Namespace) -> MemoryConfig:
@@ -126,6 +168,15 @@ def _read_image(path: str) -> np.ndarray:
     except (av.FFmpegError, StopIteration, OSError) as e:
         raise InputError(f"cannot read image {path!r} ({e}); pass a PNG or JPEG file") from None
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from duet.ui.server import serve
+
+    model_argv = [f"--{name}={value}" for name in ("model", "weights", "device", "dtype")
+                  if (value := getattr(args, name)) is not None]
+    serve(model_argv, host=args.host, port=args.port)
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -330,8 +381,11 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected block indices like 5 or 3,5, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+                 ) -> argparse.ArgumentParser:
+    """The command line; `duet ui` parses its settings with a `parser_class` whose `error`
+    raises instead of exiting (subparsers inherit the class)."""
+    p = parser_class(prog="duet", description="Joint audio-video generation.")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="generate an MP4 (video + audio) from a prompt")
@@ -393,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Ulysses); rank 0 writes the MP4")
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     g.set_defaults(func=_generate_command)
+
+    u = sub.add_parser("ui", help="serve a web page that generates clips (needs duet[ui])")
+    u.add_argument("--model", help="bundle directory or preset name (as duet generate)")
+    u.add_argument("--weights", metavar="DIR", help="the official Ovi download (as duet generate)")
+    u.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
+    u.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: this machine only; 0.0.0.0 opens it to the network)")
+    u.add_argument("--port", type=int, default=7860)
+    u.set_defaults(func=_ui)
 
     i = sub.add_parser("info", help="config, parameter counts and latent sizes of a model")
     i.add_argument("model", help="bundle directory or preset name")

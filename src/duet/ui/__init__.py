@@ -1,0 +1,1 @@
+"""Duet's web page: `duet ui`."""
