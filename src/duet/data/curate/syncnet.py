@@ -5,7 +5,8 @@ stream over 13 MFCCs x 20 steps (0.2 s) and a lip stream over 5 frames of a 224x
 crop (BGR, 0..255, 25 fps), each ending in a 1024-d embedding. Layer names and shapes
 follow the checkpoint's state dict (``netcnnaud.*``, ``netfcaud.*``, ``netcnnlip.*``,
 ``netfclip.*``), so the official file loads as it is; `SyncNetConfig` only narrows the
-channel widths, which is how the tests build small weights in the same format.
+channel widths (read back from the file), which is how the tests build small weights in
+the same format.
 
 The offset search matches the reference evaluation: embeddings for every 5-frame window,
 distances to the audio embeddings within +-15 frames, the mean distance per lag; the lag
@@ -93,22 +94,47 @@ class SyncNet(nn.Module):
         return self.netfclip(self.netcnnlip(frames).flatten(1))  # [B, C, 1, 1, 1] -> [B, embed]
 
 
-def load_syncnet(path: str | Path, config: SyncNetConfig = SyncNetConfig()) -> SyncNet:
-    """SyncNet with the weights of `path`: the official ``syncnet_v2.model`` (a pickled
-    state dict, read with ``weights_only``) or a safetensors file with the same keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"SyncNet weights not found: {path}")
+_CONVS = (0, 4, 8, 11, 14, 18)  # Sequential indices of the six convolutions in each stream
+
+
+def config_of(state: dict[str, Tensor]) -> SyncNetConfig:
+    """The widths a state dict was trained with, read from its weight shapes."""
+    try:
+        return SyncNetConfig(
+            audio_channels=tuple(int(state[f"netcnnaud.{i}.weight"].shape[0]) for i in _CONVS),
+            lip_channels=tuple(int(state[f"netcnnlip.{i}.weight"].shape[0]) for i in _CONVS),
+            hidden=int(state["netfcaud.0.weight"].shape[0]),
+            embed=int(state["netfcaud.3.weight"].shape[0]))
+    except (KeyError, IndexError, AttributeError) as e:
+        raise CheckpointError(f"not a SyncNet state dict: no {e}") from None
+
+
+def _read_state(path: Path) -> dict[str, Tensor]:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file is the same user error
         raise CheckpointError(f"cannot read SyncNet weights {path}: {e}") from None
-    model = SyncNet(config)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a SyncNet state dict")
+    return state
+
+
+def load_syncnet(path: str | Path) -> SyncNet:
+    """SyncNet with the weights of `path`: the official ``syncnet_v2.model`` (a pickled
+    state dict, read with ``weights_only``) or a safetensors file with the same keys. The
+    widths come from the file, so a narrower model in the same format loads the same way."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"SyncNet weights not found: {path}")
+    state = _read_state(path)
+    try:
+        model = SyncNet(config_of(state))
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     own = model.state_dict()
     # Checkpoints from before PyTorch 0.4 have no BatchNorm step counters; they are unused.
     wanted = {k for k in own if not k.endswith("num_batches_tracked")}
@@ -116,10 +142,10 @@ def load_syncnet(path: str | Path, config: SyncNetConfig = SyncNetConfig()) -> S
     if missing or extra:
         raise CheckpointError(f"{path} is not a SyncNet state dict: missing {missing[:3]}, "
                               f"unexpected {extra[:3]}")
-    for key in wanted:
+    for key in sorted(wanted):
         if tuple(state[key].shape) != tuple(own[key].shape):
             raise CheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, the "
-                                  f"model expects {tuple(own[key].shape)}")
+                                  f"SyncNet architecture expects {tuple(own[key].shape)}")
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     return model.eval()
 
