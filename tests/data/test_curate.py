@@ -97,3 +97,16 @@ def test_bad_config_and_inputs_fail_with_one_line(tmp_path, capsys):
     assert main(["data", "curate", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
     with pytest.raises(ConfigError, match="sync_action"):
         CurateConfig(sync_action="fix")
+
+
+def test_speech_clips_go_to_syncnet_when_weights_are_given(curated, tmp_path):
+    from test_syncnet import _tiny_checkpoint
+
+    from duet.data.curate.process import curate_input
+
+    root, _ = curated
+    _tiny_checkpoint(tmp_path / "syncnet_v2.model")
+    cfg = CurateConfig(syncnet_weights=str(tmp_path / "syncnet_v2.model"), syncnet_min_confidence=0)
+    (row,) = curate_input(root / "in" / "good_talk.mp4", cfg).rows
+    assert row["metrics"]["sync_method"] == "syncnet"
+    assert {"sync_offset_ms", "syncnet_confidence"} <= set(row["metrics"])
