@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -74,9 +75,10 @@ def test_rerun_skips_finished_inputs_and_rewrites_the_same_shards(curated):
     assert summary.clips_kept == 5 and shard.read_bytes() == before
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray is in the curate extra, not the test extra: "
+                           "pip install -e '.[curate]' to run this test")
 def test_ray_local_gives_the_same_shards(curated, tmp_path):
-    pytest.importorskip("ray", reason="Ray is in the curate extra, not the test extra: "
-                                      "pip install -e '.[curate]' to run this test")
     root, _ = curated
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"{root / 'in' / n}.mp4\n" for n in ("late", "good_talk", "notes")))
