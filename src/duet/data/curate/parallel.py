@@ -8,6 +8,7 @@ assembled afterwards in input order, so the two give identical shards.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -17,7 +18,15 @@ from duet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Job = dict[str, str]  # {"path": input file, "part": part file stem, "config": CurateConfig JSON}
+Job = dict[str, str]  # {"path", "part": part file stem, "config": CurateConfig JSON, "log_levels"}
+
+
+def logger_levels() -> str:
+    """The levels set on this process's loggers (JSON), so workers stay as quiet as the
+    driver: the CLI silences libraries' import-time chatter, which a fresh process repeats."""
+    manager = logging.Logger.manager
+    return json.dumps({name: lg.level for name, lg in manager.loggerDict.items()
+                       if isinstance(lg, logging.Logger) and lg.level})
 
 
 def run_job(job: Job) -> Job:
@@ -29,6 +38,8 @@ def run_job(job: Job) -> Job:
     from duet.data.curate.process import curate_input
     from duet.data.curate.run import write_part
 
+    for name, level in json.loads(job["log_levels"]).items():
+        logging.getLogger(name).setLevel(level)
     torch.set_num_threads(1)  # workers run side by side: one thread each is fastest
     cv2.setNumThreads(1)
     cfg = CurateConfig.from_json(job["config"])

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from duet.atomic import atomic_write
 from duet.checkpoints import save_weights
 from duet.data.curate.config import CurateConfig
-from duet.data.curate.parallel import Job, run_pool, run_ray
+from duet.data.curate.parallel import Job, logger_levels, run_pool, run_ray
 from duet.data.curate.process import InputResult
 from duet.errors import InputError
 
@@ -136,8 +136,8 @@ def curate(source: str | Path, out_dir: str | Path, cfg: CurateConfig = CurateCo
     out = Path(out_dir)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     stems = [out / "parts" / part_key(p, cfg) for p in inputs]
-    config = cfg.to_json()
-    jobs: list[Job] = [{"path": str(p), "part": str(s), "config": config}
+    config, levels = cfg.to_json(), logger_levels()
+    jobs: list[Job] = [{"path": str(p), "part": str(s), "config": config, "log_levels": levels}
                        for p, s in zip(inputs, stems) if not s.with_suffix(".json").exists()]
     summary = Summary(inputs=len(inputs), skipped=len(inputs) - len(jobs))
     if summary.skipped:
