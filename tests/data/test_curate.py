@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("scenedetect", reason="curation needs the test extra: pip install -e '.[test]'")
 
-from curate_world import planted_folder  # noqa: E402
+from curate_world import planted_folder
 
-from duet.cli import main  # noqa: E402
-from duet.data.curate import CurateConfig, curate  # noqa: E402
-from duet.errors import ConfigError  # noqa: E402
+from duet.cli import main
+from duet.data.curate import CurateConfig, curate
+from duet.errors import ConfigError
 
 
 def _rows(report: Path) -> dict[str, list[dict]]:

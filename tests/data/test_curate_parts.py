@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("cv2", reason="curation needs the test extra: pip install -e '.[test]'")
 
-from duet.data.curate.avsync import estimate  # noqa: E402
-from duet.data.curate.captions import CaptionError, caption_for, ovi_prompt  # noqa: E402
-from duet.data.curate.config import CurateConfig  # noqa: E402
-from duet.data.curate.filters import optical_flow, silent_fraction  # noqa: E402
-from duet.data.curate.scenes import windows  # noqa: E402
-from duet.data.world import make_clip  # noqa: E402
-from duet.errors import ConfigError  # noqa: E402
+from duet.data.curate.avsync import estimate
+from duet.data.curate.captions import CaptionError, caption_for, ovi_prompt
+from duet.data.curate.config import CurateConfig
+from duet.data.curate.filters import optical_flow, silent_fraction
+from duet.data.curate.scenes import windows
+from duet.data.world import make_clip
+from duet.errors import ConfigError
 
 
 def parts_caption(path: str, start: float, end: float) -> dict[str, str]:

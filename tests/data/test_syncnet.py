@@ -8,10 +8,16 @@ import torch
 
 pytest.importorskip("cv2", reason="SyncNet crops need the test extra: pip install -e '.[test]'")
 
-from duet.data.curate.syncnet import (  # noqa: E402
-    SyncNet, SyncNetConfig, config_of, load_syncnet, mfcc, offset_confidence)
-from duet.data.world import make_clip  # noqa: E402
-from duet.errors import CheckpointError  # noqa: E402
+from duet.data.curate.syncnet import (
+    SyncNet,
+    SyncNetConfig,
+    config_of,
+    load_syncnet,
+    mfcc,
+    offset_confidence,
+)
+from duet.data.world import make_clip
+from duet.errors import CheckpointError
 
 TINY = SyncNetConfig(audio_channels=(4, 6, 8, 6, 6, 8), lip_channels=(4, 6, 6, 6, 6, 8),
                      hidden=8, embed=8)

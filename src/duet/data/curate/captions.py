@@ -22,7 +22,14 @@ from typing import Any
 
 from duet.data.curate.config import CurateConfig
 from duet.errors import ConfigError, PromptError
-from duet.text.prompt import AUDCAP_CLOSE, AUDCAP_OPEN, SPEECH_CLOSE, SPEECH_OPEN, Prompt, parse_prompt
+from duet.text.prompt import (
+    AUDCAP_CLOSE,
+    AUDCAP_OPEN,
+    SPEECH_CLOSE,
+    SPEECH_OPEN,
+    Prompt,
+    parse_prompt,
+)
 
 _TIMEOUT_S = 120  # a caption command that takes longer is treated as failed
 

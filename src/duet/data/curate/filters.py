@@ -7,6 +7,7 @@ reasons against the config, so a threshold change never needs a re-measurement t
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -40,7 +41,7 @@ def optical_flow(frames: np.ndarray, size: int) -> np.ndarray:
     grey = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), dims, interpolation=cv2.INTER_AREA)
             for f in frames]
     return np.stack([cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 9, 3, 5, 1.1, 0)
-                     for a, b in zip(grey, grey[1:])])
+                     for a, b in pairwise(grey)])
 
 
 def motion(flow: np.ndarray) -> float:

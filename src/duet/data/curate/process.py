@@ -22,7 +22,8 @@ from duet.data.curate import avsync, filters
 from duet.data.curate.captions import CaptionError, caption_for
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.scenes import scene_cuts, scenes, windows
-from duet.data.curate.source import Source, SourceError, clip_side, load_source
+from duet.data.curate.source import Source, SourceError, clip_side, load_source, resample
+from duet.media import retime_frames
 
 
 @dataclass(frozen=True)
@@ -71,27 +72,63 @@ def _audio_span(src: Source, start_frame: int, n_samples: int, shift_s: float = 
 
 def _speech_sync(video: np.ndarray, audio: np.ndarray, src: Source, cfg: CurateConfig
                  ) -> tuple[dict[str, Any], float | None]:
-    """SyncNet's offset and confidence for a speech clip, when weights are configured."""
+    """SyncNet's metrics for a speech clip and its offset if confident (None otherwise);
+    without weights the clip is left unmeasured."""
     if not cfg.syncnet_weights:
         return {"sync_method": "none", "sync_note": "speech: set syncnet_weights to measure"}, None
-    from duet.data.curate.source import _resample
     from duet.data.curate.syncnet import FPS, SAMPLE_RATE, offset_confidence
-    from duet.media import retime_frames
 
     offset, conf = offset_confidence(_syncnet(cfg.syncnet_weights),
                                      retime_frames(video, src.fps, FPS),
-                                     _resample(audio, src.sample_rate, SAMPLE_RATE))
-    return {"sync_method": "syncnet", "sync_offset_ms": offset, "syncnet_confidence": conf}, \
-        offset if conf >= cfg.syncnet_min_confidence else None
+                                     resample(audio, src.sample_rate, SAMPLE_RATE))
+    metrics = {"sync_method": "syncnet", "sync_offset_ms": offset, "syncnet_confidence": conf}
+    return metrics, offset if conf >= cfg.syncnet_min_confidence else None
 
 
 def _motion_sync(flow: np.ndarray, audio: np.ndarray, src: Source, cfg: CurateConfig
                  ) -> tuple[dict[str, Any], float | None]:
+    """The weight-free estimate's metrics and its offset if the score clears the bar."""
     est = avsync.estimate(flow, audio, src.sample_rate, src.fps, cfg.sync_max_offset_ms)
     metrics = {"sync_method": "onsets-vs-motion", "sync_offset_ms": est.offset_ms,
                "sync_score": est.score, "sync_uniqueness": est.uniqueness,
                "audio_onsets": est.onsets}
     return metrics, est.offset_ms if est.score >= cfg.sync_min_score else None
+
+
+def _measure(src: Source, video: np.ndarray, audio: np.ndarray, cfg: CurateConfig,
+             preset: Preset) -> tuple[dict[str, Any], list[str], np.ndarray]:
+    """Resolution, loudness and motion: (metrics, rejection reasons, optical flow)."""
+    metrics: dict[str, Any] = {"short_side": min(src.original_size)}
+    reasons = ["low_resolution"] if min(src.original_size) < (cfg.min_short_side or
+                                                               clip_side(preset)) else []
+    metrics["loudness_lufs"] = filters.loudness_lufs(audio, src.sample_rate)
+    metrics["silent_fraction"] = filters.silent_fraction(audio, src.sample_rate, cfg.silence_db)
+    reasons += filters.check_audio(metrics["loudness_lufs"], metrics["silent_fraction"], cfg)
+    flow = filters.optical_flow(video, cfg.motion_size)
+    metrics["motion"] = filters.motion(flow)
+    reasons += filters.check_motion(metrics["motion"], cfg)
+    return metrics, reasons, flow
+
+
+def _sync(src: Source, span: tuple[int, int], audio: np.ndarray, flow: np.ndarray,
+          speech: bool, cfg: CurateConfig) -> tuple[dict[str, Any], list[str], list[str], np.ndarray]:
+    """Measure sync (SyncNet for speech, else onsets vs motion) and act on an offset:
+    (metrics, rejection reasons, flags, the clip's sound, shifted when that was the fix)."""
+    video = src.frames[span[0]:span[1]]
+    metrics, offset = (_speech_sync(video, audio, src, cfg) if speech
+                       else _motion_sync(flow, audio, src, cfg))
+    reasons = ["no_sync_evidence"] if metrics["sync_method"] != "none" and offset is None else []
+    if offset is None or abs(offset) <= cfg.sync_tolerance_ms:
+        return metrics, reasons, [], audio
+    flag = "audio_late" if offset > 0 else "audio_early"
+    if cfg.sync_action == "drop":
+        return metrics, [*reasons, flag], [flag], audio
+    audio = _audio_span(src, span[0], len(audio), offset / 1000.0)  # the sound where it belongs
+    metrics["shifted_ms"] = -offset
+    if not speech:  # measure again: the residual shows the shift worked
+        after = avsync.estimate(flow, audio, src.sample_rate, src.fps, cfg.sync_max_offset_ms)
+        metrics["sync_offset_after_ms"] = after.offset_ms
+    return metrics, reasons, [flag], audio
 
 
 def _clip(src: Source, span: tuple[int, int], path: Path, cfg: CurateConfig, preset: Preset,
@@ -100,41 +137,17 @@ def _clip(src: Source, span: tuple[int, int], path: Path, cfg: CurateConfig, pre
     a, b = span
     video = src.frames[a:b]
     audio = _audio_span(src, a, n_samples)
-    reasons: list[str] = []
-    flags: list[str] = []
-    metrics: dict[str, Any] = {"short_side": min(src.original_size)}
-    if min(src.original_size) < (cfg.min_short_side or clip_side(preset)):
-        reasons.append("low_resolution")
-    metrics["loudness_lufs"] = filters.loudness_lufs(audio, src.sample_rate)
-    metrics["silent_fraction"] = filters.silent_fraction(audio, src.sample_rate, cfg.silence_db)
-    reasons += filters.check_audio(metrics["loudness_lufs"], metrics["silent_fraction"], cfg)
-    flow = filters.optical_flow(video, cfg.motion_size)
-    metrics["motion"] = filters.motion(flow)
-    reasons += filters.check_motion(metrics["motion"], cfg)
-    caption = ""
+    metrics, reasons, flow = _measure(src, video, audio, cfg, preset)
+    caption, prompt = "", None
     try:
         caption, prompt = caption_for(path, a / src.fps, b / src.fps, cfg, preset.prompt_format)
     except CaptionError as e:
-        prompt = None
         reasons.append("caption_failed")
         metrics["caption_error"] = str(e)
     speech = prompt is not None and bool(prompt.speech)
-    sync, offset = (_speech_sync(video, audio, src, cfg) if speech
-                    else _motion_sync(flow, audio, src, cfg))
-    metrics.update(sync)
-    if sync["sync_method"] != "none" and offset is None:
-        reasons.append("no_sync_evidence")
-    if offset is not None and abs(offset) > cfg.sync_tolerance_ms:
-        flags.append("audio_late" if offset > 0 else "audio_early")
-        if cfg.sync_action == "drop":
-            reasons.append(flags[-1])
-        else:  # take the sound from where it belongs, then measure again
-            audio = _audio_span(src, a, n_samples, offset / 1000.0)
-            metrics["shifted_ms"] = -offset
-            if not speech:
-                after = avsync.estimate(flow, audio, src.sample_rate, src.fps,
-                                        cfg.sync_max_offset_ms)
-                metrics["sync_offset_after_ms"] = after.offset_ms
+    sync_metrics, sync_reasons, flags, audio = _sync(src, span, audio, flow, speech, cfg)
+    metrics.update(sync_metrics)
+    reasons += sync_reasons
     row = {"input": str(path), "start_s": round(a / src.fps, 4), "end_s": round(b / src.fps, 4),
            "status": "rejected" if reasons else "kept", "reasons": reasons, "flags": flags,
            "metrics": {k: _json_number(v) for k, v in metrics.items()}, "caption": caption}

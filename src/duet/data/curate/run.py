@@ -128,10 +128,11 @@ def _write_shards(out: Path, stems: list[Path], shard_size: int, report: Path,
     atomic_write(report, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
 
 
-def curate(source: str | Path, out_dir: str | Path, cfg: CurateConfig = CurateConfig(), *,
+def curate(source: str | Path, out_dir: str | Path, cfg: CurateConfig | None = None, *,
            report: str | Path | None = None, ray: bool = False, ray_address: str | None = None,
            progress: bool = True) -> Summary:
     """Curate every input of `source` into shards under `out_dir` (see module doc)."""
+    cfg = cfg or CurateConfig()
     inputs = list_inputs(source)
     out = Path(out_dir)
     (out / "parts").mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ def curate(source: str | Path, out_dir: str | Path, cfg: CurateConfig = CurateCo
         log.info("%d of %d inputs were finished by an earlier run; skipping them",
                  summary.skipped, len(inputs))
     bar = tqdm(total=len(jobs), disable=not progress, desc="curating inputs")
-    done = lambda job: bar.update(1)  # noqa: E731
+    done = lambda job: bar.update(1)
     if ray:
         run_ray(jobs, cfg.workers, ray_address, done)
     elif jobs:

@@ -7,6 +7,8 @@ through a jump of the picture.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from duet.data.curate.config import CurateConfig
@@ -29,7 +31,7 @@ def scene_cuts(frames: np.ndarray, fps: float, cfg: CurateConfig) -> list[int]:
 def scenes(n_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
     """[start, end) frame ranges between the cuts."""
     edges = [0, *cuts, n_frames]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(edges) if b > a]
 
 
 def windows(scene: tuple[int, int], length: int, limit: int) -> list[tuple[int, int]]:

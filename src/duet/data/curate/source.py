@@ -9,6 +9,7 @@ stops before its header says it should (a truncated copy) are different rows in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import gcd
 from pathlib import Path
 
 import av
@@ -78,12 +79,10 @@ def _square(frames: np.ndarray, side: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in crop])
 
 
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Band-limited resampling (polyphase) to the preset's sample rate."""
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Band-limited (polyphase) resampling from `rate` to `target` Hz."""
     if rate == target:
         return audio
-    from math import gcd
-
     from scipy.signal import resample_poly
 
     g = gcd(rate, target)
@@ -111,5 +110,5 @@ def load_source(path: str | Path, preset: Preset) -> Source:
     m = preset.media
     height, width = frames.shape[1:3]
     frames = _square(retime_frames(frames, fps, m.fps), clip_side(preset))
-    return Source(frames, _resample(audio, rate, m.sample_rate), m.fps, m.sample_rate,
+    return Source(frames, resample(audio, rate, m.sample_rate), m.fps, m.sample_rate,
                   (height, width), fps, declared)

@@ -18,6 +18,7 @@ cropped to the face beforehand for the confidence to mean what it means in the p
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from duet.errors import CheckpointError
@@ -112,11 +115,10 @@ def config_of(state: dict[str, Tensor]) -> SyncNetConfig:
 def _read_state(path: Path) -> dict[str, Tensor]:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unreadable file is the same user error
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError,
+            SafetensorError) as e:
         raise CheckpointError(f"cannot read SyncNet weights {path}: {e}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a SyncNet state dict")
@@ -153,8 +155,8 @@ def load_syncnet(path: str | Path) -> SyncNet:
 def _mel_filters(n_filters: int, n_fft: int, sample_rate: int) -> np.ndarray:
     """Triangular filters [n_filters, n_fft // 2 + 1] on the HTK mel scale, edges snapped
     to FFT bins (the MFCC front end SyncNet was trained with)."""
-    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    mel = lambda hz: 2595 * np.log10(1 + hz / 700)
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)
     points = hz(np.linspace(0, mel(sample_rate / 2), n_filters + 2))
     bins = np.floor((n_fft + 1) * points / sample_rate).astype(int)
     fb = np.zeros((n_filters, n_fft // 2 + 1))
