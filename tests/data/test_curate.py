@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("scenedetect", reason="curation needs the test extra: pip install -e '.[test]'")
 
@@ -73,6 +74,23 @@ def test_rerun_skips_finished_inputs_and_rewrites_the_same_shards(curated):
     summary = curate(root / "in", root / "out", CurateConfig(), progress=False)
     assert summary.skipped == summary.inputs == len(expected)
     assert summary.clips_kept == 5 and shard.read_bytes() == before
+
+
+def test_shard_size_splits_the_same_clips_and_old_shards_go(curated, tmp_path):
+    from safetensors.torch import load_file
+
+    root, _ = curated
+    out = root / "out"
+    whole = load_file(out / "shard-00000.safetensors")
+    split = curate(root / "in", out, CurateConfig(shard_size=2), progress=False)  # parts reused
+    assert split.skipped == split.inputs and [p.name for p in split.shards] == [
+        "shard-00000.safetensors", "shard-00001.safetensors", "shard-00002.safetensors"]
+    parts = [load_file(p) for p in split.shards]
+    assert [t["video"].shape[0] for t in parts] == [2, 2, 1]
+    for key, value in whole.items():
+        torch.testing.assert_close(torch.cat([t[key] for t in parts]), value, rtol=0, atol=0)
+    curate(root / "in", out, CurateConfig(), progress=False)
+    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000.safetensors"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
