@@ -63,6 +63,9 @@ def test_shards_train_with_duet_train(curated, tmp_path):
            "data": [str(root / "out")], "batch_size": 2, "steps": 3, "warmup_steps": 1,
            "lr": 1e-3, "checkpoint_every": 3, "out_dir": str(tmp_path / "run"), "progress": False}
     (tmp_path / "train.json").write_text(json.dumps(cfg))
+    from duet.train import LatentDataset
+
+    assert len(LatentDataset(shards=[root / "out"])) == 5  # the shards alone, not parts/
     assert main(["train", str(tmp_path / "train.json"), "-q"]) == 0
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
 

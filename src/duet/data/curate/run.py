@@ -89,40 +89,52 @@ def _parts(stems: list[Path]) -> Iterator[tuple[dict[str, Any], dict[str, Tensor
         yield body, load_file(tensors) if body["captions"] else None
 
 
-def _write_shards(out: Path, stems: list[Path], shard_size: int, report: Path,
-                  summary: Summary) -> None:
-    """Stream the parts, in input order, into fixed-size shards, captions and the report."""
-    buffer: dict[str, list[Tensor]] = {}
+class _ShardWriter:
+    """Fixed-size shards from a stream of per-input tensor batches, in arrival order."""
+
+    def __init__(self, out: Path, shard_size: int) -> None:
+        self.out, self.size = out, shard_size
+        self.buffer: dict[str, list[Tensor]] = {}
+        self.pending = 0
+        self.paths: list[Path] = []
+
+    def add(self, tensors: dict[str, Tensor]) -> None:
+        for k, v in tensors.items():
+            self.buffer.setdefault(k, []).append(v)
+        self.pending += next(iter(tensors.values())).shape[0]
+        while self.pending >= self.size:
+            self._write(self.size)
+
+    def close(self) -> list[Path]:
+        if self.pending:
+            self._write(self.pending)
+        for stale in sorted(self.out.glob("shard-*.safetensors"))[len(self.paths):]:
+            stale.unlink()  # an earlier run with more clips left these
+        return self.paths
+
+    def _write(self, n: int) -> None:
+        whole = {k: torch.cat(v) for k, v in self.buffer.items()}
+        path = self.out / f"shard-{len(self.paths):05d}.safetensors"
+        save_weights({k: v[:n] for k, v in whole.items()}, path)
+        self.buffer = {k: [v[n:]] for k, v in whole.items()}
+        self.pending -= n
+        self.paths.append(path)
+
+
+def _write_outputs(out: Path, stems: list[Path], shard_size: int, report: Path,
+                   summary: Summary) -> None:
+    """Stream the parts, in input order, into shards, captions.json and the report."""
+    shards = _ShardWriter(out, shard_size)
     captions: list[dict[str, Any]] = []
     rows: list[str] = []
-    pending = 0
-
-    def flush() -> None:
-        nonlocal buffer, pending
-        path = out / f"shard-{len(summary.shards):05d}.safetensors"
-        save_weights({k: torch.cat(v)[:shard_size] for k, v in buffer.items()}, path)
-        rest = {k: [torch.cat(v)[shard_size:]] for k, v in buffer.items()}
-        buffer, pending = rest, pending - shard_size
-        summary.shards.append(path)
-
     for body, tensors in _parts(stems):
         rows += [json.dumps(r, allow_nan=False) for r in body["rows"]]
-        for r in body["rows"]:
-            for reason in r["reasons"]:
-                summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+        for reason in (reason for r in body["rows"] for reason in r["reasons"]):
+            summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
         captions += body["captions"]
         if tensors is not None:
-            for k, v in tensors.items():
-                buffer.setdefault(k, []).append(v)
-            pending += len(body["captions"])
-            while pending >= shard_size:
-                flush()
-    if pending > 0:
-        path = out / f"shard-{len(summary.shards):05d}.safetensors"
-        save_weights({k: torch.cat(v) for k, v in buffer.items()}, path)
-        summary.shards.append(path)
-    for stale in sorted(out.glob("shard-*.safetensors"))[len(summary.shards):]:
-        stale.unlink()  # an earlier run with more clips left these
+            shards.add(tensors)
+    summary.shards = shards.close()
     summary.rows, summary.clips_kept = len(rows), len(captions)
     atomic_write(out / "captions.json", lambda tmp: tmp.write_text(json.dumps(captions)))
     atomic_write(report, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
@@ -151,6 +163,6 @@ def curate(source: str | Path, out_dir: str | Path, cfg: CurateConfig | None = N
     elif jobs:
         run_pool(jobs, cfg.workers, done)
     bar.close()
-    _write_shards(out, stems, cfg.shard_size, Path(report) if report else out / "report.jsonl",
+    _write_outputs(out, stems, cfg.shard_size, Path(report) if report else out / "report.jsonl",
                   summary)
     return summary
