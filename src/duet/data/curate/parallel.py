@@ -8,10 +8,11 @@ assembled afterwards in input order, so the two give identical shards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from duet.errors import ConfigError
@@ -29,21 +30,34 @@ def logger_levels() -> str:
                        if isinstance(lg, logging.Logger) and lg.level})
 
 
-def run_job(job: Job) -> Job:
-    """Curate one input in this process and write its part files."""
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread for torch and OpenCV while a job runs (workers run side by side,
+    and one thread each is fastest), restored after, since a 1-worker run uses this process."""
     import cv2
     import torch
 
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
+def run_job(job: Job) -> Job:
+    """Curate one input in this process and write its part files."""
     from duet.data.curate.config import CurateConfig
     from duet.data.curate.process import curate_input
     from duet.data.curate.run import write_part
 
     for name, level in json.loads(job["log_levels"]).items():
         logging.getLogger(name).setLevel(level)
-    torch.set_num_threads(1)  # workers run side by side: one thread each is fastest
-    cv2.setNumThreads(1)
     cfg = CurateConfig.from_json(job["config"])
-    write_part(job["part"], curate_input(job["path"], cfg))
+    with _one_thread():
+        write_part(job["part"], curate_input(job["path"], cfg))
     return job
 
 
