@@ -23,15 +23,24 @@ TINY = SyncNetConfig(audio_channels=(4, 6, 8, 6, 6, 8), lip_channels=(4, 6, 6, 6
                      hidden=8, embed=8)
 
 
+@pytest.fixture(autouse=True)
+def own_rng():
+    """Models built here draw from the global generator; later tests get it back untouched
+    (tests/test_cli.py's LoRA check depends on the global state it finds)."""
+    with torch.random.fork_rng():
+        yield
+
+
 def _tiny_checkpoint(path, drop_counters: bool = True) -> SyncNet:
     """A tiny model with non-trivial BatchNorm statistics, saved the way the official
     syncnet_v2.model is: torch.save of a state dict (pre-0.4: no num_batches_tracked)."""
-    torch.manual_seed(0)
-    model = SyncNet(TINY)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    with torch.random.fork_rng():  # leave the global generator as other tests expect it
+        torch.manual_seed(0)
+        model = SyncNet(TINY)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
     state = {k: v for k, v in model.state_dict().items()
              if not (drop_counters and k.endswith("num_batches_tracked"))}
     torch.save(state, path)
