@@ -26,6 +26,14 @@ def _rows(report: Path) -> dict[str, list[dict]]:
     return by_input
 
 
+@pytest.fixture(autouse=True)
+def own_rng():
+    """In-process runs build models from the global generator; later tests get it back
+    as they would have found it."""
+    with torch.random.fork_rng():
+        yield
+
+
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curate")
@@ -130,7 +138,6 @@ def test_speech_clips_go_to_syncnet_when_weights_are_given(curated, tmp_path):
     root, _ = curated
     _tiny_checkpoint(tmp_path / "syncnet_v2.model")
     cfg = CurateConfig(syncnet_weights=str(tmp_path / "syncnet_v2.model"), syncnet_min_confidence=0)
-    with torch.random.fork_rng():  # loading builds a model from the global generator
-        (row,) = curate_input(root / "in" / "good_talk.mp4", cfg).rows
+    (row,) = curate_input(root / "in" / "good_talk.mp4", cfg).rows
     assert row["metrics"]["sync_method"] == "syncnet"
     assert {"sync_offset_ms", "syncnet_confidence"} <= set(row["metrics"])

@@ -25,8 +25,8 @@ TINY = SyncNetConfig(audio_channels=(4, 6, 8, 6, 6, 8), lip_channels=(4, 6, 6, 6
 
 @pytest.fixture(autouse=True)
 def own_rng():
-    """Models built here draw from the global generator; later tests get it back untouched
-    (tests/test_cli.py's LoRA check depends on the global state it finds)."""
+    """Models built here draw from the global generator; later tests get it back as they
+    would have found it."""
     with torch.random.fork_rng():
         yield
 
