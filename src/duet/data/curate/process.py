@@ -161,12 +161,13 @@ def _json_number(v: Any) -> Any:
     return v
 
 
+_FILE_ERRORS = ("unreadable", "no_video", "no_audio", "truncated")  # status "error", not "rejected"
+
+
 def _unusable(path: Path, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"input": str(path), "status": "error" if reason in _FILE_ERRORS else "rejected",
             "reasons": [reason], "flags": [], "metrics": extra, "detail": detail, "caption": ""}
 
-
-_FILE_ERRORS = ("unreadable", "no_video", "no_audio", "truncated")
 
 
 def curate_input(path: str | Path, cfg: CurateConfig) -> InputResult:
