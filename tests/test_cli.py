@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -350,3 +351,34 @@ def test_codec_train_options_reach_the_trainer(tmp_path, capsys, monkeypatch):
     assert "held-out PSNR 30.00 dB" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["codec", "train", "-o", str(out), "--latent-noise", "lots"])
+
+
+def test_generate_a_long_clip_with_follow_on_prompts(tmp_path, capsys):
+    out = tmp_path / "long.mp4"
+    schedule = tmp_path / "schedule.json"
+    schedule.write_text('[{"at": 3.0, "prompt": "a blue ball <AUDCAP>a ding<ENDAUDCAP>"}]')
+    assert main(["generate", P, "--duration", "6", "--steps", "1", "--schedule", str(schedule),
+                 "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert read_mp4(out).frames.shape == (145, 64, 64, 3)  # 6 s at 24 fps, two chunks
+    assert main(["eval", "seams", str(out), "--json"]) == 0
+    (seam,) = json.loads(capsys.readouterr().out)
+    assert seam["time"] == pytest.approx(91 / 24)  # after the 6 held frames of chunk 2
+    assert seam["video_ratio"] > 0 and seam["click_limit"] > 0
+    assert main(["eval", "seams", str(out)]) == 0
+    assert "| 3.79 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--duration", "121"], "duration must be in (0, 120] seconds, got 121"),
+    (["--duration", "8", "--then", "a", "--then", "b", "--then", "c"], "at most 2"),
+    (["--duration", "8", "--overlap", "200"], "use at most 96"),
+    (["--duration", "8", "--then", "<S>open"], "then[0]: speech"),
+    (["--duration", "8", "--schedule", "missing.json"], "cannot read schedule"),
+])
+def test_bad_long_clip_options_exit_2_in_one_line(tmp_path, capsys, extra, needle):
+    out = tmp_path / "x.mp4"
+    assert main(["generate", P, "--steps", "1", "-q", *extra, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and _one_line(err)
+    assert not out.exists()

@@ -262,8 +262,8 @@ def test_audio_to_video_keeps_the_sound(pipe):
     (dict(from_video=np.zeros((1, 64, 64, 3), np.uint8)), "needs at least 2"),
     (dict(from_video=np.zeros((9, 64, 64), np.uint8)), "uint8 \\[T, H, W, 3\\]"),
     (dict(from_audio=np.zeros(8000, np.int16)), "float waveform"),
-    (dict(from_audio=np.zeros(16000 * 61, np.float32)), "61.0 s long; clips are at most 60 s"),
-    (dict(from_video=np.zeros((24 * 61, 2, 2, 3), np.uint8)), "61.0 s long; clips are at most"),
+    (dict(from_audio=np.zeros(16000 * 61, np.float32)), "61.0 s long; given clips are at most 60 s"),
+    (dict(from_video=np.zeros((24 * 61, 2, 2, 3), np.uint8)), "61.0 s long; given clips are at most"),
 ])
 def test_bad_conditioning_input_is_refused(pipe, kw, needle):
     with pytest.raises(InputError, match=needle):
@@ -290,3 +290,65 @@ def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
     dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, bridge_guidance=3.0, **FAST)
     plain = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, **FAST)
     assert (dual.audio - plain.audio).abs().max() > 1e-3
+
+
+# ---- long clips: chunks of the native length (duet.chunks, duet.stitch) ----------------
+LONG = dict(steps=2, progress=False)
+BALL = "a red ball bounces <AUDCAP>thuds<ENDAUDCAP>"
+
+
+def test_a_long_clip_is_made_in_native_chunks_each_continuing_the_last(pipe):
+    steps = []
+    clip = pipe(BALL, duration=8.0, seed=5, callback=steps.append, **LONG)
+    assert clip.video.shape == (193, 64, 64, 3)  # 8 s at 24 fps
+    assert clip.audio.shape == (round(193 / 24 * 16000),)
+    assert clip.audio[:-1000].abs().max() > 0.01  # sound to the end (the last chunk's too)
+    # chunks of at most the native 97 frames: the working set does not grow with the clip
+    assert [(s["chunk"], s["chunks"]) for s in steps] == [(c, 3) for c in range(3) for _ in range(2)]
+    assert max(s["video"].shape[2] for s in steps) == 97 and max(s["audio"].shape[1] for s in steps) == 126
+    # chunk 2 (frames 85-181) holds its first 6 latent frames and 8 audio latents clean:
+    # the same after every step, and the frame codec's encoding of chunk 1's frames 85-90
+    held = [s for s in steps if s["chunk"] == 1]
+    assert torch.equal(held[0]["video"][:, :, :6], held[1]["video"][:, :, :6])
+    assert torch.equal(held[0]["audio"][:, :8], held[1]["audio"][:, :8])
+    assert not torch.equal(held[0]["video"][:, :, 6:], held[1]["video"][:, :, 6:])
+    frames = clip.video[85:91].permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, 6, 64, 64)
+    assert (pipe.video_codec.encode(frames) - held[0]["video"][:, :, :6]).abs().mean() < 0.05
+
+
+def test_the_first_chunk_of_a_long_clip_is_the_native_clip_of_the_same_seed(pipe):
+    native = pipe(BALL, seed=5, **LONG)  # the preset's 4.04 s, one chunk
+    long = pipe(BALL, duration=8.0, seed=5, **LONG)
+    # up to where the second chunk starts to be crossfaded in (frame 85 + 6 held)
+    assert torch.equal(long.video[:91], native.video[:91])
+    assert torch.equal(long.audio[:111 * 512], native.audio[:111 * 512])
+
+
+def test_then_gives_the_next_chunk_its_prompt(pipe):
+    same = pipe(BALL, duration=6.0, seed=1, **LONG)
+    other = pipe(BALL, duration=6.0, seed=1, then=["a blue ball <AUDCAP>a clear ding<ENDAUDCAP>"], **LONG)
+    assert torch.equal(same.video[:91], other.video[:91])
+    assert (same.video[100:].float() - other.video[100:].float()).abs().mean() > 1
+
+
+def test_an_image_starts_a_long_clip(pipe):
+    from duet.data.world import make_clip
+
+    scene = make_clip(1_000_003, kind="bounce").video[0]
+    clip = pipe(BALL, image=scene, duration=6.0, **LONG)
+    assert clip.video.shape[0] == 145
+    assert (clip.video[0].float() - torch.from_numpy(scene).float()).abs().mean() < 8
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(duration=121.0), r"duration must be in \(0, 120\] seconds, got 121"),
+    (dict(duration=8.0, overlap=97), "leaves nothing new"),
+    (dict(duration=8.0, then=["b"] * 3), "at most 2"),
+    (dict(duration=8.0, then=["<S>unclosed"]), "then\\[0\\]"),
+    (dict(duration=8.0, schedule=[(5.0, "<AUDIOCAP>x")]), "schedule at 5 s"),
+    (dict(from_audio=np.zeros(16000, np.float32), then=["b"]), "for generated clips"),
+])
+def test_bad_long_clip_requests_are_one_line(pipe, kw, needle):
+    with pytest.raises((InputError, PromptError), match=needle) as e:
+        pipe(BALL, **LONG, **kw)
+    assert "\n" not in str(e.value)

@@ -1,4 +1,4 @@
-"""`duet generate | info | convert | doctor | eval sync | train | data build | data curate | codec train`: parse arguments, call the library, print.
+"""`duet generate | info | convert | doctor | eval sync | eval seams | train | data build | data curate | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -50,14 +50,16 @@ def _generate_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
-    from duet.pipeline import MAX_DURATION, RANDOM_INIT_WARNING, DuetPipeline
+    from duet.chunks import read_schedule
+    from duet.pipeline import MAX_GIVEN_DURATION, RANDOM_INIT_WARNING, DuetPipeline
 
     from duet.media import check_clip_path, check_length, read_audio, read_mp4, retime_frames
 
     container = check_clip_path(args.output)  # a bad -o fails now, not after the work
+    schedule = read_schedule(args.schedule) if args.schedule is not None else ()
     for source in (args.from_video, args.from_audio):
         if source is not None:
-            check_length(source, MAX_DURATION)
+            check_length(source, MAX_GIVEN_DURATION)
     image = _read_image(args.image) if args.image is not None else None
     given = read_mp4(args.from_video) if args.from_video is not None else None  # read before loading
     t0 = time.perf_counter()
@@ -87,8 +89,8 @@ def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
                 slg_block=None if args.no_slg else -1, stg_guidance=args.stg_guidance,
                 stg_blocks=args.stg_blocks, bridge_guidance=args.bridge_guidance,
                 guidance_rescale=args.guidance_rescale, image=image, from_video=from_video,
-                from_audio=from_audio, seed=args.seed,
-                progress=not args.quiet and is_main)
+                from_audio=from_audio, seed=args.seed, then=args.then, schedule=schedule,
+                overlap=args.overlap, progress=not args.quiet and is_main)
     if not is_main:  # every rank holds the same clip; one writes it
         return 0
     path = clip.save(args.output)
@@ -236,6 +238,30 @@ def _eval_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_seams(args: argparse.Namespace) -> int:
+    from duet.checkpoints import read_config
+    from duet.config import get_preset
+    from duet.eval.seams import VIDEO_LIMIT, measure_file
+
+    path = Path(args.model)
+    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    seams = measure_file(args.clip, preset.media, args.overlap)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in seams], indent=2, allow_nan=False))
+        return 0
+    print(f"| seam s | picture change / in-chunk median (target <= {VIDEO_LIMIT:g}) | ordinary "
+          "stretch | click (limit) | level step dB (limit) | level dB (range) | picture | sound |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in seams:
+        lo, hi = s.level_range_db
+        print(f"| {s.time:.2f} | {s.video_ratio:.2f} | {s.video_ordinary:.2f} | "
+              f"{s.click:.3f} ({s.click_limit:.3f}) | "
+              f"{s.level_step_db:.1f} ({s.level_step_limit_db:.1f}) | "
+              f"{s.level_db:.1f} ({lo:.1f}..{hi:.1f}) | {'ok' if s.video_ok else 'SEAM'} | "
+              f"{'ok' if s.audio_ok else 'SEAM'} |")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from duet.train.trainer import main as train_main
 
@@ -350,7 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="std rescale of the guided prediction, 0..1 (0 = off)")
     g.add_argument("--height", type=int)
     g.add_argument("--width", type=int)
-    g.add_argument("--duration", type=float, help="seconds (preset default)")
+    g.add_argument("--duration", type=float,
+                   help="seconds (preset default); longer than the model's clip: made in chunks")
+    g.add_argument("--then", action="append", default=[], metavar="PROMPT",
+                   help="prompt of the next chunk of a long clip (repeat; the last carries on)")
+    g.add_argument("--schedule", metavar="FILE",
+                   help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}]')
+    g.add_argument("--overlap", type=int, metavar="K",
+                   help="latent frames each chunk shares with the one before "
+                        "(about 1/2 s; half held, half crossfaded)")
     g.add_argument("--shift", type=_scales, metavar="S|V,A",
                    help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
     g.add_argument("--solver", choices=["unipc", "euler"])
@@ -408,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("clips", nargs="+", help="MP4 files")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=_eval_sync)
+    em = esub.add_parser("seams", help="picture and sound at the seams of a clip made in chunks")
+    em.add_argument("clip", help="an MP4 longer than the model's clip, made by duet generate")
+    em.add_argument("--model", default="demo", help="the bundle or preset that made it")
+    em.add_argument("--overlap", type=int, metavar="K", help="as given to duet generate")
+    em.add_argument("--json", action="store_true")
+    em.set_defaults(func=_eval_seams)
 
     t = sub.add_parser("train", help="train or fine-tune a model (also under torchrun)")
     t.add_argument("config", help="training config (.json or .toml); see README")

@@ -12,7 +12,7 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,14 +24,16 @@ from torch import Tensor
 
 from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
+from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
 from duet.codecs import get_audio_codec
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError, InputError, PromptError
 from duet.media import write_clip
+from duet.stitch import ClipBuffer
 from duet.memory import (MemoryConfig, apply_memory, build_video_codec, refuse_quantized,
                          release_text_encoder)
 from duet.model import TwinModel
-from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
+from duet.sampling.guidance import CleanPrefix, Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.text.encoder import CachedEncoder, TextEncoder, load_text_encoder
@@ -40,8 +42,9 @@ from duet.weights import locate, ovi_preset, resolve_codec_paths
 
 log = logging.getLogger(__name__)
 
-#: The longest clip in seconds, generated or given (a longer one would run for hours).
-MAX_DURATION = 60.0
+#: The longest given video or sound in seconds (it is one pass, so its cost grows with the
+#: square of its length); generated clips are made in chunks up to `duet.chunks.MAX_DURATION`.
+MAX_GIVEN_DURATION = 60.0
 
 RANDOM_INIT_WARNING = (
     "the model has RANDOM weights (no trained weights were found): the clip will be noise. "
@@ -183,6 +186,21 @@ def _codec(preset: Preset, kind: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
                           f"(config key codecs.{kind}.name)")
     return spec["name"], {o: v for o, v in spec.items() if o != "name"}
+
+
+def _chunk_callback(callback: Callable[[dict[str, Any]], None] | None, index: int,
+                    chunks: int) -> Callable[[dict[str, Any]], None] | None:
+    """The user's step callback, told which chunk the step belongs to."""
+    if callback is None:
+        return None
+    return lambda info: callback({**info, "chunk": index, "chunks": chunks})
+
+
+def _held_by(nxt: Chunk, chunk: Chunk, pixels: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+    """What `nxt` holds clean of `chunk`: pixels (3, T, h, w) -> (1, 3, held, h, w) at the
+    start of their overlap, and audio latents (1, L, C) -> (1, audio_held, C)."""
+    f0, a0 = nxt.start - chunk.start, nxt.audio_start - chunk.audio_start
+    return pixels[None, :, f0:f0 + nxt.held], audio[:, a0:a0 + nxt.audio_held]
 
 
 class DuetPipeline:
@@ -328,7 +346,9 @@ class DuetPipeline:
                  from_audio: Tensor | np.ndarray | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  batch_cfg: bool = True, cross_modal: bool = True, progress: bool = True,
-                 callback: Callable[[dict[str, Any]], None] | None = None) -> Clip:
+                 callback: Callable[[dict[str, Any]], None] | None = None,
+                 then: Sequence[str] = (), schedule: Sequence[tuple[float, str]] = (),
+                 overlap: int | None = None) -> Clip:
         """Generate one clip. Unset options take the preset's defaults (Ovi's for Ovi presets).
 
         slg_block: block skipped in the negative pass; -1 = the preset's, None = no skipping.
@@ -347,6 +367,13 @@ class DuetPipeline:
         seed / generator: the same seed gives the same clip on the same device and dtype.
         cross_modal: False disables the fusion at inference (each tower runs alone), to
             measure what the cross-modal attention contributes.
+        duration beyond the preset's clip length (up to `duet.chunks.MAX_DURATION`) makes the
+            clip in chunks of that length, each overlapping the one before by `overlap`
+            latent frames (default about 1/2 s) and the matching sound: the first half is
+            held clean, the rest crossfaded (`duet.chunks`, `duet.stitch`).
+        then: prompts of the 2nd, 3rd... chunk (the last carries on); or schedule: (seconds,
+            prompt) changes, each read from the first chunk whose new frames begin after it.
+        callback: gets the sampler's dict after each step, plus "chunk" (0-based) and "chunks".
         """
         # 1. Check inputs
         sc, media = self.preset.sampler, self.preset.media
@@ -357,6 +384,9 @@ class DuetPipeline:
         _check_seed(seed)
         h, w = snap_size(height, width, media.area, media.size_multiple)
         held = self._check_conditioning(image, from_video, from_audio, duration)
+        if held is not None and (then or schedule):
+            raise InputError("then / schedule prompts are for generated clips; a given video or "
+                             "sound is one pass with one prompt")
         if from_video is not None:
             frames = self._frames_within(int(np.asarray(from_video).shape[0]))
         elif from_audio is not None:
@@ -388,57 +418,99 @@ class DuetPipeline:
         if generator is None:
             generator = torch.Generator().manual_seed(seed if seed is not None else 0)
 
-        # 2. Encode text (the same prompt for both towers; one negative prompt each)
-        pos, vneg, aneg = self._encode([  # "" is a real negative: the empty prompt
-            text, sc.video_negative if video_negative is None else video_negative,
+        # 2. Plan the chunks: one, unless the clip is longer than the model's native length
+        if held is not None:  # a given video or sound is one pass, whatever its length
+            plan = ChunkPlan.single(frames, media, text)
+        else:
+            follow = [self._format(p, f"then[{i}]") for i, p in enumerate(then)]
+            timed = [(at, self._format(p, f"schedule at {at:g} s")) for at, p in schedule]
+            plan = plan_chunks(frames, media, text, then=follow, schedule=timed, overlap=overlap)
+        n = len(plan.chunks)
+        if n > 1:
+            log.info("%d frames in %d chunks of up to %d frames, %d shared between neighbours "
+                     "(%d held)", frames, n, media.frames, plan.chunks[1].overlap,
+                     plan.chunks[1].held)
+
+        # 3. Encode text (each chunk's prompt for both towers; one negative prompt each)
+        texts = list(dict.fromkeys(c.prompt for c in plan.chunks))
+        *pos, vneg, aneg = self._encode([  # "" is a real negative: the empty prompt
+            *texts, sc.video_negative if video_negative is None else video_negative,
             sc.audio_negative if audio_negative is None else audio_negative])
-        cond, uncond = Conditioning(pos, pos), Conditioning(vneg, aneg)
+        conds = {t: Conditioning(e, e) for t, e in zip(texts, pos)}
+        uncond = Conditioning(vneg, aneg)
         if self.memory.frees_text_encoder(self.device):  # embeddings stay in its cache
             release_text_encoder(self.text_encoder)
 
-        # 3. Prepare latents: noise drawn on the CPU so a seed means the same on any device
-        c, f, lh, lw = self.video_codec.latent_shape(frames, h, w)
-        n_audio = media.audio_length(frames)
+        # 4. Per chunk: prepare latents (noise drawn on the CPU so a seed means the same on
+        #    any device), denoise, decode, blend into the clip. Of the previous chunk only
+        #    what the next one holds is kept, so memory does not grow with the clip's length.
         dtype = self.model.video_model.patch_embedding_dtype
-        video = torch.randn(1, c, f, lh, lw, generator=generator).to(self.device, dtype)
-        audio = torch.randn(1, n_audio, self.audio_codec.latent_channels,
-                            generator=generator).to(self.device, dtype)
+        c, _, lh, lw = self.video_codec.latent_shape(plan.chunks[0].frames, h, w)
+        hop = self.audio_codec.hop
         first = self._encode_image(image, h, w, dtype) if image is not None else None
         given_frames = given_wave = None
         if from_video is not None:
             given_frames = self._fit_frames(from_video, h, w)[:, :, :frames]  # (1, 3, T, h, w)
-            video = self.video_codec.encode(given_frames).to(self.device, dtype)
         if from_audio is not None:
             given_wave = torch.as_tensor(np.asarray(from_audio), dtype=torch.float32)
-            n = n_audio * self.audio_codec.hop
-            head = torch.nn.functional.pad(given_wave, (0, max(0, n - given_wave.shape[0])))[:n]
-            audio = self.audio_codec.encode(head[None]).to(self.device, dtype)
+        sigmas = (tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple)
+                  else sigmas.to(self.device))
+        out = ClipBuffer(frames, h, w, round(frames / media.fps * self.audio_codec.sample_rate))
+        held_pixels = held_audio = None  # given by the previous chunk: this one's clean prefix
+        for chunk in plan.chunks:
+            f = self.video_codec.latent_shape(chunk.frames, h, w)[1]
+            video = torch.randn(1, c, f, lh, lw, generator=generator).to(self.device, dtype)
+            audio = torch.randn(1, chunk.audio_latents, self.audio_codec.latent_channels,
+                                generator=generator).to(self.device, dtype)
+            vprefix, aprefix = first, None
+            if chunk.index > 0:  # the codec's latents of those frames; the sound's own latents
+                vprefix = self.video_codec.encode(held_pixels).to(self.device, dtype)
+                aprefix = held_audio
+            if given_frames is not None:
+                video = self.video_codec.encode(given_frames).to(self.device, dtype)
+            if given_wave is not None:
+                m = chunk.audio_latents * hop
+                head = torch.nn.functional.pad(given_wave, (0, max(0, m - given_wave.shape[0])))[:m]
+                audio = self.audio_codec.encode(head[None]).to(self.device, dtype)
+            clean = CleanPrefix(0 if vprefix is None else vprefix.shape[2],
+                                0 if aprefix is None else aprefix.shape[1])
+            denoise = functools.partial(guided_velocity, self.model, cond=conds[chunk.prompt],
+                                        uncond=uncond, guidance=guidance, clean=clean,
+                                        cross_modal=cross_modal)
+            if n > 1:
+                log.info("chunk %d of %d: frames %d-%d, %r", chunk.index + 1, n, chunk.start,
+                         chunk.start + chunk.frames - 1, chunk.prompt[:60])
+            video, audio = sample(denoise, video, audio, sigmas, solver=solver or sc.solver,
+                                  video_prefix=vprefix, audio_prefix=aprefix, held=held,
+                                  callback=_chunk_callback(callback, chunk.index, n),
+                                  disable=not progress,
+                                  desc=f"chunk {chunk.index + 1} of {n}" if n > 1 else "denoising")
+            # (a given modality is returned as given, not through its codec's round trip)
+            pixels = (given_frames[0] if given_frames is not None  # (3, T, h, w)
+                      else self.video_codec.decode(video.float())[0, :, :chunk.frames])
+            wave = (given_wave if given_wave is not None
+                    else self.audio_codec.decode(audio.float())[0])
+            out.add_video(chunk.start, pixels.permute(1, 2, 3, 0).cpu(), chunk.overlap, chunk.held)
+            out.add_audio(chunk.audio_start * hop, wave.cpu(), chunk.audio_overlap * hop,
+                          chunk.audio_held * hop)
+            if chunk.index + 1 < n:
+                nxt = plan.chunks[chunk.index + 1]
+                held_pixels, held_audio = _held_by(nxt, chunk, pixels, audio)
+        return Clip(out.video, out.audio, media.fps, self.audio_codec.sample_rate)
 
-        # 4. Denoise
-        denoise = functools.partial(guided_velocity, self.model, cond=cond, uncond=uncond,
-                                    guidance=guidance, first_frame_clean=first is not None,
-                                    cross_modal=cross_modal)
-        sigmas = tuple(g.to(self.device) for g in sigmas) if isinstance(sigmas, tuple) else sigmas.to(self.device)
-        video, audio = sample(denoise, video, audio, sigmas,
-                              solver=solver or sc.solver, first_frame=first, held=held,
-                              callback=callback, disable=not progress)
-
-        # 5. Decode
-        # (a given modality is returned as given, not through its codec's round trip)
-        pixels = given_frames[0] if given_frames is not None else self.video_codec.decode(video.float())[0, :, :frames]
-        frames_u8 = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        wave = given_wave if given_wave is not None else self.audio_codec.decode(audio.float())[0]
-        n_samples = round(frames / media.fps * self.audio_codec.sample_rate)
-        wave = torch.nn.functional.pad(wave, (0, max(0, n_samples - wave.shape[0])))[:n_samples]
-        return Clip(frames_u8.permute(1, 2, 3, 0).cpu(), wave.float().cpu(), media.fps,
-                    self.audio_codec.sample_rate)
+    def _format(self, prompt: str, name: str) -> str:
+        """A follow-on prompt, checked like the main one and converted to the model's format."""
+        try:
+            return parse_prompt(prompt).to_format(self.preset.prompt_format)
+        except PromptError as e:
+            raise PromptError(f"{name}: {e}") from None
 
     def _frames(self, duration: float | None) -> int:
         media = self.preset.media
         if duration is None:
             return media.frames
         if not 0 < duration <= MAX_DURATION:
-            raise InputError(f"duration must be in (0, {MAX_DURATION:g}] seconds, got {duration}")
+            raise InputError(f"duration must be in (0, {MAX_DURATION:g}] seconds, got {duration:g}")
         st = media.video_stride[0]
         return st * max(1, round(duration * media.fps / st)) + 1
 
@@ -482,14 +554,14 @@ class DuetPipeline:
 
     def _frames_within(self, available: int) -> int:
         """The longest valid clip (st*k + 1 frames) that fits in `available` frames; a given
-        video or sound longer than `MAX_DURATION` is refused, as a longer duration is."""
+        video or sound longer than `MAX_GIVEN_DURATION` is refused."""
         st, fps = self.preset.media.video_stride[0], self.preset.media.fps
         if available < st + 1:
             raise InputError(f"the input is {available} frames long; this model needs at least "
                              f"{st + 1} ({(st + 1) / fps:.2f} s)")
-        if available > self._frames(MAX_DURATION):
-            raise InputError(f"the input is {available / fps:.1f} s long; clips are at most "
-                             f"{MAX_DURATION:g} s: trim it first")
+        if available > self._frames(MAX_GIVEN_DURATION):
+            raise InputError(f"the input is {available / fps:.1f} s long; given clips are at most "
+                             f"{MAX_GIVEN_DURATION:g} s: trim it first")
         return st * ((available - 1) // st) + 1
 
     @staticmethod

@@ -8,7 +8,7 @@ import torch
 from duet.config import TowerConfig
 from duet.errors import InputError
 from duet.model.tower import ModalityInput, Tower
-from duet.sampling.guidance import first_frame_timestep
+from duet.sampling.guidance import video_prefix_timestep
 
 
 def _tower(patch: tuple[int, int, int]) -> Tower:
@@ -58,6 +58,6 @@ def test_image_to_video_needs_a_temporal_patch_of_one():
     """A clean first frame is one latent frame; a token of 4 frames cannot be half clean."""
     video = torch.zeros(1, 4, 9, 4, 4)
     t = torch.tensor([500.0])
-    assert first_frame_timestep(t, video, (1, 2, 2)).tolist() == [[0.0] * 4 + [500.0] * 32]
+    assert video_prefix_timestep(t, video, (1, 2, 2)).tolist() == [[0.0] * 4 + [500.0] * 32]
     with pytest.raises(InputError, match=r"each span 4 latent frames.*temporal patch is 1"):
-        first_frame_timestep(t, video, (4, 2, 2))
+        video_prefix_timestep(t, video, (4, 2, 2))

@@ -18,7 +18,7 @@ from duet.config import TwinConfig, get_preset
 from duet.errors import ConfigError
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import random_model
-from duet.sampling.guidance import Conditioning, Guidance, first_frame_timestep, guided_velocity
+from duet.sampling.guidance import Conditioning, Guidance, video_prefix_timestep, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 
@@ -53,7 +53,7 @@ def tiny_per_token(model: TwinModel) -> Outputs:
     t = torch.tensor([500.0, 900.0])
     latent = torch.randn(2, 48, 3, 2, 6, generator=g)
     text = _text(2, [8, 8], 4096, g)
-    video = ModalityInput(latent, first_frame_timestep(t, latent, (1, 2, 2)), text)
+    video = ModalityInput(latent, video_prefix_timestep(t, latent, (1, 2, 2)), text)
     audio = ModalityInput(torch.randn(2, 11, 20, generator=g), t, text)
     v, a = model(video, audio, skip_blocks=(1,), skip_items=torch.tensor([True, False]),
                  cross_modal=torch.tensor([True, False]))

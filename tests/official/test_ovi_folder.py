@@ -181,3 +181,36 @@ def test_self_contained_bundle_round_trips(folder, tmp_path):
         PROMPT, steps=2, seed=1, progress=False)
     assert torch.equal(a.video, b.video) and torch.allclose(a.audio, b.audio, atol=1e-6)
     assert OviFiles.at(root, "ovi-960x960-10s").dit.name == "model_960x960_10s.safetensors"
+
+
+def test_a_long_clip_runs_the_ovi_components_chunk_by_chunk(folder):
+    """The Ovi path makes long clips the way the demo does: chunks of the native 9 frames
+    (3 causal latent frames), each holding the Wan VAE's encoding of the previous chunk's
+    frame and its audio latent clean (t = 0 on their tokens in every pass)."""
+    root, preset = folder
+    media = dataclasses.replace(preset.media, audio_latents=None)  # 11 latents for 9 frames
+    pipe = DuetPipeline.from_official(root, dataclasses.replace(preset, media=media),
+                                      device="cpu", dtype="float32")
+    calls: list[tuple] = []
+    hook = pipe.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: calls.append((kwargs.get("video") or args[0],
+                                               kwargs.get("audio") or args[1])),
+        with_kwargs=True)
+    steps: list[dict] = []
+    try:
+        clip = pipe(PROMPT, steps=2, seed=0, duration=1.0, callback=steps.append, progress=False)
+    finally:
+        hook.remove()
+    assert tuple(clip.video.shape) == (25, 32, 32, 3) and clip.audio.shape[0] == 16667
+    assert {s["chunks"] for s in steps} == {5} and len(calls) == 10  # 5 chunks x 2 steps
+    for video, audio in calls[:2]:  # the first chunk: plain text-to-audio-video
+        assert video.timestep.dim() == 1 and audio.timestep.dim() == 1
+    tokens = 1  # per latent frame: 32 px / 16 (VAE) / 2 (patch), squared
+    for video, audio in calls[2:]:  # later chunks: latent frame 0 and audio latent 0 clean
+        assert video.latent.shape[2] == 3 and (video.timestep[:, :tokens] == 0).all()
+        assert (video.timestep[:, tokens:] > 0).all()
+        assert (audio.timestep[:, :1] == 0).all() and (audio.timestep[:, 1:] > 0).all()
+    chunk2 = [s for s in steps if s["chunk"] == 1]
+    assert torch.equal(chunk2[0]["video"][:, :, :1], chunk2[1]["video"][:, :, :1])
+    frame = clip.video[4:5].permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # chunk 2's held frame
+    assert (pipe.video_codec.encode(frame) - chunk2[0]["video"][:, :, :1]).abs().max() < 0.05

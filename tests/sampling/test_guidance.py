@@ -8,7 +8,9 @@ import torch
 
 from duet.errors import ConfigError, InputError
 from duet.reference import load_cases, load_model
-from duet.sampling.guidance import Conditioning, Guidance, combine, guided_velocity, model_velocity
+from duet.model import ModalityInput
+from duet.sampling.guidance import (CleanPrefix, Conditioning, Guidance, audio_prefix_timestep, combine,
+                                     guided_velocity, model_velocity, video_prefix_timestep)
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,24 @@ def test_out_of_range_stg_block_names_the_range(setup):
     model, video, audio, t, cond, uncond = setup
     with pytest.raises(InputError, match="out of range"):
         guided_velocity(model, video, audio, t, cond, uncond, Guidance(stg_video=1.0, stg_blocks=(9,)))
+
+
+def test_a_clean_prefix_gets_t0_in_every_pass(setup):
+    """Long clips hold the previous chunk's tail clean: its tokens are at t = 0 in the
+    conditional pass and in every guidance pass, batched or not."""
+    model, video, audio, t, cond, uncond = setup
+    clean = CleanPrefix(video=2, audio=5)
+    batched = guided_velocity(model, video, audio, t, cond, uncond, ALL_TERMS, clean=clean)
+    apart = guided_velocity(model, video, audio, t, cond, uncond,
+                            Guidance(**{**ALL_TERMS.__dict__, "batched": False}), clean=clean)
+    for x, y in zip(batched, apart):
+        torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-5)
+    vt, at = video_prefix_timestep(t, video, (1, 2, 2), 2), audio_prefix_timestep(t, audio, 5)
+    assert vt.shape == (2, 3 * 16) and (vt[:, :32] == 0).all() and (vt[:, 32:] == t[:, None]).all()
+    assert at.shape == (2, 15) and (at[:, :5] == 0).all() and (at[:, 5:] == t[:, None]).all()
+    want = model(ModalityInput(video, vt, cond.video), ModalityInput(audio, at, cond.audio))
+    got = model_velocity(model, video, audio, t, cond, clean=clean)
+    plain = model_velocity(model, video, audio, t, cond)
+    for w, g, p in zip(want, got, plain):
+        torch.testing.assert_close(g, w)
+        assert (g - p).abs().max() > 1e-3  # t = 0 on the prefix changes every prediction

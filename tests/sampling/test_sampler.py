@@ -8,7 +8,7 @@ import torch
 
 from duet.errors import InputError
 from duet.reference import load_cases, load_model, run_engine_loop
-from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
+from duet.sampling.guidance import CleanPrefix, Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 
@@ -47,11 +47,11 @@ def test_first_frame_is_reimposed_and_gets_t0(reference_dir, ref):
         seen.append(video[:, :, :1].clone())
         cond = Conditioning(ref["in.ctx.pos"][None], ref["in.ctx.pos"][None])
         return guided_velocity(model, video, audio, t, cond, cond, Guidance(1.0, 1.0),
-                               first_frame_clean=True)
+                               clean=CleanPrefix(video=1))
 
     first = ref["in.vid.A_i2v"][None, :, :1].float()
     noise = torch.randn(1, 48, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    v, _ = sample(denoise, noise, None, flow_sigmas(3, 5.0), first_frame=first, disable=True)
+    v, _ = sample(denoise, noise, None, flow_sigmas(3, 5.0), video_prefix=first, disable=True)
     assert all(torch.equal(s, first) for s in seen)
     assert torch.equal(v[:, :, :1], first)
     assert not torch.allclose(v[:, :, 1:], noise[:, :, 1:])

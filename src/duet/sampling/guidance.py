@@ -38,6 +38,15 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class CleanPrefix:
+    """How many leading latents are given, clean (t = 0): video latent frames (a first frame
+    for image-to-video, the previous chunk's tail for long clips) and audio latents."""
+
+    video: int = 0
+    audio: int = 0
+
+
+@dataclass(frozen=True)
 class Guidance:
     """Scales of each guidance term per modality (see the module docstring; neutral values:
     text 1, stg 0, bridge 1) and the blocks the weak passes skip."""
@@ -98,16 +107,27 @@ def cfg(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def first_frame_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int]) -> Tensor:
-    """Per-token timesteps [B, tokens] with t = 0 on latent frame 0 (image-to-video)."""
+def video_prefix_timestep(t: Tensor, video: Tensor, patch: tuple[int, int, int],
+                          frames: int = 1) -> Tensor:
+    """Per-token timesteps [B, tokens] with t = 0 on the first `frames` latent frames: a clean
+    first frame (image-to-video) or the previous chunk's tail (long clips)."""
     if patch[0] != 1:
-        raise InputError(f"image-to-video keeps latent frame 0 clean, but this video tower's tokens "
-                         f"each span {patch[0]} latent frames (patch_size {tuple(patch)}); use a "
-                         "model whose temporal patch is 1")
+        raise InputError(f"clean leading latent frames (image-to-video, long clips) need tokens "
+                         f"of one latent frame, but this video tower's tokens each span {patch[0]} "
+                         f"latent frames (patch_size {tuple(patch)}); use a model whose temporal "
+                         "patch is 1")
     b, _, f, h, w = video.shape
     per_frame = (h // patch[1]) * (w // patch[2])
-    tokens = t[:, None].expand(b, (f // patch[0]) * per_frame).clone()
-    tokens[:, :per_frame] = 0
+    tokens = t[:, None].expand(b, f * per_frame).clone()
+    tokens[:, :frames * per_frame] = 0
+    return tokens
+
+
+def audio_prefix_timestep(t: Tensor, audio: Tensor, latents: int) -> Tensor:
+    """Per-token timesteps [B, L] with t = 0 on the first `latents` audio latents (one token
+    each): the previous chunk's sound, held clean."""
+    tokens = t[:, None].expand(audio.shape[0], audio.shape[1]).clone()
+    tokens[:, :latents] = 0
     return tokens
 
 
@@ -115,21 +135,26 @@ Timestep = Tensor | tuple[Tensor, Tensor]  # shared [B], or (video [B], audio [B
 
 
 def model_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Timestep,
-                   cond: Conditioning, *, first_frame_clean: bool = False,
+                   cond: Conditioning, *, clean: CleanPrefix = CleanPrefix(),
                    skip_blocks: tuple[int, ...] = (), skip_items: Tensor | None = None,
                    cross_modal: bool | Tensor = True) -> tuple[Tensor | None, Tensor | None]:
     """One model call on latents at timestep t [B] (0..1000), or (t_video, t_audio) when the
     modalities sit at different noise levels, conditioned on `cond`.
 
+    clean: leading latents that are given, not generated; their tokens get t = 0.
     cross_modal=False runs the towers without fusion (an ablation of what fusion buys); a
     bool [B] tensor switches it per item (see `TwinModel.forward`)."""
     vin = ain = None
     if video is not None:
         tv = t[0] if isinstance(t, tuple) else t
-        vt = first_frame_timestep(tv, video, model.cfg.video.patch_size) if first_frame_clean else tv
-        vin = ModalityInput(video, vt, cond.video)
+        if clean.video:
+            tv = video_prefix_timestep(tv, video, model.cfg.video.patch_size, clean.video)
+        vin = ModalityInput(video, tv, cond.video)
     if audio is not None:
-        ain = ModalityInput(audio, t[1] if isinstance(t, tuple) else t, cond.audio)
+        ta = t[1] if isinstance(t, tuple) else t
+        if clean.audio:
+            ta = audio_prefix_timestep(ta, audio, clean.audio)
+        ain = ModalityInput(audio, ta, cond.audio)
     return model(vin, ain, skip_blocks=skip_blocks, skip_items=skip_items, cross_modal=cross_modal)
 
 
@@ -174,10 +199,11 @@ def combine(out: dict[str, Tensor], text: float, stg: float, bridge: float,
 
 def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None, t: Timestep,
                     cond: Conditioning, uncond: Conditioning, guidance: Guidance, *,
-                    first_frame_clean: bool = False, cross_modal: bool = True,
+                    clean: CleanPrefix = CleanPrefix(), cross_modal: bool = True,
                     ) -> tuple[Tensor | None, Tensor | None]:
-    """Guided velocity per modality; `cross_modal=False` turns the fusion off everywhere."""
-    kw = dict(first_frame_clean=first_frame_clean)
+    """Guided velocity per modality; `cross_modal=False` turns the fusion off everywhere.
+    Every pass sees the same clean prefix, so guidance never pushes on given latents."""
+    kw = dict(clean=clean)
     fused = cross_modal and video is not None and audio is not None
     if not guidance.active:
         return model_velocity(model, video, audio, t, cond, cross_modal=cross_modal, **kw)

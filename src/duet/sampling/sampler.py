@@ -25,17 +25,20 @@ Denoiser = Callable[[Tensor | None, Tensor | None, Any], tuple[Tensor | None, Te
 @torch.no_grad()
 def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
            sigmas: Tensor | tuple[Tensor, Tensor], *,
-           solver: str = "unipc", first_frame: Tensor | None = None, held: str | None = None,
+           solver: str = "unipc", video_prefix: Tensor | None = None,
+           audio_prefix: Tensor | None = None, held: str | None = None,
            callback: Callable[[dict[str, Any]], None] | None = None, disable: bool = False,
-           ) -> tuple[Tensor | None, Tensor | None]:
+           desc: str = "denoising") -> tuple[Tensor | None, Tensor | None]:
     """Integrate the flow ODE from noise at sigmas[0] to data at sigmas[-1] = 0.
 
     Pass `flow_sigmas(..., dtype=torch.float64)` to get the official integer timesteps
     for every step count (float32 grids differ by one at a few counts).
 
-    video [B, C, F, H, W] and audio [B, L, C] are the starting noise. first_frame
-    [B, C, 1, H, W]: a clean latent re-imposed on video frame 0 before every step
-    (image-to-video; the denoiser must then give its tokens t = 0).
+    video [B, C, F, H, W] and audio [B, L, C] are the starting noise. video_prefix
+    [B, C, k, H, W] and audio_prefix [B, n, C]: clean latents imposed on the first k video
+    frames / n audio latents before the first step and after every step (a first frame for
+    image-to-video, the previous chunk's frames and sound for long clips; the denoiser must
+    give their tokens t = 0).
     sigmas may be one grid or (video grid, audio grid) of equal length.
     held: "video" or "audio" is given, not generated (video-to-audio, audio-to-video): that
     latent stays as passed, clean, and the model sees it at t = 0 throughout.
@@ -45,8 +48,12 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     step = get_solver(solver)
     if held not in (None, "video", "audio"):
         raise InputError(f"held must be None, 'video' or 'audio', got {held!r}")
-    if held is not None and (video is None or audio is None or first_frame is not None):
-        raise InputError("a held modality needs both latents and no first_frame")
+    prefixed = video_prefix is not None or audio_prefix is not None
+    if held is not None and (video is None or audio is None or prefixed):
+        raise InputError("a held modality needs both latents and no clean prefix")
+    for name, x, p, dim in (("video", video, video_prefix, 2), ("audio", audio, audio_prefix, 1)):
+        if p is not None and (x is None or p.shape[dim] >= x.shape[dim]):
+            raise InputError(f"the clean {name} prefix must be shorter than the {name} latents")
     one_grid = isinstance(sigmas, Tensor)
     grids = (sigmas, sigmas) if one_grid else tuple(sigmas)
     shared = one_grid and held is None  # the denoiser gets one t, else a (video, audio) pair
@@ -57,9 +64,8 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
     batch = (video if video is not None else audio).shape[0]
     device = (video if video is not None else audio).device
     vstate, astate = SolverState(), SolverState()
-    for i in trange(len(grids[0]) - 1, disable=disable, desc="denoising"):
-        if first_frame is not None:
-            video = _impose(video, first_frame)
+    video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)
+    for i in trange(len(grids[0]) - 1, disable=disable, desc=desc):
         tv, ta = (torch.zeros_like(ts[i]) if held == m else ts[i]
                   for m, ts in zip(("video", "audio"), timesteps))
         tv, ta = tv.expand(batch).to(device), ta.expand(batch).to(device)
@@ -68,14 +74,17 @@ def sample(denoise: Denoiser, video: Tensor | None, audio: Tensor | None,
             video, vstate = step(video, v_vel, grids[0], i, vstate)
         if audio is not None and held != "audio":
             audio, astate = step(audio, a_vel, grids[1], i, astate)
+        video, audio = _impose(video, video_prefix, 2), _impose(audio, audio_prefix, 1)  # clean
         if callback is not None:
             sig = [torch.zeros_like(g[i]) if held == m else g[i] for m, g in zip(("video", "audio"), grids)]
             callback({"i": i, "t": tv[0] if shared else (tv[0], ta[0]),
                       "sigma": sig[0] if shared else (sig[0], sig[1]), "video": video, "audio": audio})
-    if first_frame is not None:
-        video = _impose(video, first_frame)
     return video, audio
 
 
-def _impose(video: Tensor, first_frame: Tensor) -> Tensor:
-    return torch.cat([first_frame.to(video.dtype), video[:, :, 1:]], dim=2)
+def _impose(x: Tensor | None, prefix: Tensor | None, dim: int) -> Tensor | None:
+    """x with its leading entries along `dim` replaced by the clean prefix."""
+    if prefix is None:
+        return x
+    k = prefix.shape[dim]
+    return torch.cat([prefix.to(x.dtype), x.narrow(dim, k, x.shape[dim] - k)], dim=dim)

@@ -65,6 +65,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # on >= 2-D parameters only
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     ema_decay: float = 0.999  # EMA of the trainable weights, exported at the end
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at step n
     # objective
     timestep_sampler: str = "uniform"  # uniform | logit_normal | shifted
     logit_mean: float = 0.0
