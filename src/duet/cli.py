@@ -1,4 +1,4 @@
-"""`duet generate | ui | info | convert | doctor | eval sync | eval seams | train | data build | codec train`: parse arguments, call the library, print.
+"""`duet generate | ui | info | convert | doctor | eval sync | eval seams | train | data build | data curate | codec train`: parse arguments, call the library, print.
 
 A `DuetError` becomes one line on stderr and exit code 2; no partial file is left behind.
 """
@@ -340,6 +340,23 @@ def _data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_curate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from duet.data.curate import CurateConfig, curate
+
+    cfg = CurateConfig.from_file(args.config) if args.config else CurateConfig()
+    changes = {k: v for k, v in (("preset", args.preset), ("workers", args.workers)) if v is not None}
+    cfg = dataclasses.replace(cfg, **changes)
+    ray_address = args.ray or None
+    s = curate(args.input, args.output, cfg, report=args.report, ray=args.ray is not None,
+               ray_address=ray_address, progress=not args.quiet)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.reasons.items())) or "none"
+    print(f"curated {s.inputs} inputs ({s.skipped} done before): kept {s.clips_kept} of {s.rows} "
+          f"report rows in {len(s.shards)} shards under {args.output}; rejections: {reasons}")
+    return 0
+
+
 def _codec_train(args: argparse.Namespace) -> int:
     from duet.train.codec import config_from_args, train_frame_codec
 
@@ -521,6 +538,18 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                     help="ball materials (default rubber,metal,glass,wood; bronze is a new concept)")
     db.add_argument("-q", "--quiet", action="store_true")
     db.set_defaults(func=_data_build)
+
+    dc = dsub.add_parser("curate", help="real videos -> filtered, captioned clips -> latent shards")
+    dc.add_argument("input", help="folder of videos, or a .txt file listing one path per line")
+    dc.add_argument("-o", "--output", required=True, help="shard directory (also holds parts/)")
+    dc.add_argument("--config", help="curate config (.json or .toml): thresholds, captions, SyncNet")
+    dc.add_argument("--report", help="per-clip report (JSON lines; default OUTPUT/report.jsonl)")
+    dc.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                    help="run as a Ray Data pipeline: a local Ray instance, or the cluster at ADDRESS")
+    dc.add_argument("--preset", help="overrides the config's preset (default demo)")
+    dc.add_argument("--workers", type=int, help="overrides the config's worker count")
+    dc.add_argument("-q", "--quiet", action="store_true")
+    dc.set_defaults(func=_data_curate)
 
     k = sub.add_parser("codec", help="the demo model's learned video codec")
     ksub = k.add_subparsers(dest="action", required=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from duet.text.encoder import TextEncoder
 log = logging.getLogger(__name__)
 
 
+class Clip(Protocol):
+    """What encoding needs of a clip: a world clip, or a curated one (`duet.data.curate`)."""
+
+    video: np.ndarray  # uint8 [T, H, W, 3]
+    audio: np.ndarray  # float32 [N]
+    caption: str
+
+
 def world_config_for(preset: Preset, **overrides: Any) -> WorldConfig:
     """The synthetic world at the preset's frame rate, sample rate, length and size."""
     m = preset.media
@@ -39,7 +47,7 @@ def world_config_for(preset: Preset, **overrides: Any) -> WorldConfig:
 
 @torch.no_grad()
 def encode_clips(preset: Preset, codecs: tuple[Any, Any, TextEncoder],
-                 clips: list[WorldClip]) -> dict[str, Tensor]:
+                 clips: Sequence[Clip]) -> dict[str, Tensor]:
     """Stacked latents and zero-padded text contexts for a list of clips.
 
     codecs: (video codec, audio codec, text encoder), e.g. from `build_codecs(preset)`.
