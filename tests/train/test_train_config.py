@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +103,14 @@ def test_json_and_toml_files(tmp_path):
     (tmp_path / "c.toml").write_text("steps = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         TrainConfig.from_file(tmp_path / "c.toml")
+
+
+def test_the_video_tower_recipe_configs_load():
+    """recipes/video_tower/*.json are the configs docs/default-model.md measures."""
+    root = Path(__file__).resolve().parents[2] / "recipes" / "video_tower"
+    stages = {p.stem: TrainConfig.from_file(p) for p in sorted(root.glob("*.json"))}
+    assert set(stages) == {"pictures", "clips", "uncond"}
+    assert stages["pictures"].video_frames == 1 and stages["pictures"].batch_size == 64
+    assert stages["clips"].init_from == "runs/video_tower/pictures/final"
+    assert stages["uncond"].text_dropout == 0.1
+    assert all(c.loss_weighting == "x0" for c in stages.values())
