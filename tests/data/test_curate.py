@@ -124,7 +124,7 @@ def test_bad_config_and_inputs_fail_with_one_line(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"sync_tolerence_ms": 50}))
     assert main(["data", "curate", str(tmp_path), "-o", str(tmp_path / "o"),
                  "--config", str(tmp_path / "c.json")]) == 2
-    assert "unknown curate config key 'sync_tolerence_ms'" in capsys.readouterr().err
+    assert "unknown curate config key(s) ['sync_tolerence_ms']" in capsys.readouterr().err
     assert main(["data", "curate", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
     with pytest.raises(ConfigError, match="sync_action"):
         CurateConfig(sync_action="fix")

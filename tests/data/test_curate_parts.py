@@ -43,7 +43,7 @@ def test_caption_hooks_give_prompts_in_the_presets_format(tmp_path):
 
 
 def test_config_refuses_unknown_keys_and_bad_values():
-    with pytest.raises(ConfigError, match="unknown curate config key 'motion_mni'"):
+    with pytest.raises(ConfigError, match=r"unknown curate config key\(s\) \['motion_mni'\]"):
         CurateConfig.from_dict({"motion_mni": 1})
     with pytest.raises(ConfigError, match="not both"):
         CurateConfig(caption_command="x", caption_callable="m:f")

@@ -148,10 +148,7 @@ class TrainConfig:
     # ---- loading ----------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; allowed: {sorted(known)}")
+        check_keys(cls, d, "config")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         if isinstance(d.get("data"), str):
             d["data"] = (d["data"],)
@@ -288,6 +285,14 @@ def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ConfigError(f"{path} must hold a table/object of {what} keys")
     return d
+
+
+def check_keys(cls: type, d: dict[str, Any], what: str) -> None:
+    """ConfigError naming every key of `d` that the dataclass `cls` has no field for."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s) {unknown}; allowed: {sorted(known)}")
 
 
 def check_batch(cfg: TrainConfig, world: int) -> None:

@@ -74,10 +74,9 @@ class CurateConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CurateConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown curate config key {unknown[0]!r}; allowed: {sorted(known)}")
+        from duet.train.config import check_keys
+
+        check_keys(cls, d, "curate config")
         return cls(**d)
 
     @classmethod

@@ -19,7 +19,7 @@ from duet.config import Preset, get_preset
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
 from duet.sampling.solvers import get_solver
-from duet.train.config import TrainConfig, _matches, read_config_file
+from duet.train.config import TrainConfig, _matches, check_keys, read_config_file
 from duet.train.rl.rewards import get_reward
 
 
@@ -143,10 +143,7 @@ class RLConfig:
     # ---- loading ----------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RLConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown RL config key(s) {unknown}; allowed: {sorted(known)}")
+        check_keys(cls, d, "RL config")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
