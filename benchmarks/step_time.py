@@ -6,7 +6,12 @@ UniPC updates; "batched" runs both CFG passes as one batch of 2, "sequential" as
 and the ratio column compares them (and bf16 against fp32).
 
     python benchmarks/step_time.py                 # CPU: tiny and medium
-    python benchmarks/step_time.py --device cuda --configs ovi-720x720-5s --dtype bfloat16
+    python benchmarks/step_time.py --device cuda --configs ovi-720x720-5s --dtype bfloat16 \
+        --compile --weights-dtype fp8                # the GPU target's settings (issue 22)
+
+--compile compiles every block (`TwinModel.compile_blocks`; the warm-up steps then include
+the compilation, which is not timed); --weights-dtype stores the blocks' linear weights in
+fp8 or int8 (`duet.memory`), as `duet generate --weights-dtype` does.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 import torch
 
 from duet.config import TowerConfig, TwinConfig, get_preset
+from duet.memory import MemoryConfig, apply_memory
 from duet.model import TwinModel
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
@@ -45,10 +51,15 @@ CONFIGS = {
 }
 
 
-def run_one(name: str, device: str, dtype: torch.dtype, batched: bool, steps: int) -> dict:
+def run_one(name: str, device: str, dtype: torch.dtype, batched: bool, steps: int,
+            compiled: bool = False, weights_dtype: str | None = None) -> dict:
     build, vshape, alen, lt = CONFIGS[name]
     cfg = build()
     model = TwinModel.from_config(cfg, device=device, dtype=dtype).eval()
+    if weights_dtype is not None:
+        model = apply_memory(model, MemoryConfig(weights_dtype=weights_dtype), device)
+    if compiled:
+        model.compile_blocks()
     g = torch.Generator().manual_seed(0)
     video = torch.randn(1, *vshape, generator=g).to(device, dtype)
     audio = torch.randn(1, alen, cfg.audio.in_dim, generator=g).to(device, dtype)
@@ -58,7 +69,7 @@ def run_one(name: str, device: str, dtype: torch.dtype, batched: bool, steps: in
     denoise = functools.partial(guided_velocity, model, cond=cond, uncond=uncond, guidance=guidance)
     sigmas = flow_sigmas(steps + 1, 5.0).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sample(denoise, video, audio, sigmas[-3:], disable=True)  # warm-up: 2 steps
+    sample(denoise, video, audio, sigmas[-3:], disable=True)  # warm-up: 2 steps (compiles)
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -68,6 +79,7 @@ def run_one(name: str, device: str, dtype: torch.dtype, batched: bool, steps: in
     sec = (time.perf_counter() - t0) / (len(sigmas) - 1)
     out = {"config": name, "device": device, "dtype": str(dtype).removeprefix("torch."),
            "cfg": "batched" if batched else "sequential", "sec_per_step": sec,
+           "compiled": compiled, "weights_dtype": weights_dtype,
            "video_tokens": vshape[1] * vshape[2] * vshape[3] // 4, "audio_tokens": alen,
            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
            "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -82,11 +94,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--compile", action="store_true", help="torch.compile every block")
+    p.add_argument("--weights-dtype", choices=["fp8", "int8"], help="quantized linear weights")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         name, dtype, mode = args.one.split(",")
-        print(json.dumps(run_one(name, args.device, getattr(torch, dtype), mode == "batched", args.steps)))
+        print(json.dumps(run_one(name, args.device, getattr(torch, dtype), mode == "batched",
+                                 args.steps, args.compile, args.weights_dtype)))
         return
     rows = []
     for name in args.configs:
@@ -94,6 +109,8 @@ def main() -> None:
             for mode in ("batched", "sequential"):
                 cmd = [sys.executable, __file__, "--one", f"{name},{dtype},{mode}",
                        "--device", args.device, "--steps", str(args.steps)]
+                cmd += ["--compile"] if args.compile else []
+                cmd += ["--weights-dtype", args.weights_dtype] if args.weights_dtype else []
                 rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                                       text=True).stdout.splitlines()[-1]))
     base = {(r["config"], r["dtype"]): r["sec_per_step"] for r in rows if r["cfg"] == "sequential"}

@@ -344,6 +344,19 @@ def test_generate_merges_lora_adapters(tmp_path):
     assert main(["generate", "x", "--lora", str(tmp_path), "-o", str(tmp_path / "bad.mp4")]) == 2
 
 
+def test_generate_compile_flag_compiles_every_block(tmp_path):
+    from duet.cli import build_parser, load_pipeline
+    from duet.model.compile import CompiledOrEager
+
+    args = build_parser().parse_args(["generate", "p", "-o", str(tmp_path / "x.mp4"), "--compile"])
+    model = load_pipeline(args).model
+    blocks = [*model.video_model.blocks, *model.audio_model.blocks]
+    assert all(isinstance(b.self_attention, CompiledOrEager) and isinstance(b.cross_attention_ffn, CompiledOrEager)
+               for b in blocks)
+    args = build_parser().parse_args(["generate", "p", "-o", str(tmp_path / "x.mp4")])
+    assert not isinstance(load_pipeline(args).model.video_model.blocks[0].self_attention, CompiledOrEager)
+
+
 def test_codec_train_options_reach_the_trainer(tmp_path, capsys, monkeypatch):
     import duet.train.codec as codec_module
 

@@ -122,6 +122,8 @@ def load_pipeline(args: argparse.Namespace, device: Any = None) -> DuetPipeline:
     for spec in args.lora:
         path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
         pipe.load_lora(path, float(scale))
+    if getattr(args, "compile", False):
+        pipe.model.compile_blocks()
     return pipe
 
 
@@ -457,6 +459,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                    help="store the DiT blocks' linear weights in fp8 or int8 (about half of bf16)")
     g.add_argument("--vae-tiling", action="store_true",
                    help="encode/decode video in tiles (codecs with a tiled option: wan2.2-vae)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the DiT blocks: faster steps on a GPU (about 10 %% on a "
+                        "CPU) after a one-off compilation; falls back to eager if it fails")
     g.add_argument("--keep-text-encoder", action="store_true",
                    help="keep the text encoder loaded after encoding (default on GPU: free it)")
     g.add_argument("--sequence-parallel", action="store_true",

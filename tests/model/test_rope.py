@@ -58,3 +58,15 @@ def test_audio_and_video_share_one_time_axis():
     torch.testing.assert_close(acos[::4, :a], vcos[:, :a])
     torch.testing.assert_close(asin[::4, :a], vsin[:, :a])
     assert not torch.allclose(acos[1::4, :a], vcos[:, :a])
+
+
+def test_complex_rotation_equals_the_real_formula_bit_for_bit():
+    """apply_rope's one complex multiply makes the same products as re*cos - im*sin,
+    re*sin + im*cos, so the speed-up changes no output; strided inputs work too."""
+    cos, sin = video_rope((2, 3, 4), 64)
+    x = torch.randn(2, 8, 24, 64).transpose(1, 2)  # (B, L, H, D), not contiguous
+    pairs = x.unflatten(-1, (-1, 2))
+    re, im = pairs[..., 0], pairs[..., 1]
+    c, s = cos.float()[None, :, None, :], sin.float()[None, :, None, :]
+    want = torch.stack([re * c - im * s, re * s + im * c], dim=-1).flatten(-2)
+    assert torch.equal(apply_rope(x, (cos, sin)), want)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from duet.config import TwinConfig
 from duet.errors import ConfigError, InputError
 from duet.model.bridge import Bridge
+from duet.model.compile import compile_blocks
 from duet.model.tower import ModalityInput, Tower, TowerState, items_skipping, keep_skipped, run_block
 from duet.parallel.sequence import SequenceParallel
 
@@ -43,6 +45,13 @@ class TwinModel(nn.Module):
         with torch.device(device or "cpu"):
             model = cls(cfg)
         return model.to(dtype) if dtype is not None else model
+
+    def compile_blocks(self, **options: Any) -> TwinModel:
+        """torch.compile every block's two halves, falling back to eager where the compiler
+        fails (`duet.model.compile`); `options` go to `torch.compile`. Outputs stay within
+        float rounding of the eager model's (rel-L2 ~1e-6 in float32)."""
+        compile_blocks([*self.video_model.blocks, *self.audio_model.blocks], **options)
+        return self
 
     @property
     def num_layers(self) -> int:

