@@ -59,11 +59,17 @@ def audio_rope(length: int, head_dim: int, time_scale: float,
 def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     """Rotate channel pairs of x [B, L, H, D] by the table's angles; returns x's dtype.
 
-    As one complex multiply (pair = re + i·im, times cos + i·sin): the same products as the
-    real-valued formula, bit for bit, in one kernel instead of six and a stack (15x faster on
-    a CPU, where RoPE was a tenth of a forward)."""
+    Eagerly, as one complex multiply (pair = re + i·im, times cos + i·sin): the same products
+    as the real-valued formula, bit for bit, in one kernel instead of six and a stack (15x
+    faster on a CPU, where RoPE was a tenth of a forward). Under torch.compile, the real
+    formula: inductor fuses it into its neighbours but generates no code for complex ops."""
     cos, sin = rope
     dtype = torch.promote_types(x.dtype, torch.float32)
-    turn = torch.complex(cos.to(dtype), sin.to(dtype))[None, :, None, :]  # (1, L, 1, D/2)
-    pairs = torch.view_as_complex(x.to(dtype).unflatten(-1, (-1, 2)).contiguous())
-    return torch.view_as_real(pairs * turn).flatten(-2).type_as(x)
+    cos, sin = cos.to(dtype)[None, :, None, :], sin.to(dtype)[None, :, None, :]  # (1, L, 1, D/2)
+    pairs = x.to(dtype).unflatten(-1, (-1, 2))  # (B, L, H, D/2, 2)
+    if torch.compiler.is_compiling():
+        re, im = pairs[..., 0], pairs[..., 1]
+        out = torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1)
+    else:
+        out = torch.view_as_real(torch.view_as_complex(pairs.contiguous()) * torch.complex(cos, sin))
+    return out.flatten(-2).type_as(x)
