@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from video_quality import model_config, weights_with_ema
 
-from duet.checkpoints import load_into
+from duet.weights import load_into
 from duet.codecs.frames import FrameCodec
 from duet.config import get_preset
 from duet.data.dataset import encode_texts

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from duet.checkpoints import load_into, load_weights, read_config
+from duet.weights import load_into, load_weights, read_config
 from duet.codecs.frames import FrameCodec
 from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts

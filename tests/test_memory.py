@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from duet import memory as memory_module
-from duet.checkpoints import load_weights, save_weights
+from duet.weights import load_weights, save_weights
 from duet.cli import build_parser, main
 from duet.config import get_preset
 from duet.errors import ConfigError, InputError

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights
+from duet.weights import BUNDLE_WEIGHTS, load_weights, save_weights
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
 from duet import pipeline as pipeline_module
-from duet.checkpoints import read_config, write_config
+from duet.weights import read_config, write_config
 from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
 

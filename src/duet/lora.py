@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from duet.atomic import atomic_write
-from duet.checkpoints import load_weights, save_weights
+from duet.weights import load_weights, save_weights
 from duet.errors import CheckpointError, ConfigError
 
 ADAPTER_WEIGHTS = "adapter.safetensors"

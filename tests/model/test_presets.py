@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from duet.checkpoints import read_config
+from duet.weights import read_config
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel

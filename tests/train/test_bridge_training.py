@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duet.checkpoints import load_weights
+from duet.weights import load_weights
 from duet.errors import ConfigError
 from duet.train import BatchPlan, LatentDataset, TrainConfig, train
 from duet.train.parallel import Runtime

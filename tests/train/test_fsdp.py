@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.checkpoints import load_weights
+from duet.weights import load_weights
 from duet.train import TrainConfig, train
 
 from train_helpers import TINY_MODEL, write_shards

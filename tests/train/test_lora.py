@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_into, load_weights, read_config
+from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 from duet.errors import CheckpointError, ConfigError
 from duet.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, load_adapter, merge_adapter
 from duet.model import ModalityInput, TwinModel

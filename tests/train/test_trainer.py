@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.checkpoints import load_into, load_weights, read_config
+from duet.weights import load_into, load_weights, read_config
 from duet.config import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from duet.checkpoints import key_problems, read_torch_file, tensor_dict
+from duet.weights import key_problems, read_torch_file, tensor_dict
 from duet.codecs.mel import MelSpec, spectrogram
 from duet.errors import CheckpointError, ConfigError, InputError
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from duet.atomic import atomic_write
-from duet.checkpoints import save_weights
+from duet.weights import save_weights
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.errors import InputError

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from duet.atomic import atomic_write
-from duet.checkpoints import load_weights, save_weights
+from duet.weights import load_weights, save_weights
 from duet.errors import CheckpointError
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
+from duet.weights import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
                               save_weights, write_config)
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
