@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from duet.weights import load_into, load_weights, read_config
 from duet.codecs.frames import FrameCodec
 from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts
@@ -41,6 +40,7 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
+from duet.weights import load_into, load_weights, read_config
 
 
 def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:

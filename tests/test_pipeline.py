@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from duet.weights import BUNDLE_WEIGHTS, load_weights, save_weights
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
 from duet import pipeline as pipeline_module
-from duet.weights import read_config, write_config
 from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
+from duet.weights import BUNDLE_WEIGHTS, load_weights, read_config, save_weights, write_config
 
 FAST = dict(steps=2, duration=0.5, progress=False)
 

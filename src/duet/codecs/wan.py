@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from duet.weights import key_problems, read_torch_file, tensor_dict, wan_vae_key
 from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.weights import key_problems, read_torch_file, tensor_dict, wan_vae_key
 
 if TYPE_CHECKING:  # diffusers takes seconds to import: only codecs that are built pay for it
     from diffusers import AutoencoderKLWan

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from duet.weights import UMT5_BLOCK_INDEX, key_problems, read_torch_file, tensor_dict, umt5_key
 from duet.errors import CheckpointError, ConfigError
+from duet.weights import UMT5_BLOCK_INDEX, key_problems, read_torch_file, tensor_dict, umt5_key
 
 if TYPE_CHECKING:
     from transformers import UMT5Config, UMT5EncoderModel

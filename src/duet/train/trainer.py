@@ -29,8 +29,6 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from duet.weights import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
-                              save_weights, write_config)
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
@@ -45,6 +43,8 @@ from duet.train.parallel import (Runtime, autocast, full_tensor, init_runtime, l
                                  load_optimizer_state, model_state, optimizer_state, parallelize,
                                  shard_like)
 from duet.train.stages import apply_stage
+from duet.weights import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
+                          save_weights, write_config)
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +264,9 @@ def save_checkpoint(root: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module,
             log.info("saved checkpoint %s", folder)
         return
     writer = checkpoint.Writer(root, step)
-    writer.weights("model", model_state(model, rt))
+    writer.weights("model", model_state(model))
     writer.weights("ema", ema.full_state())
-    writer.torch("optimizer", optimizer_state(model, opt, rt))
+    writer.torch("optimizer", optimizer_state(model, opt))
     writer.torch("rng", rt.gather(checkpoint.rng_state(rt.device)))
     writer.json("trainer", trainer)
     log.info("saved checkpoint %s", writer.commit(cfg.keep_checkpoints))

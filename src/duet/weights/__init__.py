@@ -12,9 +12,9 @@ Training checkpoints live with the trainer (`duet.train.checkpoint`) and use `ke
 
 from duet.weights.bundle import (BUNDLE_CONFIG, BUNDLE_WEIGHTS, FORMAT, PATH_OPTIONS, convert_dit,
                                  read_config, resolve_codec_paths, write_bundle, write_config)
-from duet.weights.health import Check, doctor
 from duet.weights.files import (load_weights, read_torch_file, safetensors_header, save_weights,
                                 tensor_dict)
+from duet.weights.health import Check, doctor
 from duet.weights.keys import check_state_dict, key_problems, load_into
 from duet.weights.official import (AUDIO_VAE_FILE, DIT_FILES, OVI_TEXT_LEN, T5_FILE, TOKENIZER_DIR,
                                    UMT5_BLOCK_INDEX, UMT5_BLOCK_KEYS, UMT5_TOP_KEYS, VAE_FILE,

@@ -7,15 +7,13 @@ because an error naming three keys beats torch's list of hundreds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Union
-
 import torch
 from torch import Tensor, nn
 
 from duet.errors import CheckpointError
 
 # A tensor, or just its shape (a safetensors header or a table of expected shapes).
-Shaped = Union[Tensor, tuple[int, ...], torch.Size]
+Shaped = Tensor | tuple[int, ...] | torch.Size
 
 
 def _shape(value: Shaped) -> tuple[int, ...]:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from duet.weights import load_weights
 from duet.errors import ConfigError
 from duet.train.rl import RLConfig, train_rl
+from duet.weights import load_weights
 
 PROMPT = ("A small red rubber ball falls and bounces on a wooden floor in front of a plain black "
           "wall. <AUDCAP>Dull low rubbery thuds each time a ball hits the floor, otherwise "
