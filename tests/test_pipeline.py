@@ -114,7 +114,7 @@ def test_bundle_with_wrong_keys_lists_them(pipe, tmp_path):
         DuetPipeline.from_pretrained(bundle, device="cpu")
     msg = str(e.value)
     assert "video_model.head.head.bias" in msg and "audio_model.extra.weight" in msg
-    assert "video_model.blocks.0.ffn.0.weight: checkpoint (3, 3)" in msg
+    assert "video_model.blocks.0.ffn.0.weight (3, 3) (expected" in msg
 
 
 def test_truncated_weights_are_reported(pipe, tmp_path):
