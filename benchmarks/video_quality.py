@@ -47,7 +47,7 @@ def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
     """The weights at `path`; a training checkpoint's EMA laid over its raw weights."""
     if not path.is_dir():
         return load_weights(path)
-    if (path / "ema.safetensors").is_file():
+    if (path / "ema.safetensors").is_file() or checkpoint.is_sharded(path):
         return checkpoint.read_weights(path, "model") | checkpoint.read_weights(path, "ema")
     return checkpoint.read_weights(path, "model")
 

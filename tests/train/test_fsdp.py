@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed.checkpoint as dcp
 
-from duet.model import TwinModel
-from duet.train import TrainConfig, train
+from duet.train import TrainConfig, checkpoint, train
 from duet.weights import load_weights
 
 from train_helpers import TINY_MODEL, write_shards
@@ -34,16 +32,6 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
     return max((a[k] - b[k]).abs().max().item() for k in a)
-
-
-def _checkpoint_model(folder: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """A training checkpoint's full model state, from either format (distributed runs write
-    DCP shards, read here in one process)."""
-    if (folder / "model.safetensors").is_file():
-        return load_weights(folder / "model.safetensors")
-    state = TwinModel.from_config(cfg.twin()).state_dict()
-    dcp.load({"model": state}, checkpoint_id=folder)
-    return state
 
 
 def test_two_rank_fsdp_matches_one_process(tmp_path):
@@ -79,7 +67,7 @@ def test_two_rank_fsdp_matches_one_process(tmp_path):
         for a, b in zip(got, ref):
             assert a == pytest.approx(b, rel=1e-5), name
         step4 = "checkpoints/step_00000004"
-        _close(_checkpoint_model(tmp_path / name / step4, TrainConfig.from_file(paths[name])),
+        _close(checkpoint.read_weights(tmp_path / name / step4, "model"),  # sharded: DCP
                load_weights(tmp_path / "one" / step4 / "model.safetensors"))
         _close(load_weights(tmp_path / name / "final/model.safetensors"),
                load_weights(tmp_path / "one/final/model.safetensors"))

@@ -191,7 +191,18 @@ def clean_temporaries(root: Path) -> None:
 
 
 def read_weights(folder: Path, name: str) -> dict[str, Tensor]:
-    return load_weights(folder / f"{name}.safetensors")
+    """The full "model" or "ema" state of a checkpoint of either format, in this process
+    alone (for tools and for resuming a full one; a sharded one is resumed by `load_sharded`)."""
+    if not is_sharded(folder):
+        return load_weights(folder / f"{name}.safetensors")
+    stored = dcp.FileSystemReader(folder).read_metadata().state_dict_metadata
+    prefix = f"{name}."
+    state = {k[len(prefix):]: torch.empty(m.size, dtype=m.properties.dtype)
+             for k, m in stored.items() if k.startswith(prefix) and isinstance(m, TensorStorageMetadata)}
+    if not state:
+        raise CheckpointError(f"{folder} holds no {name} state")
+    dcp.load({name: state}, checkpoint_id=folder, no_dist=True)
+    return state
 
 
 def read_torch(folder: Path, name: str) -> Any:
