@@ -15,6 +15,7 @@ import pytest
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+from duet.errors import CheckpointError
 from duet.train import TrainConfig, train
 
 from train_helpers import TINY_MODEL, write_shards
@@ -104,3 +105,13 @@ def test_one_process_resumes_a_sharded_checkpoint(runs, tmp_path):
     train(TrainConfig.from_dict(cfg))
     for a, b in zip(_losses(out), _losses(runs / "whole"), strict=True):
         assert [float(x) for x in a] == pytest.approx([float(x) for x in b], rel=1e-5)
+
+
+def test_a_sharded_checkpoint_of_another_model_is_refused_by_key(runs, tmp_path):
+    out = tmp_path / "other"
+    src = runs / "whole" / "checkpoints" / "step_00000004"
+    shutil.copytree(src, out / "checkpoints" / src.name)
+    cfg = json.loads((runs / "whole.json").read_text()) | {"out_dir": str(out)}
+    cfg["model"] = {**TINY_MODEL, "ffn_dim": 48}
+    with pytest.raises(CheckpointError, match=r"does not fit this model config: wrong shape"):
+        train(TrainConfig.from_dict(cfg))
