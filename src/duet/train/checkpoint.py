@@ -195,10 +195,7 @@ def read_weights(folder: Path, name: str) -> dict[str, Tensor]:
     alone (for tools and for resuming a full one; a sharded one is resumed by `load_sharded`)."""
     if not is_sharded(folder):
         return load_weights(folder / f"{name}.safetensors")
-    stored = dcp.FileSystemReader(folder).read_metadata().state_dict_metadata
-    prefix = f"{name}."
-    state = {k[len(prefix):]: torch.empty(m.size, dtype=m.properties.dtype)
-             for k, m in stored.items() if k.startswith(prefix) and isinstance(m, TensorStorageMetadata)}
+    state = {k: torch.empty(m.size, dtype=m.properties.dtype) for k, m in _stored(folder, name).items()}
     if not state:
         raise CheckpointError(f"{folder} holds no {name} state")
     dcp.load({name: state}, checkpoint_id=folder, no_dist=True)
@@ -220,6 +217,14 @@ def read_json(folder: Path, name: str) -> Any:
 
 
 # ---- the sharded format (distributed runs) --------------------------------------------------
+def _stored(folder: Path, part: str) -> dict[str, TensorStorageMetadata]:
+    """The tensors DCP's index lists under `part` ("model", "ema"), by their name within it."""
+    stored = dcp.FileSystemReader(folder).read_metadata().state_dict_metadata
+    prefix = f"{part}."
+    return {k[len(prefix):]: m for k, m in stored.items()
+            if k.startswith(prefix) and isinstance(m, TensorStorageMetadata)}
+
+
 def save_sharded(root: Path, step: int, rt: Runtime, model: nn.Module, opt: torch.optim.Optimizer,
                  ema: dict[str, Tensor], trainer: dict[str, Any], keep: int) -> Path:
     """Write `root/step_N` with every rank's shards of the model, optimizer and EMA states
@@ -247,14 +252,10 @@ def load_sharded(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
     sharded over any number of ranks or plain (DCP reshards); every rank must call. Keys and
     shapes are checked first, so a checkpoint of another model or stage is named plainly."""
     model_sd, optim_sd = get_state_dict(model, opt)
-    stored = dcp.FileSystemReader(folder).read_metadata().state_dict_metadata
-    shapes = {part: {k[len(part) + 1:]: tuple(m.size) for k, m in stored.items()
-                     if k.startswith(part + ".") and isinstance(m, TensorStorageMetadata)}
-              for part in ("model", "ema")}
-    problems = key_problems(model_sd, shapes["model"])
+    problems = key_problems(model_sd, {k: m.size for k, m in _stored(folder, "model").items()})
     if problems:
         raise CheckpointError(f"{folder} does not fit this model config: {problems}")
-    if set(shapes["ema"]) != set(ema):
+    if set(_stored(folder, "ema")) != set(ema):
         raise CheckpointError("the checkpoint's EMA covers other parameters than this stage "
                               "trains; resume with the stage that wrote it")
     state = {"model": model_sd, "optimizer": optim_sd, "ema": ema}
