@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from video_quality import model_config, weights_with_ema
 
-from duet.checkpoints import load_into
 from duet.codecs.frames import FrameCodec
 from duet.config import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import build_text_encoder
+from duet.weights import load_into
 
 
 def rms(x: torch.Tensor) -> float:

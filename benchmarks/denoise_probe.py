@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from duet.checkpoints import load_into, load_weights
 from duet.config import get_preset
 from duet.model import ModalityInput, TwinModel
 from duet.train import TrainConfig
+from duet.weights import load_into, load_weights
 
 
 def main() -> None:

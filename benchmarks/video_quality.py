@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from duet.checkpoints import load_into, load_weights, read_config
 from duet.codecs.frames import FrameCodec
 from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts
@@ -41,13 +40,14 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
+from duet.weights import load_into, load_weights, read_config
 
 
 def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
     """The weights at `path`; a training checkpoint's EMA laid over its raw weights."""
     if not path.is_dir():
         return load_weights(path)
-    if (path / "ema.safetensors").is_file():
+    if (path / "ema.safetensors").is_file() or checkpoint.is_sharded(path):
         return checkpoint.read_weights(path, "model") | checkpoint.read_weights(path, "ema")
     return checkpoint.read_weights(path, "model")
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from duet.checkpoints import read_config
 from duet.config import Preset, get_preset
 from duet.errors import CheckpointError, ConfigError
+from duet.weights import read_config
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from duet import memory as memory_module
-from duet.checkpoints import load_weights, save_weights
 from duet.cli import build_parser, main
 from duet.config import get_preset
 from duet.errors import ConfigError, InputError
@@ -20,6 +19,7 @@ from duet.memory import (Float8Linear, MemoryConfig, SequentialOffload, apply_me
                          release_text_encoder, weight_bytes)
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import Clip, DuetPipeline, random_model
+from duet.weights import load_weights, save_weights
 
 FAST = dict(steps=2, duration=0.5, progress=False)
 

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
 from duet import pipeline as pipeline_module
-from duet.checkpoints import read_config, write_config
 from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
+from duet.weights import BUNDLE_WEIGHTS, load_weights, read_config, save_weights, write_config
 
 FAST = dict(steps=2, duration=0.5, progress=False)
 
@@ -115,7 +114,7 @@ def test_bundle_with_wrong_keys_lists_them(pipe, tmp_path):
         DuetPipeline.from_pretrained(bundle, device="cpu")
     msg = str(e.value)
     assert "video_model.head.head.bias" in msg and "audio_model.extra.weight" in msg
-    assert "video_model.blocks.0.ffn.0.weight: checkpoint (3, 3)" in msg
+    assert "video_model.blocks.0.ffn.0.weight (3, 3) (expected" in msg
 
 
 def test_truncated_weights_are_reported(pipe, tmp_path):

@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, read_config, save_weights
 from duet.cli import main
 from duet.config import get_preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel
 from duet.reference import load_cases, run_case
-from duet.weights import tower_from_shapes, twin_from_header
+from duet.weights import (BUNDLE_WEIGHTS, load_weights, read_config, save_weights, tower_from_shapes,
+                          twin_from_header)
 
 
 def test_tiny_reference_header_gives_the_tiny_model(reference_dir):
@@ -72,7 +72,7 @@ def test_convert_reads_a_shape_no_preset_has(tmp_path):
     ([], "--num-heads"),
     (["--num-heads", "3"], "not divisible by num_heads 3"),
     (["--preset", "tiny", "--num-heads", "2"], "either a preset or num_heads"),
-    (["--preset", "demo"], "shape mismatches"),
+    (["--preset", "demo"], "wrong shape"),
 ])
 def test_convert_refusals_are_one_line(reference_dir, tmp_path, capsys, args, needle):
     out = tmp_path / "b"

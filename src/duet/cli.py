@@ -182,7 +182,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from duet.checkpoints import read_config
+    from duet.weights import read_config
     from duet.config import get_preset
     from duet.model import TwinModel
 
@@ -292,7 +292,7 @@ def _eval_sync(args: argparse.Namespace) -> int:
 
 
 def _eval_seams(args: argparse.Namespace) -> int:
-    from duet.checkpoints import read_config
+    from duet.weights import read_config
     from duet.config import get_preset
     from duet.eval.seams import VIDEO_LIMIT, measure_file
 

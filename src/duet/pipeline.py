@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
+from duet.weights import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
 from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
 from duet.codecs import get_audio_codec

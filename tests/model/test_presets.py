@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from duet.checkpoints import read_config
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel
+from duet.weights import read_config
 
 
 @pytest.mark.parametrize("name", ["ovi-720x720-5s", "ovi-960x960-5s", "ovi-960x960-10s"])

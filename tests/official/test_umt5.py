@@ -195,11 +195,11 @@ def _save_variant(tmp_path, wan_folder, change) -> object:
     ("change", "message"),
     [
         (lambda s: s.pop("blocks.1.attn.k.weight"),
-         r"1 missing keys \(blocks\.1\.attn\.k\.weight\)"),
+         r"missing \(1\): blocks\.1\.attn\.k\.weight"),
         (lambda s: s.update({"blocks.0.attn.extra.weight": torch.zeros(2)}),
-         r"1 unexpected keys \(blocks\.0\.attn\.extra\.weight\)"),
+         r"unexpected \(1\): blocks\.0\.attn\.extra\.weight"),
         (lambda s: s.update({"blocks.1.ffn.fc2.weight": torch.zeros(48, 32)}),
-         r"blocks\.1\.ffn\.fc2\.weight is \(48, 32\) but \(32, 48\) is expected"),
+         r"wrong shape \(1\): blocks\.1\.ffn\.fc2\.weight \(48, 32\) \(expected \(32, 48\)\)"),
         (lambda s: s.update({"pos_embedding.embedding.weight": s.pop(
             "blocks.0.pos_embedding.embedding.weight")}),
          "one shared position bias: a T5 encoder, not umT5"),

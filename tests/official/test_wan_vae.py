@@ -14,9 +14,9 @@ from duet.codecs.wan import (
     WanVAEArch,
     WanVAECodec,
     build_vae,
-    official_to_diffusers,
 )
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.weights import wan_vae_key
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,12 @@ def test_tiny_checkpoint_loads_strictly_with_every_value(codec, tiny):
     loaded = codec.vae.state_dict()
     assert len(loaded) == len(official)
     for key, value in official.items():
-        assert torch.equal(loaded[official_to_diffusers(key)], value), key
+        assert torch.equal(loaded[wan_vae_key(key)], value), key
 
 
 def test_key_map_is_a_bijection_onto_diffusers_keys(tiny):
     _, official = tiny
-    mapped = {official_to_diffusers(k) for k in official}
+    mapped = {wan_vae_key(k) for k in official}
     assert len(mapped) == len(official)
     assert mapped == set(build_vae(WanVAEArch(dim=8, dec_dim=8)).state_dict())
 
@@ -63,7 +63,7 @@ def test_real_wan22_layout_maps_onto_diffusers_wan22_config():
     # renamed, must be exactly diffusers' Wan2.2 network, shapes included.
     official = official_shapes()
     expected = {k: tuple(v.shape) for k, v in build_vae(WanVAEArch()).state_dict().items()}
-    mapped = {official_to_diffusers(k): s for k, s in official.items()}
+    mapped = {wan_vae_key(k): s for k, s in official.items()}
     assert len(mapped) == len(official) == 196
     assert mapped == expected
     assert WanVAEArch.from_shapes(official, "Wan2.2_VAE.pth") == WanVAEArch()
@@ -149,7 +149,7 @@ def test_nested_and_legacy_format_checkpoints_load_through_the_registry(tmp_path
     codec = get_video_codec("wan2.2-vae", path=str(path))
     assert isinstance(codec, WanVAECodec) and codec.latent_channels == 48
     key = "encoder.downsamples.1.downsamples.2.time_conv.weight"
-    assert torch.equal(codec.vae.state_dict()[official_to_diffusers(key)], official[key])
+    assert torch.equal(codec.vae.state_dict()[wan_vae_key(key)], official[key])
 
 
 def test_other_sizes_are_read_from_the_checkpoint(tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_weights
 from duet.train.config import TrainConfig
 from duet.train.parallel import Runtime
 from duet.train.trainer import initial_state, train
+from duet.weights import BUNDLE_WEIGHTS, load_weights
 from train_helpers import TINY_MODEL, write_shards
 
 

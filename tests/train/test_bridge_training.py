@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duet.checkpoints import load_weights
 from duet.errors import ConfigError
 from duet.train import BatchPlan, LatentDataset, TrainConfig, train
 from duet.train.parallel import Runtime
 from duet.train.trainer import build_model, build_optimizer, initial_state, train_step
+from duet.weights import load_weights
 from train_helpers import TINY_MODEL, synthetic_tensors
 
 # the tiny model with a half-width audio tower, joined by a bridge before both video blocks

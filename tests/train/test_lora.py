@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.checkpoints import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 from duet.errors import CheckpointError, ConfigError
 from duet.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, load_adapter, merge_adapter
 from duet.model import ModalityInput, TwinModel
 from duet.train import LatentDataset, TrainConfig, train
+from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 
 from train_helpers import TINY_MODEL, synthetic_tensors
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.checkpoints import load_into, load_weights, read_config
 from duet.config import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.train import BatchPlan, LatentDataset, train
 from duet.train.parallel import Runtime
 from duet.train.trainer import Ema, build_model, build_optimizer, initial_state, lr_at, train_step
+from duet.weights import load_into, load_weights, read_config
 
 from train_helpers import TINY_MODEL, synthetic_tensors
 

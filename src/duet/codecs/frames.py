@@ -101,7 +101,7 @@ class FrameAutoencoder(nn.Module):
 
 def save_frame_codec(model: FrameAutoencoder, mean: Tensor, std: Tensor, path: str | Path) -> None:
     """Write weights + latent statistics + architecture to one safetensors file, atomically."""
-    from duet.checkpoints import save_weights
+    from duet.weights import save_weights
 
     tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     tensors["latent_mean"] = mean.detach().float().reshape(-1).contiguous()

@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from duet.checkpoints import key_problems, read_torch_file, tensor_dict
 from duet.codecs.mel import MelSpec, spectrogram
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.weights import key_problems, read_torch_file, tensor_dict
 
 if TYPE_CHECKING:  # diffusers takes seconds to import: only a codec that is built pays for it
     from diffusers.models.autoencoders.autoencoder_mmaudio import MMAudioAutoencoder

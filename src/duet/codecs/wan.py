@@ -12,7 +12,7 @@ Wan2.2); the decoder is wider than the encoder (base 256 vs 160). 48 latent chan
 
 Where the code comes from: the network is diffusers' `AutoencoderKLWan`. The weights are the
 official file, not diffusers' converted folder, because that file is what Wan and Ovi
-distribute; `official_to_diffusers` renames its keys by a handful of structural rules (the
+distribute; `duet.weights.official.wan_vae_key` renames its keys by a handful of structural rules (the
 two implementations nest the same layers differently), and loading is strict both ways.
 Sizes are read from the checkpoint's shapes (`WanVAEArch.from_shapes`), so a tiny file with
 the official layout exercises the same loading code as the 2.8 GB one.
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from duet.checkpoints import key_problems, read_torch_file, tensor_dict
 from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.weights import key_problems, read_torch_file, tensor_dict, wan_vae_key
 
 if TYPE_CHECKING:  # diffusers takes seconds to import: only codecs that are built pay for it
     from diffusers import AutoencoderKLWan
@@ -163,45 +163,6 @@ def _child_indices(keys: Iterable[str], prefix: str, then: str = "") -> set[int]
     return {int(m.group(1)) for m in map(pattern.match, keys) if m}
 
 
-# Official (Wan-Video/Wan2.2 wan/modules/vae2_2.py) -> diffusers (AutoencoderKLWan) key names,
-# applied in order, each at most once. Both hold the same layers; they differ in nesting:
-# the official code uses positional nn.Sequential children where diffusers names them.
-_KEY_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
-    # 1x1 convolutions on either side of the latent
-    (r"^conv1\.", "quant_conv."),
-    (r"^conv2\.", "post_quant_conv."),
-    # stems; head = Sequential(RMS_norm, SiLU, CausalConv3d)
-    (r"^(encoder|decoder)\.conv1\.", r"\1.conv_in."),
-    (r"^(encoder|decoder)\.head\.0\.", r"\1.norm_out."),
-    (r"^(encoder|decoder)\.head\.2\.", r"\1.conv_out."),
-    # middle = Sequential(ResidualBlock, AttentionBlock, ResidualBlock)
-    (r"^(encoder|decoder)\.middle\.0\.", r"\1.mid_block.resnets.0."),
-    (r"^(encoder|decoder)\.middle\.1\.", r"\1.mid_block.attentions.0."),
-    (r"^(encoder|decoder)\.middle\.2\.", r"\1.mid_block.resnets.1."),
-    # a stage = Sequential(ResidualBlock..., Resample): the Resample is the last child
-    (r"^encoder\.downsamples\.(\d+)\.downsamples\.\d+\.(resample|time_conv)\.",
-     r"encoder.down_blocks.\1.downsampler.\2."),
-    (r"^encoder\.downsamples\.(\d+)\.downsamples\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2."),
-    (r"^decoder\.upsamples\.(\d+)\.upsamples\.\d+\.(resample|time_conv)\.",
-     r"decoder.up_blocks.\1.upsampler.\2."),
-    (r"^decoder\.upsamples\.(\d+)\.upsamples\.(\d+)\.", r"decoder.up_blocks.\1.resnets.\2."),
-    # ResidualBlock.residual = Sequential(norm, SiLU, conv, norm, SiLU, Dropout, conv)
-    (r"\.residual\.0\.", ".norm1."),
-    (r"\.residual\.2\.", ".conv1."),
-    (r"\.residual\.3\.", ".norm2."),
-    (r"\.residual\.6\.", ".conv2."),
-    (r"\.shortcut\.", ".conv_shortcut."),
-))
-
-
-def official_to_diffusers(key: str) -> str:
-    """The diffusers name of an official Wan2.2 VAE parameter. Keys that no rule matches come
-    back unchanged, so that loading reports them as unexpected."""
-    for pattern, replacement in _KEY_RULES:
-        key = pattern.sub(replacement, key, count=1)
-    return key
-
-
 def build_vae(arch: WanVAEArch) -> AutoencoderKLWan:
     """The diffusers network on the meta device: it holds no memory until weights are
     assigned, so the full model never exists twice while loading."""
@@ -240,7 +201,7 @@ def _rename(official: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
     state: dict[str, Tensor] = {}
     source: dict[str, str] = {}
     for key, value in official.items():
-        new = official_to_diffusers(key)
+        new = wan_vae_key(key)
         if new in state:
             raise CheckpointError(f"{path}: keys {source[new]!r} and {key!r} are the same "
                                   f"parameter ({new!r}); {_DOWNLOAD_HINT}")

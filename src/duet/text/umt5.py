@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from duet.checkpoints import read_torch_file, tensor_dict
 from duet.errors import CheckpointError, ConfigError
+from duet.weights import UMT5_BLOCK_INDEX, key_problems, read_torch_file, tensor_dict, umt5_key
 
 if TYPE_CHECKING:
     from transformers import UMT5Config, UMT5EncoderModel
@@ -45,25 +45,6 @@ WAN_TOKENIZER_DIR = Path("google") / "umt5-xxl"  # tokenizer folder beside it
 # relative_attention_max_distance / layer_norm_epsilon.
 MAX_DISTANCE = 128
 LAYER_NORM_EPS = 1e-6
-
-# Per-block Wan suffix -> UMT5EncoderModel suffix (under "encoder.block.N.").
-_BLOCK_KEYS: dict[str, str] = {
-    "norm1.weight": "layer.0.layer_norm.weight",
-    "attn.q.weight": "layer.0.SelfAttention.q.weight",
-    "attn.k.weight": "layer.0.SelfAttention.k.weight",
-    "attn.v.weight": "layer.0.SelfAttention.v.weight",
-    "attn.o.weight": "layer.0.SelfAttention.o.weight",
-    "pos_embedding.embedding.weight": "layer.0.SelfAttention.relative_attention_bias.weight",
-    "norm2.weight": "layer.1.layer_norm.weight",
-    "ffn.gate.0.weight": "layer.1.DenseReluDense.wi_0.weight",  # Linear then GELU in Wan
-    "ffn.fc1.weight": "layer.1.DenseReluDense.wi_1.weight",  # the linear branch
-    "ffn.fc2.weight": "layer.1.DenseReluDense.wo.weight",
-}
-_TOP_KEYS: dict[str, str] = {
-    "token_embedding.weight": "shared.weight",  # encoder.embed_tokens is tied to it
-    "norm.weight": "encoder.final_layer_norm.weight",
-}
-_BLOCK_INDEX = re.compile(r"blocks\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -106,16 +87,6 @@ class UMT5Dims:
         return shapes
 
 
-def hf_key(wan_key: str) -> str:
-    """The `UMT5EncoderModel` name of one Wan T5-encoder key (KeyError if it has none)."""
-    if wan_key in _TOP_KEYS:
-        return _TOP_KEYS[wan_key]
-    m = _BLOCK_INDEX.match(wan_key)
-    if m is None:
-        raise KeyError(wan_key)
-    return f"encoder.block.{m[1]}.{_BLOCK_KEYS[wan_key[m.end():]]}"
-
-
 def _examples(keys: set[str] | list[str], n: int = 3) -> str:
     """A few keys for an error message, in a stable order."""
     keys = sorted(keys)
@@ -156,29 +127,17 @@ def infer_dims(state: Mapping[str, Tensor], path: str | Path) -> UMT5Dims:
             f"multiple of the {heads} heads of blocks.0.pos_embedding.embedding.weight; "
             "the file is damaged or not a umT5 encoder"
         )
-    layers = 1 + max(int(m[1]) for k in state if (m := _BLOCK_INDEX.match(k)))
+    layers = 1 + max(int(m[1]) for k in state if (m := UMT5_BLOCK_INDEX.match(k)))
     return UMT5Dims(vocab, d_model, d_ff, layers, heads, attn_dim // heads, buckets)
 
 
 def check_wan_state_dict(state: Mapping[str, Tensor], dims: UMT5Dims, path: str | Path) -> None:
     """Strict: exactly the keys of a umT5 encoder of `dims`, each of the expected shape."""
-    expected = dims.wan_shapes()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    if missing or unexpected:
-        parts = [f"{len(missing)} missing keys ({_examples(missing)})"] if missing else []
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
+    problems = key_problems(dims.wan_shapes(), state)
+    if problems:
         raise CheckpointError(
             f"{str(path)!r} does not match a {dims.num_layers}-layer umT5 encoder in Wan's "
-            f"naming: {'; '.join(parts)}; pass Wan's {WAN_T5_FILE} (encoder only)"
-        )
-    wrong = [k for k, s in expected.items() if tuple(state[k].shape) != s]
-    if wrong:
-        k = sorted(wrong)[0]
-        raise CheckpointError(
-            f"{str(path)!r}: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
-            f"{tuple(state[k].shape)} but {expected[k]} is expected from the embedding and "
-            "block 0; the file is damaged or mixes models"
+            f"naming: {problems}; pass Wan's {WAN_T5_FILE} (encoder only)"
         )
     not_float = [k for k, t in state.items() if not t.is_floating_point()]
     if not_float:
@@ -217,7 +176,7 @@ def load_wan_umt5(
     state, dims = read_checked(path)
     with torch.device("meta"):
         model = UMT5EncoderModel(dims.to_config())
-    hf_state = {hf_key(k): t.to(device=device, dtype=dtype) for k, t in state.items()}
+    hf_state = {umt5_key(k): t.to(device=device, dtype=dtype) for k, t in state.items()}
     hf_state["encoder.embed_tokens.weight"] = hf_state["shared.weight"]
     model.load_state_dict(hf_state, strict=True, assign=True)
     # assign=True gave each key its own Parameter; tie them again so that the model holds

@@ -11,9 +11,10 @@ forward hooks would never fire for them: `parallelize` registers both methods wi
 `register_fsdp_forward_method`, which makes each call all-gather the block's parameters
 first (and reshard after, and reduce-scatter its gradients in the backward pass).
 
-State dicts move between ranks as full (unsharded) tensors: gathered to rank 0 for saving,
-and read by rank 0 then broadcast and re-sharded for loading, so a checkpoint does not
-depend on the world size that wrote it.
+Starting weights (a bundle) and single-process checkpoints are full state dicts, read by
+rank 0 then broadcast and re-sharded. Distributed runs save their checkpoints sharded, each
+rank its own shards (`duet.train.checkpoint`, torch.distributed.checkpoint), which DCP
+reshards on load, so a checkpoint does not depend on the world size that wrote it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict,
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
                                                      set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
@@ -187,15 +187,12 @@ def autocast(device: torch.device, bf16: bool) -> Any:
 
 
 # ---- full state dicts ---------------------------------------------------------------------
-_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _FULL_LOAD = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
 
 
-def model_state(model: nn.Module, rt: Runtime) -> dict[str, Tensor]:
-    """Full model state on CPU (rank 0; other ranks get {} but must call too)."""
-    if not rt.distributed:
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return get_model_state_dict(model, options=_FULL)
+def model_state(model: nn.Module) -> dict[str, Tensor]:
+    """A plain (unsharded) model's state as CPU copies; sharded runs save shards instead."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def load_model_state(model: nn.Module, state: dict[str, Tensor], rt: Runtime) -> None:
@@ -206,11 +203,9 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], rt: Runtime) ->
     set_model_state_dict(model, state, options=_FULL_LOAD)
 
 
-def optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, rt: Runtime) -> dict[str, Any]:
-    """Full optimizer state keyed by parameter names (rank 0; collective when distributed)."""
-    if not rt.distributed:
-        return get_optimizer_state_dict(model, opt)
-    return get_optimizer_state_dict(model, opt, options=_FULL)
+def optimizer_state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """A plain model's full optimizer state keyed by parameter names."""
+    return get_optimizer_state_dict(model, opt)
 
 
 def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any],

@@ -29,8 +29,6 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
-                              save_weights, write_config)
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
@@ -45,6 +43,8 @@ from duet.train.parallel import (Runtime, autocast, full_tensor, init_runtime, l
                                  load_optimizer_state, model_state, optimizer_state, parallelize,
                                  shard_like)
 from duet.train.stages import apply_stage
+from duet.weights import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
+                          save_weights, write_config)
 
 log = logging.getLogger(__name__)
 
@@ -253,48 +253,44 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, dataset: LatentData
 def save_checkpoint(root: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module,
                     opt: torch.optim.Optimizer, ema: Ema, step: int,
                     history: list[dict[str, Any]]) -> None:
-    """Gather each full state in turn (collectives) and let rank 0 write it into `root/step_N`."""
-    writer = checkpoint.Writer(root, step) if rt.is_main else None
-    state = model_state(model, rt)
-    if writer:
-        writer.weights("model", state)
-    del state  # one full state at a time on rank 0
-    state = ema.full_state()
-    if writer:
-        writer.weights("ema", state)
-    del state
-    state = optimizer_state(model, opt, rt)
-    if writer:
-        writer.torch("optimizer", state)
-    del state
-    rngs = rt.gather(checkpoint.rng_state(rt.device))
-    if writer:
-        writer.torch("rng", rngs)
-        writer.json("trainer", {"step": step, "data_position": step,
-                                "samples_seen": step * cfg.batch_size, "world_size": rt.world,
-                                "history": history, "config": cfg.to_dict()})
-        log.info("saved checkpoint %s", writer.commit(cfg.keep_checkpoints))
-    rt.barrier()
+    """Write `root/step_N`: sharded by every rank when distributed (no full state anywhere);
+    alone, each full state in turn."""
+    trainer = {"step": step, "data_position": step, "samples_seen": step * cfg.batch_size,
+               "world_size": rt.world, "history": history, "config": cfg.to_dict()}
+    if rt.distributed:
+        folder = checkpoint.save_sharded(root, step, rt, model, opt, ema.shadow, trainer,
+                                         cfg.keep_checkpoints)
+        if rt.is_main:
+            log.info("saved checkpoint %s", folder)
+        return
+    writer = checkpoint.Writer(root, step)
+    writer.weights("model", model_state(model))
+    writer.weights("ema", ema.full_state())
+    writer.torch("optimizer", optimizer_state(model, opt))
+    writer.torch("rng", rt.gather(checkpoint.rng_state(rt.device)))
+    writer.json("trainer", trainer)
+    log.info("saved checkpoint %s", writer.commit(cfg.keep_checkpoints))
 
 
 def resume(root: Path, cfg: TrainConfig, rt: Runtime, model: nn.Module,
            opt: torch.optim.Optimizer, ema: Ema) -> tuple[int, list[dict[str, Any]]]:
     """Load the newest valid checkpoint under `root`; (step, history), or (0, []) if none.
 
-    Rank 0 reads each part and broadcasts it; the data position is the step itself (the
-    batches and noise of step k depend only on the seed and k)."""
-    folder = None
+    Each rank reads its shards of a sharded checkpoint; of a full one, rank 0 reads each part
+    and broadcasts it. The data position is the step itself (the batches and noise of step k
+    depend only on the seed and k)."""
     if rt.is_main:
         checkpoint.clean_temporaries(root)
-        found = checkpoint.latest_valid(root)
-        folder = None if found is None else str(found)
-    folder = rt.broadcast(folder)
+    folder = checkpoint.latest_valid(root, rt if rt.distributed else None)
     if folder is None:
         return 0, []
-    path, main = Path(folder), rt.is_main
-    load_model_state(model, checkpoint.read_weights(path, "model") if main else {}, rt)
-    ema.load_full_state(checkpoint.read_weights(path, "ema") if main else None)
-    load_optimizer_state(model, opt, checkpoint.read_torch(path, "optimizer") if main else {}, rt)
+    path, main = folder, rt.is_main
+    if checkpoint.is_sharded(path):
+        checkpoint.load_sharded(path, model, opt, ema.shadow)
+    else:
+        load_model_state(model, checkpoint.read_model(path, model, rt), rt)
+        ema.load_full_state(checkpoint.read_weights(path, "ema") if main else None)
+        load_optimizer_state(model, opt, checkpoint.read_torch(path, "optimizer") if main else {}, rt)
     small = (checkpoint.read_json(path, "trainer"), checkpoint.read_torch(path, "rng")) if main else None
     trainer, rngs = rt.broadcast(small)
     if len(rngs) == rt.world:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from duet.checkpoints import load_weights
 from duet.errors import ConfigError
 from duet.train.rl import RLConfig, train_rl
+from duet.weights import load_weights
 
 PROMPT = ("A small red rubber ball falls and bounces on a wooden floor in front of a plain black "
           "wall. <AUDCAP>Dull low rubbery thuds each time a ball hits the floor, otherwise "
@@ -122,7 +122,7 @@ BRIDGED = {"video": {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, 
 def test_lora_on_a_bridged_model(tmp_path):
     """LoRA adapters on a MOVA-style model: only the adapters change, the reference (adapters
     at their start, B = 0) is the base model, and the run exports an adapter."""
-    from duet.checkpoints import BUNDLE_WEIGHTS, save_weights, write_config
+    from duet.weights import BUNDLE_WEIGHTS, save_weights, write_config
     from duet.lora import ADAPTER_WEIGHTS
     from duet.model import TwinModel
 

@@ -28,11 +28,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from duet.atomic import atomic_write
-from duet.checkpoints import save_weights
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.parallel import Job, logger_levels, run_pool, run_ray
 from duet.data.curate.process import InputResult
 from duet.errors import InputError
+from duet.weights import save_weights
 
 log = logging.getLogger(__name__)
 

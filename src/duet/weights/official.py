@@ -1,4 +1,6 @@
-"""The official Ovi weights folder: where each file lives, and what `duet doctor` checks.
+"""The official layout: where each file of the Ovi download lives, the one table of codecs
+that reads them, a DiT's model config from its header, and the key maps from the Wan and
+umT5 releases' names to the networks that load them.
 
 The official download puts every component under one folder:
 
@@ -15,22 +17,24 @@ Only the DiT file differs between the three presets. The DiT's keys are Duet's o
 (`duet convert` needs no key map), so it is checked from its safetensors header alone: the
 doctor never reads 23 GB to tell a user that a file is truncated. The header's shapes also
 give a DiT's model config (`dit_preset`), so `duet convert` takes a checkpoint of any size.
+
+Key maps are named `<component>_KEYS` (official name or pattern -> the loading network's
+name) with one function `<component>_key(official_key)` each.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
-import struct
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duet.errors import CheckpointError, ConfigError, DuetError
+from duet.errors import CheckpointError, ConfigError
+from duet.weights.files import safetensors_header
+from duet.weights.keys import key_problems
 
 if TYPE_CHECKING:
     from duet.config import Modality, Preset, TowerConfig, TwinConfig
@@ -75,13 +79,20 @@ class OviFiles:
 
     def codecs(self, vae_tiling: bool = False) -> dict[str, dict[str, Any]]:
         """The preset `codecs` table that builds this folder's codecs and text encoder."""
-        video: dict[str, Any] = {"name": "wan2.2-vae", "path": str(self.vae)}
-        if vae_tiling:
-            video["tiled"] = True
-        return {"video": video,
-                "audio": {"name": "mmaudio-16k", "vae_path": str(self.audio_vae),
-                          "vocoder_path": str(self.vocoder)},
-                "text": {"name": "umt5-xxl", "path": str(self.text.parent)}}  # .pth + google/umt5-xxl
+        return official_codecs(str(self.vae), str(self.audio_vae), str(self.vocoder),
+                               str(self.text.parent), vae_tiling)
+
+
+def official_codecs(vae: str, audio_vae: str, vocoder: str, text_dir: str,
+                    vae_tiling: bool = False) -> dict[str, dict[str, Any]]:
+    """The preset `codecs` table for the official components at these paths (absolute, or
+    relative to a bundle); `text_dir` holds the umT5 `.pth` and google/umt5-xxl."""
+    video: dict[str, Any] = {"name": "wan2.2-vae", "path": vae}
+    if vae_tiling:
+        video["tiled"] = True
+    return {"video": video,
+            "audio": {"name": "mmaudio-16k", "vae_path": audio_vae, "vocoder_path": vocoder},
+            "text": {"name": "umt5-xxl", "path": text_dir}}
 
 
 def locate(root: str | os.PathLike, preset: str) -> OviFiles:
@@ -100,45 +111,16 @@ def locate(root: str | os.PathLike, preset: str) -> OviFiles:
     return files
 
 
-def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """{key: (dtype, shape)} from a safetensors header, checking that the file holds every
-    byte the header promises (a download cut short fails here, naming the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"DiT checkpoint not found: {path} is not a file")
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > size - 8:
-                raise ValueError(f"header length {n} exceeds the file")
-            header = json.loads(f.read(n))
-    except (struct.error, ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not a safetensors file ({e}); download it again") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise CheckpointError(f"{path} is truncated: the header promises {8 + n + end:,} bytes, "
-                              f"the file has {size:,}; download it again")
-    return {k: (v["dtype"], tuple(v["shape"])) for k, v in header.items() if k != "__metadata__"}
-
-
 def check_dit(path: str | os.PathLike, preset: str | Preset) -> str:
     """Check an Ovi DiT file's keys and shapes against `preset` from its header alone."""
     from duet.model import TwinModel
 
     p = ovi_preset(preset)
     header = safetensors_header(path)
-    want = {k: tuple(v.shape) for k, v in
-            TwinModel.from_config(p.model, device="meta").state_dict().items()}
-    missing = sorted(set(want) - set(header))
-    unexpected = sorted(set(header) - set(want))
-    shapes = [f"{k} {header[k][1]} (want {want[k]})" for k in sorted(set(want) & set(header))
-              if header[k][1] != want[k]]
-    if missing or unexpected or shapes:
-        problems = [f"{len(v)} {t} (e.g. {', '.join(v[:3])})" for t, v in
-                    (("missing keys", missing), ("unexpected keys", unexpected),
-                     ("shape mismatches", shapes)) if v]
-        raise CheckpointError(f"{path} is not an {p.name} DiT: " + "; ".join(problems))
+    want = TwinModel.from_config(p.model, device="meta").state_dict()
+    problems = key_problems(want, {k: shape for k, (_, shape) in header.items()})
+    if problems:
+        raise CheckpointError(f"{path} is not an {p.name} DiT: {problems}")
     dtypes = sorted({d for d, _ in header.values()})
     return f"{len(header)} tensors ({', '.join(dtypes)}), shapes match {p.name}"
 
@@ -226,100 +208,6 @@ def dit_preset(path: str | os.PathLike, preset: str | None = None, num_heads: in
     return p
 
 
-def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
-                dtype: str | None = None) -> Path:
-    """A bundle (config.json + model.safetensors) from an Ovi-format DiT file: the keys are
-    Duet's own, so the tensors are stored as they are (optionally cast)."""
-    from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights, write_config
-    from duet.pipeline import resolve_device_dtype
-
-    state = load_weights(path)
-    if dtype is not None:
-        cast = resolve_device_dtype("cpu", dtype)[1]
-        state = {k: v.to(cast) for k, v in state.items()}
-    out = Path(out)
-    save_weights(state, out / BUNDLE_WEIGHTS)
-    write_config(out, preset, {"random_init": False, "note": f"converted from {path}"})
-    return out
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of `duet doctor`."""
-
-    component: str
-    path: Path
-    status: str  # ok | missing | bad
-    detail: str
-
-
-def _check_vae(path: Path) -> str:
-    from duet.codecs.wan import load_wan_vae
-
-    _, arch = load_wan_vae(path)
-    return f"{arch.z_dim} latent channels, stride {arch.stride}"
-
-
-def _check_text(path: Path) -> str:
-    from duet.text.umt5 import read_checked
-
-    _, dims = read_checked(path)
-    return f"umT5 encoder, {dims.num_layers} layers, d_model {dims.d_model}"
-
-
-def _check_tokenizer(path: Path) -> str:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return f"{type(tok).__name__}, vocabulary {len(tok)}"
-
-
-def _check_audio_vae(path: Path) -> str:
-    from duet.codecs.mmaudio import load_vae
-
-    load_vae(path)
-    return "MMAudio 16 kHz mel VAE"
-
-
-def _check_vocoder(path: Path) -> str:
-    from duet.codecs.mmaudio import load_vocoder
-
-    load_vocoder(path)
-    return "BigVGAN 16 kHz vocoder"
-
-
-def doctor(root: str | os.PathLike, presets: tuple[str, ...] = tuple(DIT_FILES)) -> list[Check]:
-    """Check every file of an official weights folder. Never raises for a bad file: each
-    problem becomes a `Check` whose detail says what is wrong and what to do."""
-    root = Path(root)
-    if not root.is_dir():
-        return [Check("folder", root, "missing", "no such folder: pass the folder the official "
-                      "Ovi download wrote (it holds Ovi/, Wan2.2-TI2V-5B/, MMAudio/)")]
-    checks: list[tuple[str, Path, Callable[[Path], str]]] = [
-        (f"dit {p}", root / "Ovi" / DIT_FILES[p], lambda f, p=p: check_dit(f, p)) for p in presets]
-    checks += [("video vae", root / VAE_FILE, _check_vae),
-               ("text encoder", root / T5_FILE, _check_text),
-               ("tokenizer", root / TOKENIZER_DIR, _check_tokenizer),
-               ("audio vae", root / AUDIO_VAE_FILE, _check_audio_vae),
-               ("vocoder", root / VOCODER_FILE, _check_vocoder)]
-    out = []
-    for name, path, check in checks:
-        if not path.exists():
-            out.append(Check(name, path, "missing", "not found"))
-            continue
-        try:
-            out.append(Check(name, path, "ok", check(path)))
-        except DuetError as e:
-            out.append(Check(name, path, "bad", str(e)))
-        except Exception as e:  # a foreign file can fail anywhere in a third-party loader
-            out.append(Check(name, path, "bad", f"{type(e).__name__}: {e}"))
-    return out
-
-
-# ---- self-contained bundles ------------------------------------------------------------
-PATH_OPTIONS = ("path", "vae_path", "vocoder_path", "weights")  # codec options naming files
-
-
 def ovi_preset(preset: str | Preset) -> Preset:
     """An Ovi preset by name (or a Preset object, e.g. a test's tiny variant), checked."""
     from duet.config import Preset, get_preset
@@ -332,62 +220,71 @@ def ovi_preset(preset: str | Preset) -> Preset:
     return get_preset(preset)
 
 
-def resolve_codec_paths(preset: Preset, directory: str | os.PathLike) -> Preset:
-    """A bundle's codec file options are relative to the bundle: make them absolute."""
-    base = Path(directory)
-    codecs = {kind: {k: str(base / v) if k in PATH_OPTIONS and isinstance(v, str)
-                     and not Path(v).is_absolute() else v for k, v in opts.items()}
-              for kind, opts in preset.codecs.items()}
-    return dataclasses.replace(preset, codecs=codecs)
+# ---- key maps ------------------------------------------------------------------------------
+# Official (Wan-Video/Wan2.2 wan/modules/vae2_2.py) -> diffusers (AutoencoderKLWan) key names,
+# applied in order, each at most once. Both hold the same layers; they differ in nesting:
+# the official code uses positional nn.Sequential children where diffusers names them.
+WAN_VAE_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
+    # 1x1 convolutions on either side of the latent
+    (r"^conv1\.", "quant_conv."),
+    (r"^conv2\.", "post_quant_conv."),
+    # stems; head = Sequential(RMS_norm, SiLU, CausalConv3d)
+    (r"^(encoder|decoder)\.conv1\.", r"\1.conv_in."),
+    (r"^(encoder|decoder)\.head\.0\.", r"\1.norm_out."),
+    (r"^(encoder|decoder)\.head\.2\.", r"\1.conv_out."),
+    # middle = Sequential(ResidualBlock, AttentionBlock, ResidualBlock)
+    (r"^(encoder|decoder)\.middle\.0\.", r"\1.mid_block.resnets.0."),
+    (r"^(encoder|decoder)\.middle\.1\.", r"\1.mid_block.attentions.0."),
+    (r"^(encoder|decoder)\.middle\.2\.", r"\1.mid_block.resnets.1."),
+    # a stage = Sequential(ResidualBlock..., Resample): the Resample is the last child
+    (r"^encoder\.downsamples\.(\d+)\.downsamples\.\d+\.(resample|time_conv)\.",
+     r"encoder.down_blocks.\1.downsampler.\2."),
+    (r"^encoder\.downsamples\.(\d+)\.downsamples\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2."),
+    (r"^decoder\.upsamples\.(\d+)\.upsamples\.\d+\.(resample|time_conv)\.",
+     r"decoder.up_blocks.\1.upsampler.\2."),
+    (r"^decoder\.upsamples\.(\d+)\.upsamples\.(\d+)\.", r"decoder.up_blocks.\1.resnets.\2."),
+    # ResidualBlock.residual = Sequential(norm, SiLU, conv, norm, SiLU, Dropout, conv)
+    (r"\.residual\.0\.", ".norm1."),
+    (r"\.residual\.2\.", ".conv1."),
+    (r"\.residual\.3\.", ".norm2."),
+    (r"\.residual\.6\.", ".conv2."),
+    (r"\.shortcut\.", ".conv_shortcut."),
+))
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard links cost no disk space on the same file system; elsewhere copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dst, copy_function=_link_file, dirs_exist_ok=True)
-    else:
-        _link_file(src, dst)
+def wan_vae_key(key: str) -> str:
+    """The diffusers name of an official Wan2.2 VAE parameter. Keys that no rule matches come
+    back unchanged, so that loading reports them as unexpected."""
+    for pattern, replacement in WAN_VAE_KEYS:
+        key = pattern.sub(replacement, key, count=1)
+    return key
 
 
-def _link_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    if os.path.exists(dst):
-        os.remove(dst)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+# Per-block Wan suffix -> UMT5EncoderModel suffix (under "encoder.block.N.").
+UMT5_BLOCK_KEYS: dict[str, str] = {
+    "norm1.weight": "layer.0.layer_norm.weight",
+    "attn.q.weight": "layer.0.SelfAttention.q.weight",
+    "attn.k.weight": "layer.0.SelfAttention.k.weight",
+    "attn.v.weight": "layer.0.SelfAttention.v.weight",
+    "attn.o.weight": "layer.0.SelfAttention.o.weight",
+    "pos_embedding.embedding.weight": "layer.0.SelfAttention.relative_attention_bias.weight",
+    "norm2.weight": "layer.1.layer_norm.weight",
+    "ffn.gate.0.weight": "layer.1.DenseReluDense.wi_0.weight",  # Linear then GELU in Wan
+    "ffn.fc1.weight": "layer.1.DenseReluDense.wi_1.weight",  # the linear branch
+    "ffn.fc2.weight": "layer.1.DenseReluDense.wo.weight",
+}
+UMT5_TOP_KEYS: dict[str, str] = {
+    "token_embedding.weight": "shared.weight",  # encoder.embed_tokens is tied to it
+    "norm.weight": "encoder.final_layer_norm.weight",
+}
+UMT5_BLOCK_INDEX = re.compile(r"blocks\.(\d+)\.")
 
 
-def write_bundle(root: str | os.PathLike, preset: str | Preset, out: str | os.PathLike,
-                 dtype: str | None = None) -> Path:
-    """A self-contained Duet bundle from an official weights folder: `config.json` (whose
-    codec paths are relative to the bundle), `model.safetensors` (the DiT, optionally cast)
-    and the components under `video_vae/`, `audio_vae/`, `text_encoder/`, hard-linked where
-    possible. `DuetPipeline.from_pretrained(out)` then needs nothing else."""
-    from duet.checkpoints import BUNDLE_WEIGHTS, load_weights, save_weights, write_config
-    from duet.pipeline import resolve_device_dtype
-
-    p = ovi_preset(preset)
-    files = locate(root, p.name)
-    out = Path(out)
-    check_dit(files.dit, p)
-    if dtype is None:  # the official file already is a bundle's weights file: link, don't rewrite 23 GB
-        _link_or_copy(files.dit, out / BUNDLE_WEIGHTS)
-    else:
-        cast = resolve_device_dtype("cpu", dtype)[1]
-        save_weights({k: v.to(cast) for k, v in load_weights(files.dit).items()}, out / BUNDLE_WEIGHTS)
-    parts = {"video_vae/" + files.vae.name: files.vae,
-             "audio_vae/" + files.audio_vae.name: files.audio_vae,
-             "audio_vae/" + files.vocoder.name: files.vocoder,
-             "text_encoder/" + files.text.name: files.text,
-             "text_encoder/google/umt5-xxl": files.tokenizer}
-    for rel, src in parts.items():
-        _link_or_copy(src, out / rel)
-    codecs = {"video": {"name": "wan2.2-vae", "path": f"video_vae/{files.vae.name}"},
-              "audio": {"name": "mmaudio-16k", "vae_path": f"audio_vae/{files.audio_vae.name}",
-                        "vocoder_path": f"audio_vae/{files.vocoder.name}"},
-              "text": {"name": "umt5-xxl", "path": "text_encoder"}}
-    write_config(out, dataclasses.replace(p, codecs=codecs),
-                 {"random_init": False, "note": f"converted from {files.root}"})
-    return out
+def umt5_key(wan_key: str) -> str:
+    """The `UMT5EncoderModel` name of one Wan T5-encoder key (KeyError if it has none)."""
+    if wan_key in UMT5_TOP_KEYS:
+        return UMT5_TOP_KEYS[wan_key]
+    m = UMT5_BLOCK_INDEX.match(wan_key)
+    if m is None:
+        raise KeyError(wan_key)
+    return f"encoder.block.{m[1]}.{UMT5_BLOCK_KEYS[wan_key[m.end():]]}"

@@ -1,0 +1,130 @@
+"""Duet model bundles: a directory with `config.json` (the `Preset`: towers, media rates,
+sampler defaults, codec names) and `model.safetensors` (the `TwinModel` state dict with the
+official `video_model.*` / `audio_model.*` key names), written atomically, and the bundles
+made from the official Ovi download (`convert_dit`, `write_bundle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from duet.atomic import atomic_write
+from duet.config import Preset
+from duet.errors import CheckpointError, ConfigError
+from duet.weights.files import load_weights, save_weights
+from duet.weights.official import check_dit, locate, official_codecs, ovi_preset
+
+BUNDLE_CONFIG = "config.json"
+BUNDLE_WEIGHTS = "model.safetensors"
+FORMAT = "duet-bundle"
+
+
+def write_config(directory: Path, preset: Preset, extra: dict[str, Any]) -> None:
+    """Write a bundle's config.json atomically: the preset and `extra` (e.g. `random_init`)."""
+    payload = {"format": FORMAT, **preset.to_dict(), **extra}
+    atomic_write(directory / BUNDLE_CONFIG, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
+                 CheckpointError)
+
+
+def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
+    """Read a bundle's config.json: (preset, extra fields such as `random_init`)."""
+    path = Path(directory) / BUNDLE_CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a Duet model bundle: {BUNDLE_CONFIG} is missing. "
+                              "Create one with `duet convert` or DuetPipeline.save_pretrained")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not the object "
+                              f"({{...}}) of a {FORMAT} config")
+    if data.pop("format", None) != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} config")
+    extra = {k: data.pop(k) for k in ("random_init", "note") if k in data}
+    try:
+        return Preset.from_dict(data), extra
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+PATH_OPTIONS = ("path", "vae_path", "vocoder_path", "weights")  # codec options naming files
+
+
+def resolve_codec_paths(preset: Preset, directory: str | os.PathLike) -> Preset:
+    """A bundle's codec file options are relative to the bundle: make them absolute."""
+    base = Path(directory)
+    codecs = {kind: {k: str(base / v) if k in PATH_OPTIONS and isinstance(v, str)
+                     and not Path(v).is_absolute() else v for k, v in opts.items()}
+              for kind, opts in preset.codecs.items()}
+    return dataclasses.replace(preset, codecs=codecs)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard links cost no disk space on the same file system; elsewhere copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=_link_file, dirs_exist_ok=True)
+    else:
+        _link_file(src, dst)
+
+
+def _link_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    if os.path.exists(dst):
+        os.remove(dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_bundle(root: str | os.PathLike, preset: str | Preset, out: str | os.PathLike,
+                 dtype: str | None = None) -> Path:
+    """A self-contained Duet bundle from an official weights folder: `config.json` (whose
+    codec paths are relative to the bundle), `model.safetensors` (the DiT, optionally cast)
+    and the components under `video_vae/`, `audio_vae/`, `text_encoder/`, hard-linked where
+    possible. `DuetPipeline.from_pretrained(out)` then needs nothing else."""
+    from duet.pipeline import resolve_device_dtype
+
+    p = ovi_preset(preset)
+    files = locate(root, p.name)
+    out = Path(out)
+    check_dit(files.dit, p)
+    if dtype is None:  # the official file already is a bundle's weights file: link, don't rewrite 23 GB
+        _link_or_copy(files.dit, out / BUNDLE_WEIGHTS)
+    else:
+        cast = resolve_device_dtype("cpu", dtype)[1]
+        save_weights({k: v.to(cast) for k, v in load_weights(files.dit).items()}, out / BUNDLE_WEIGHTS)
+    parts = {"video_vae/" + files.vae.name: files.vae,
+             "audio_vae/" + files.audio_vae.name: files.audio_vae,
+             "audio_vae/" + files.vocoder.name: files.vocoder,
+             "text_encoder/" + files.text.name: files.text,
+             "text_encoder/google/umt5-xxl": files.tokenizer}
+    for rel, src in parts.items():
+        _link_or_copy(src, out / rel)
+    codecs = official_codecs(f"video_vae/{files.vae.name}", f"audio_vae/{files.audio_vae.name}",
+                             f"audio_vae/{files.vocoder.name}", "text_encoder")
+    write_config(out, dataclasses.replace(p, codecs=codecs),
+                 {"random_init": False, "note": f"converted from {files.root}"})
+    return out
+
+
+def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
+                dtype: str | None = None) -> Path:
+    """A bundle (config.json + model.safetensors) from an Ovi-format DiT file: the keys are
+    Duet's own, so the tensors are stored as they are (optionally cast)."""
+    from duet.pipeline import resolve_device_dtype
+
+    state = load_weights(path)
+    if dtype is not None:
+        cast = resolve_device_dtype("cpu", dtype)[1]
+        state = {k: v.to(cast) for k, v in state.items()}
+    out = Path(out)
+    save_weights(state, out / BUNDLE_WEIGHTS)
+    write_config(out, preset, {"random_init": False, "note": f"converted from {path}"})
+    return out
