@@ -13,17 +13,9 @@ import pytest
 
 from duet.data.world import MATERIALS, PALETTE, make_clip
 from duet.errors import InputError
-from duet.eval.sync import (
-    SyncReport,
-    audio_onsets,
-    detect_kind,
-    match_events,
-    measure,
-    measure_file,
-    merge,
-    prompt_adherence,
-    visual_events,
-)
+from duet.eval.adherence import prompt_adherence
+from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
+from duet.eval.visual import detect_kind, visual_events
 from duet.media import write_mp4
 
 FPS, SR = 24.0, 16000
