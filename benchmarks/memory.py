@@ -1,6 +1,6 @@
 """Weight bytes and peak GPU memory of the twin DiT under each memory option, as a table.
 
-Rows: bf16, fp8 and int8 weights (`duet.memory`), each whole on the device or offloaded
+Rows: bf16, fp8 and int8 weights (`duet.quantize`), each whole on the device or offloaded
 block by block. The byte columns are computed on the `meta` device, so the 11.7B model's
 sizes print on any machine without allocating it:
 
@@ -30,8 +30,9 @@ import time
 import torch
 
 from duet.config import Preset, get_preset
-from duet.memory import MemoryConfig, apply_memory, quantize_fp8, quantize_int8, weight_bytes
+from duet.memory import MemoryConfig, apply_memory
 from duet.model import ModalityInput, TwinModel
+from duet.quantize import quantize_fp8, quantize_int8, weight_bytes
 
 ROWS = [(w, off) for w in (None, "fp8", "int8") for off in (False, True)]
 ON_DEVICE_BLOCKS = 3  # SequentialOffload keep=2 (a fused pair) + 1 prefetched block

@@ -31,7 +31,9 @@ import numpy as np
 
 from duet.data.dataset import world_config_for
 from duet.data.world import HELDOUT_SEED_START, make_clip
-from duet.eval.sync import measure_file, merge, prompt_adherence, visual_events
+from duet.eval.adherence import prompt_adherence
+from duet.eval.sync import measure_file, merge
+from duet.eval.visual import visual_events
 from duet.media import save_png
 from duet.pipeline import DuetPipeline
 from duet.train.rl import REWARDS, GeneratedClip

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from duet.data.world import HELDOUT_SEED_START, make_clip
-from duet.eval.sync import measure_file, merge, prompt_adherence
+from duet.eval.adherence import prompt_adherence
+from duet.eval.sync import measure_file, merge
 from duet.media import read_mp4
 from duet.pipeline import DuetPipeline
 

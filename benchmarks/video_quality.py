@@ -32,7 +32,8 @@ from duet.codecs.frames import FrameCodec
 from duet.config import TwinConfig, get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
-from duet.eval.sync import prompt_adherence, visual_events
+from duet.eval.adherence import prompt_adherence
+from duet.eval.visual import visual_events
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import build_text_encoder
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity

@@ -120,12 +120,12 @@ def test_output_through_a_symlink_writes_its_target_and_wav_is_the_sound_alone(t
 
 
 def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_part_file(tmp_path, capsys, monkeypatch):
-    import duet.media
+    import duet.media.mp4
 
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(duet.media, "_encode_audio_chunk", interrupted)  # while writing the MP4
+    monkeypatch.setattr(duet.media.mp4, "_encode_audio_chunk", interrupted)  # while writing the MP4
     assert main(["generate", P, *F, "-o", str(tmp_path / "x.mp4")]) == 130
     # (only the last line: a transformers imported by an earlier test keeps its weight bar,
     # which the CLI's own process hides; see test_quiet_generate_prints_nothing_at_all)

@@ -19,7 +19,7 @@ import torch
 
 from duet import media
 from duet.errors import InputError, MediaError
-from duet.media import frame_grid, read_mp4, read_wav, save_png, write_mp4, write_wav
+from duet.media import frame_grid, mp4, read_mp4, read_wav, save_png, write_mp4, write_wav
 
 FPS = 24
 CLICK_S = 0.002  # 2 ms burst
@@ -268,7 +268,7 @@ def test_bad_inputs_raise_input_error(
 def test_failure_mid_write_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "out.mp4"
     calls = []
-    real = media._encode_audio_chunk
+    real = mp4._encode_audio_chunk
 
     def broken(stream, chunk, start, sample_rate):
         calls.append(start)
@@ -276,7 +276,7 @@ def test_failure_mid_write_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
             raise RuntimeError("disk on fire")
         return real(stream, chunk, start, sample_rate)
 
-    monkeypatch.setattr(media, "_encode_audio_chunk", broken)
+    monkeypatch.setattr(mp4, "_encode_audio_chunk", broken)
     args = (_clip(FPS, 48, white=30), _click(16000, 2.0, 1.25), FPS, 16000)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_mp4(target, *args)
@@ -424,7 +424,7 @@ def test_place_audio_follows_timestamps_like_a_player() -> None:
         (Fraction(4, rate), np.full(3, 9, np.float32)),  # 2..3 missing -> silence
         (None, np.full(4, 7, np.float32)),  # no pts: continues right after the previous chunk
     ]
-    out = media._place_audio(parts, origin=Fraction(0), sample_rate=rate, end=9)
+    out = mp4._place_audio(parts, origin=Fraction(0), sample_rate=rate, end=9)
     np.testing.assert_array_equal(out, [4, 5, 0, 0, 9, 9, 9, 7, 7])
-    shifted = media._place_audio(parts[:1], origin=Fraction(-3, rate), sample_rate=rate, end=None)
+    shifted = mp4._place_audio(parts[:1], origin=Fraction(-3, rate), sample_rate=rate, end=None)
     np.testing.assert_array_equal(shifted, [1, 2, 3, 4, 5])

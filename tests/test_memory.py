@@ -1,6 +1,7 @@
-"""Memory options (`duet.memory`): fp8/int8 weight storage, sequential offload, freeing the
-text encoder, VAE tiling, and their CLI flags. Model-level checks use the tiny preset with
-random weights; pipeline-level ones the demo bundle, all on the CPU."""
+"""Memory options (`duet.memory`, `duet.quantize`, `duet.offload`): fp8/int8 weight
+storage, sequential offload, freeing the text encoder, VAE tiling, and their CLI flags.
+Model-level checks use the tiny preset with random weights; pipeline-level ones the demo
+bundle, all on the CPU."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from duet import memory as memory_module
+from duet import offload as offload_module
 from duet.cli import build_parser, main
+from duet.codecs import base as codecs_base
 from duet.config import get_preset
 from duet.errors import ConfigError, InputError
-from duet.memory import (Float8Linear, MemoryConfig, SequentialOffload, apply_memory,
-                         release_text_encoder, weight_bytes)
+from duet.memory import MemoryConfig, apply_memory, release_text_encoder
 from duet.model import ModalityInput, TwinModel
+from duet.offload import SequentialOffload
 from duet.pipeline import Clip, DuetPipeline, random_model
+from duet.quantize import Float8Linear, weight_bytes
 from duet.weights import load_weights, save_weights
 
 FAST = dict(steps=2, duration=0.5, progress=False)
@@ -146,9 +149,9 @@ def test_offload_composes_with_fp8():
 
 
 def test_offload_storage_is_carved_from_few_power_of_two_chunks(monkeypatch):
-    monkeypatch.setattr(memory_module, "_CHUNK", 1024)
+    monkeypatch.setattr(offload_module, "_CHUNK", 1024)
     sizes = [320] * 7  # 7 blocks: 3 fit a 1024-byte chunk, the last one gets a 512-byte one
-    bufs = memory_module._storage_buffers(sizes, torch.device("cpu"), pin=False)
+    bufs = offload_module._storage_buffers(sizes, torch.device("cpu"), pin=False)
     chunks = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes() for b in bufs}
     assert [b.numel() for b in bufs] == sizes and sorted(chunks.values()) == [512, 1024, 1024]
     starts = sorted((b.untyped_storage().data_ptr(), b.storage_offset()) for b in bufs)
@@ -248,8 +251,8 @@ def test_vae_tiling_reaches_the_codec_or_fails_clearly(monkeypatch):
     with pytest.raises(ConfigError, match=r"video codec 'frames'.*tiled.*drop --vae-tiling"):
         DuetPipeline.from_pretrained("demo", device="cpu", memory=MemoryConfig(vae_tiling=True))
     calls = []
-    monkeypatch.setattr(memory_module, "get_video_codec", lambda name, **kw: calls.append(kw))
-    memory_module.build_video_codec("wan2.2-vae", {"path": "vae.pth"}, tiled=True)
+    monkeypatch.setattr(codecs_base, "get_video_codec", lambda name, **kw: calls.append(kw))
+    codecs_base.build_video_codec("wan2.2-vae", {"path": "vae.pth"}, tiled=True)
     assert calls == [{"path": "vae.pth", "tiled": True}]
 
 

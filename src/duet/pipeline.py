@@ -25,13 +25,13 @@ from torch import Tensor
 from duet.weights import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
 from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
-from duet.codecs import get_audio_codec
+from duet.codecs import build_video_codec, get_audio_codec
 from duet.config import PRESETS, Preset, get_preset
 from duet.errors import CheckpointError, ConfigError, InputError, PromptError
 from duet.media import write_clip
 from duet.stitch import ClipBuffer
-from duet.memory import (MemoryConfig, apply_memory, build_video_codec, refuse_quantized,
-                         release_text_encoder)
+from duet.memory import MemoryConfig, apply_memory, release_text_encoder
+from duet.quantize import refuse_quantized
 from duet.model import TwinModel
 from duet.sampling.guidance import CleanPrefix, Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample

@@ -6,6 +6,7 @@ from duet.codecs.base import (
     AudioCodec,
     VideoCodec,
     audio_codec_names,
+    build_video_codec,
     get_audio_codec,
     get_video_codec,
     video_codec_names,
@@ -16,7 +17,7 @@ from duet.codecs.pixels import PixelCodec
 from duet.codecs.wan import WanVAECodec
 
 __all__ = [
-    "AudioCodec", "FrameCodec", "MelCodec", "MelSpec", "PixelCodec", "VideoCodec", "audio_codec_names",
-    "WanVAECodec", "get_audio_codec", "get_video_codec", "log_mel", "mel_filterbank",
-    "video_codec_names",
+    "AudioCodec", "FrameCodec", "MelCodec", "MelSpec", "PixelCodec", "VideoCodec",
+    "WanVAECodec", "audio_codec_names", "build_video_codec", "get_audio_codec",
+    "get_video_codec", "log_mel", "mel_filterbank", "video_codec_names",
 ]

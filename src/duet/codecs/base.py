@@ -151,6 +151,20 @@ def get_audio_codec(name: str, **kwargs: Any) -> AudioCodec:
     return _build("audio", _AUDIO_CODECS, name, kwargs)
 
 
+def build_video_codec(name: str, options: dict[str, Any], tiled: bool = False) -> VideoCodec:
+    """The registered video codec `name`; with `tiled`, asked to encode/decode in tiles,
+    which only codecs with a `tiled` option (the Wan2.2 VAE) can do."""
+    if not tiled:
+        return get_video_codec(name, **options)
+    try:
+        return get_video_codec(name, **options, tiled=True)
+    except ConfigError as e:
+        raise ConfigError(f"vae_tiling (--vae-tiling) was requested but video codec {name!r} "
+                          f"cannot be built with tiled=True: {e}. Only codecs with a `tiled` "
+                          "option (wan2.2-vae) decode in tiles; drop --vae-tiling for this "
+                          "model") from None
+
+
 def _build(kind: str, table: dict[str, str], name: str, kwargs: dict[str, Any]) -> Any:
     if name not in table:
         raise ConfigError(f"unknown {kind} codec {name!r}; choose one of {sorted(table)}")

@@ -1,13 +1,12 @@
 """Clips → training shards: latents from the preset's codecs and text from its encoder.
 
 Encoding is done once, before training, so the trainer only reads tensors (the format is
-`duet.train.data.LatentDataset`'s: `video`, `audio`, `context` stacked per shard). Shards are
-written atomically, one per `shard_size` clips, with the captions beside them.
+`duet.data.shards`'s: `video`, `audio`, `context` stacked per shard). Shards are written
+atomically, one per `shard_size` clips, with the captions beside them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,8 +17,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from duet.atomic import atomic_write
 from duet.config import Preset
+from duet.data.shards import shard_path, write_captions, write_shard
 from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.errors import InputError
 from duet.pipeline import build_codecs
@@ -99,13 +98,12 @@ def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
     paths, captions = [], []
     bar = tqdm(total=len(seeds), disable=not progress, desc="encoding clips")
     for k, clips in enumerate(_batches(seeds, shard_size, config)):
-        path = out / f"shard-{k:05d}.safetensors"
-        save_weights(encode_clips(preset, codecs, clips), path)
+        path = write_shard(encode_clips(preset, codecs, clips), shard_path(out, k))
         captions += [{"seed": s, "caption": c.caption, "events": list(c.events)}
                      for s, c in zip(seeds[k * shard_size:], clips)]
         paths.append(path)
         bar.update(len(clips))
     bar.close()
-    atomic_write(out / "captions.json", lambda tmp: tmp.write_text(json.dumps(captions)))
+    write_captions(out, captions)
     log.info("wrote %d shards (%d clips) to %s", len(paths), len(seeds), out)
     return paths

@@ -1,14 +1,8 @@
 """Training data: batches of precomputed latents and text embeddings.
 
-Turning clips into latents is the codecs' job; the trainer only reads their output. On disk
-a dataset is one or more safetensors shards, each holding stacked items under these keys
-(first dim = items in the shard; every shard has the same keys and per-item shapes):
-
-    video          [N, C, F, H, W]   video VAE latents          (optional)
-    audio          [N, L, C]         audio VAE latents          (optional)
-    video_context  [N, Lt, D]        text hidden states for the video tower
-    audio_context  [N, Lt, D]        text hidden states for the audio tower
-    context        [N, Lt, D]        one embedding for both towers (Ovi), if the above are absent
+Turning clips into latents is the codecs' job; the trainer only reads their output: items
+in memory, or safetensors shards in the format that `duet.data.shards` owns (keys and
+per-item shapes are listed there).
 
 The order of items is a seeded permutation per epoch, and batch k of the run is a pure
 function of (seed, k): the position to resume from is just the number of batches consumed.
@@ -21,20 +15,17 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from duet.data.shards import FIELDS, ShardReader, common_length, with_contexts
 from duet.errors import ConfigError, InputError
-
-FIELDS = ("video", "audio", "video_context", "audio_context")
 
 
 @dataclass(frozen=True)
 class LatentBatch:
-    """One batch of training items (shapes in the module docstring, B items each)."""
+    """One batch of training items (shapes in `duet.data.shards`, B items each)."""
 
     video: Tensor | None = None  # [B, C, F, H, W]
     audio: Tensor | None = None  # [B, L, C]
@@ -81,21 +72,15 @@ class LatentDataset:
         if (tensors is None) == (shards is None):
             raise InputError("pass either tensors or shards to LatentDataset")
         self._tensors: dict[str, Tensor] = {}
-        self._shards: list[tuple[Path, int]] = []  # (file, items in it)
-        self._handles: dict[Path, Any] = {}  # open safetensors files
+        self._reader: ShardReader | None = None
         if tensors is not None:
-            self._tensors = _with_contexts(dict(tensors), "tensors")
+            self._tensors = with_contexts(dict(tensors), "tensors")
             self._shapes = {k: tuple(v.shape[1:]) for k, v in self._tensors.items()}
-            self._len = _common_length({k: v.shape[0] for k, v in self._tensors.items()}, "tensors")
+            self._len = common_length({k: v.shape[0] for k, v in self._tensors.items()}, "tensors")
             return
-        for path in _expand(shards or ()):
-            shapes, n = _read_header(path)
-            if self._shards and shapes != self._shapes:
-                raise ConfigError(f"data: shard {path} has fields/shapes {shapes}, but "
-                                  f"{self._shards[0][0]} has {self._shapes}")
-            self._shapes = shapes
-            self._shards.append((path, n))
-        self._len = sum(n for _, n in self._shards)
+        self._reader = ShardReader(shards or ())
+        self._shapes = self._reader.shapes
+        self._len = len(self._reader)
 
     @classmethod
     def from_shards(cls, paths: Sequence[str | Path]) -> LatentDataset:
@@ -117,70 +102,9 @@ class LatentDataset:
         if self._tensors:
             idx = torch.as_tensor(list(indices), dtype=torch.long)
             return LatentBatch(**{k: v[idx] for k, v in self._tensors.items()})
-        items = [self._read(i) for i in indices]
+        assert self._reader is not None  # built from shards when not from tensors
+        items = [self._reader.read(i) for i in indices]
         return LatentBatch(**{k: torch.stack([it[k] for it in items]) for k in self._shapes})
-
-    def _read(self, index: int) -> dict[str, Tensor]:
-        for path, n in self._shards:
-            if index < n:
-                f = self._handles.get(path)
-                if f is None:
-                    f = self._handles[path] = safe_open(str(path), framework="pt")
-                keys = set(f.keys())
-                return {k: f.get_slice(k if k in keys else "context")[index] for k in self._shapes}
-            index -= n
-        raise IndexError(index)
-
-
-def _with_contexts(tensors: dict[str, Tensor], source: str) -> dict[str, Tensor]:
-    """Map a shared `context` onto video_context/audio_context; refuse unknown keys."""
-    unknown = sorted(set(tensors) - set(FIELDS) - {"context"})
-    if unknown:
-        raise ConfigError(f"data: {source} has unknown keys {unknown}; "
-                          f"allowed: {[*FIELDS, 'context']}")
-    shared = tensors.pop("context", None)
-    for m in ("video", "audio"):
-        if m in tensors and f"{m}_context" not in tensors:
-            if shared is None:
-                raise ConfigError(f"data: {source} has {m} latents but no {m}_context (or context)")
-            tensors[f"{m}_context"] = shared
-    if "video" not in tensors and "audio" not in tensors:
-        raise ConfigError(f"data: {source} has neither video nor audio latents")
-    return tensors
-
-
-def _common_length(lengths: dict[str, int], source: str) -> int:
-    if len(set(lengths.values())) != 1:
-        raise ConfigError(f"data: {source} fields have different item counts {lengths}")
-    return next(iter(lengths.values()))
-
-
-def _expand(paths: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(p.glob("*.safetensors"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ConfigError(f"data: {p} does not exist")
-    if not files:
-        raise ConfigError(f"data: no .safetensors shards found in {[str(p) for p in paths]}")
-    return files
-
-
-def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], int]:
-    """Per-item shapes and item count of a shard, from its header alone."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise ConfigError(f"data: {path} is not a readable safetensors shard ({e})") from None
-    counts = {k: s[0] for k, s in shapes.items()}
-    n = _common_length(counts, str(path))
-    keys = _with_contexts({k: torch.empty(0) for k in shapes}, str(path))  # validates the keys
-    per_item = {k: shapes[k if k in shapes else "context"][1:] for k in keys}
-    return per_item, n
 
 
 def mix_seed(*parts: int) -> int:

@@ -2,7 +2,7 @@
 
 Layout of the output folder:
 
-    shard-00000.safetensors ...   what `duet train` reads (`video`, `audio`, `context`)
+    shard-00000.safetensors ...   what `duet train` reads (`duet.data.shards`)
     captions.json                 one entry per stored clip, in shard order
     report.jsonl                  one row per clip window or unusable file (all metrics)
     parts/KEY.json, KEY.safetensors   one input's rows and kept tensors
@@ -31,6 +31,7 @@ from duet.atomic import atomic_write
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.parallel import Job, logger_levels, run_pool, run_ray
 from duet.data.curate.process import InputResult
+from duet.data.shards import existing_shards, shard_path, write_captions, write_shard
 from duet.errors import InputError
 from duet.weights import save_weights
 
@@ -108,14 +109,14 @@ class _ShardWriter:
     def close(self) -> list[Path]:
         if self.pending:
             self._write(self.pending)
-        for stale in sorted(self.out.glob("shard-*.safetensors"))[len(self.paths):]:
+        for stale in existing_shards(self.out)[len(self.paths):]:
             stale.unlink()  # an earlier run with more clips left these
         return self.paths
 
     def _write(self, n: int) -> None:
         whole = {k: torch.cat(v) for k, v in self.buffer.items()}
-        path = self.out / f"shard-{len(self.paths):05d}.safetensors"
-        save_weights({k: v[:n] for k, v in whole.items()}, path)
+        path = shard_path(self.out, len(self.paths))
+        write_shard({k: v[:n] for k, v in whole.items()}, path)
         self.buffer = {k: [v[n:]] for k, v in whole.items()}
         self.pending -= n
         self.paths.append(path)
@@ -136,7 +137,7 @@ def _write_outputs(out: Path, stems: list[Path], shard_size: int, report: Path,
             shards.add(tensors)
     summary.shards = shards.close()
     summary.rows, summary.clips_kept = len(rows), len(captions)
-    atomic_write(out / "captions.json", lambda tmp: tmp.write_text(json.dumps(captions)))
+    write_captions(out, captions)
     atomic_write(report, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
 
 

@@ -1,5 +1,5 @@
 """Rewards for the synthetic world (`duet.data.world`), measured from the generated clip and
-its caption alone with the project's ruler (`duet.eval.sync`); each lies in [0, 1].
+its caption alone with the project's rulers (`duet.eval`); each lies in [0, 1].
 
 - `sync` (joint): the paired events' closeness, Σ max(0, 1 - |offset| / 2 frames), over
   every event either side found (pairs + missed + extra), so unmatched impacts or sounds
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from duet.errors import ConfigError, InputError
-from duet.eval.sync import (audio_onsets, detect_kind, impact_material, measure,
-                            prompt_adherence, visual_events)
+from duet.eval.adherence import impact_material, prompt_adherence
+from duet.eval.sync import audio_onsets, measure
+from duet.eval.visual import detect_kind, visual_events
 
 if TYPE_CHECKING:
     from duet.train.rl.rewards import GeneratedClip

@@ -1,0 +1,226 @@
+"""Visual events of world-like clips, found in the pixels alone (a decoded MP4 is enough):
+the instants `duet.eval.sync` pairs with audio onsets.
+
+* ``bounce`` clips: balls are segmented by colour against the per-row background, their
+  vertical centroid is tracked with sub-pixel precision (coverage-weighted, so anti-aliased
+  edges count), a floor contact shows as a sharp negative second difference of the height,
+  and its instant is where the parabola fitted to the frames before the contact meets the
+  one fitted to the frames after it (sub-frame precision).
+* ``talk`` clips: the dark area inside the mouth region of the face; each opening is a
+  rising ramp, extrapolated back to the closed level to time its start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from duet.data.world import PALETTE
+from duet.errors import InputError
+
+__all__ = ["ball_tracks", "contact_times", "detect_kind", "mouth_area", "visual_events"]
+
+
+def _frames_float(frames: Any) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise InputError(f"frames must be uint8 [T, H, W, 3], got {arr.dtype} {arr.shape}")
+    if len(arr) < 5:
+        raise InputError(f"need at least 5 frames to find events, got {len(arr)}")
+    return arr.astype(np.float32)
+
+
+def detect_kind(frames: np.ndarray) -> str:
+    """'talk' when a large static shape (a face) covers the middle, else 'bounce'."""
+    f = _frames_float(frames)
+    still = np.median(f[:: max(1, len(f) // 24)], axis=0)  # [H, W, 3]
+    h = still.shape[0]
+    bg = np.median(still[:2].reshape(-1, 3), axis=0)
+    differs = np.linalg.norm(still[: int(0.8 * h)] - bg, axis=-1) > 40
+    return "talk" if differs.mean() > 0.15 else "bounce"
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """4-neighbour dilation over the last two axes."""
+    for _ in range(steps):
+        grown = mask.copy()
+        grown[..., 1:, :] |= mask[..., :-1, :]
+        grown[..., :-1, :] |= mask[..., 1:, :]
+        grown[..., :, 1:] |= mask[..., :, :-1]
+        grown[..., :, :-1] |= mask[..., :, 1:]
+        mask = grown
+    return mask
+
+
+def _palette_labels(f: np.ndarray, bg_rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Per pixel: index into the palette, or -1 for background / unnamed colours. A pixel
+    is modelled as background + a * (colour - background), so the anti-aliased edge of a
+    yellow ball is a faint yellow and not a dim orange; only pixels that are mostly
+    colour (a >= 0.5) are named."""
+    names = list(PALETTE)
+    pal = np.asarray([PALETTE[n] for n in names], np.float32)  # [K, 3]
+    rel = f - bg_rows[None, :, None, :]  # [T, H, W, 3]
+    labels = np.full(f.shape[:3], -1)
+    idx = np.nonzero(np.sqrt((rel**2).sum(-1)) > 50)  # only pixels unlike the background
+    rel = rel[idx]  # [N, 3]
+    ref = pal[None, :, :] - bg_rows[idx[1]][:, None, :]  # [N, K, 3]
+    a = np.clip(np.einsum("nc,nkc->nk", rel, ref) / (ref**2).sum(-1), 0.0, 1.1)  # [N, K]
+    dist = np.linalg.norm(rel[:, None, :] - a[..., None] * ref, axis=-1)  # [N, K]
+    best = dist.argmin(-1)
+    a_best = a[np.arange(len(best)), best]
+    labels[idx] = np.where((dist.min(-1) < 40) & (a_best >= 0.5), best, -1)
+    return labels, names
+
+
+def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Number of set pixels in the (2 radius + 1)^2 box around each pixel, [T, H, W]."""
+    c = np.pad(mask.astype(np.int32), ((0, 0), (radius + 1, radius), (radius + 1, radius)))
+    c = c.cumsum(1).cumsum(2)
+    n = 2 * radius + 1
+    return c[:, n:, n:] - c[:, :-n, n:] - c[:, n:, :-n] + c[:, :-n, :-n]
+
+
+def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Vertical centroid (pixels, nan where absent or cut by the frame edge) of each ball,
+    keyed by palette colour name."""
+    f = _frames_float(frames)
+    t_len, h, _, _ = f.shape
+    bg_rows = np.median(f.transpose(1, 0, 2, 3).reshape(h, -1, 3), axis=1)  # [H, 3]
+    label, names = _palette_labels(f, bg_rows)
+    # Each pixel belongs to the colour named most often around it, so the few pixels of an
+    # orange ball that a codec turns yellow do not drag a yellow ball's track over there.
+    votes = np.stack([_box_count(label == k, 3) for k in range(len(names))])  # [K, T, H, W]
+    owner = np.where(votes.max(0) > 0, votes.argmax(0), -1)
+    rows = np.arange(h, dtype=np.float32)[None, :, None] + 0.5
+    tracks: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names):
+        core = (label == k) & (owner == k)  # [T, H, W]
+        if np.sum(core.sum(axis=(1, 2)) >= 3) < 0.25 * t_len:
+            continue  # not a ball: absent, or a few stray pixels
+        colour = np.median(f[core], axis=0)  # as decoded
+        region = _dilate(core, 2) & (owner == k)
+        ref = colour - bg_rows  # [H, 3]
+        alpha = ((f - bg_rows[None, :, None]) * ref[None, :, None]).sum(-1)
+        alpha = np.clip(alpha / (ref**2).sum(-1)[None, :, None], 0.0, 1.0) * region
+        mass = alpha.sum(axis=(1, 2))
+        y = (alpha * rows).sum(axis=(1, 2)) / np.maximum(mass, 1e-9)
+        full = np.median(mass[mass > 0]) if np.any(mass > 0) else 0.0
+        y[mass < 0.8 * full] = np.nan  # entering the frame, or gone
+        tracks[name] = y
+    return tracks
+
+
+def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
+    """Polynomial (degree <= 2) through the points, centred at t0."""
+    return np.polyfit(t - t0, y, min(2, len(t) - 1))
+
+
+def contact_times(y: np.ndarray, fps: float, height: int) -> list[float]:
+    """Floor contacts of one ball from its per-frame height (y down)."""
+    d2 = np.full(len(y), np.nan)
+    d2[1:-1] = y[2:] - 2 * y[1:-1] + y[:-2]
+    kink = np.nan_to_num(d2, nan=0.0) < -0.005 * height
+    groups: list[tuple[int, int]] = []
+    for j in np.flatnonzero(kink):
+        if groups and j == groups[-1][1] + 1:
+            groups[-1] = (groups[-1][0], j)
+        else:
+            groups.append((j, j))
+    times = np.arange(len(y)) / fps
+    out: list[float] = []
+    for g, (a, b) in enumerate(groups):
+        lo = groups[g - 1][0] + 1 if g else 0  # frames after the previous contact
+        hi = groups[g + 1][1] - 1 if g + 1 < len(groups) else len(y) - 1
+        before = [i for i in range(max(lo, b - 3), b) if np.isfinite(y[i])]
+        after = [i for i in range(a + 1, min(hi, a + 3) + 1) if np.isfinite(y[i])]
+        t_lo, t_hi = times[max(b - 1, 0)], times[min(a + 1, len(y) - 1)]  # contact in here
+        centre = 0.5 * (t_lo + t_hi)
+        if len(before) < 2 or len(after) < 2:
+            out.append(centre)
+            continue
+        pb = _fit_at(times[before], y[before], centre)
+        pa = _fit_at(times[after], y[after], centre)
+        n = max(len(pb), len(pa))
+        diff = np.pad(pb, (n - len(pb), 0)) - np.pad(pa, (n - len(pa), 0))
+        roots = np.roots(np.trim_zeros(diff, "f")) if np.any(diff) else np.zeros(0)
+        roots = roots[np.isreal(roots)].real + centre
+        slack = 0.25 / fps
+        roots = roots[(roots >= t_lo - slack) & (roots <= t_hi + slack)]
+        out.append(float(roots[np.argmin(np.abs(roots - centre))]) if len(roots) else centre)
+    return out
+
+
+def mouth_area(frames: np.ndarray) -> np.ndarray:
+    """Dark area (pixel units, coverage-weighted) in the mouth region of a centred face."""
+    f = _frames_float(frames)
+    still = np.median(f[:: max(1, len(f) // 24)], axis=0)
+    bg = np.median(still[:2].reshape(-1, 3), axis=0)
+    head = np.linalg.norm(still - bg, axis=-1) > 40
+    if head.sum() < 20:
+        return np.zeros(len(f))
+    ys, xs = np.nonzero(head)
+    cy, cx = 0.5 * (ys.min() + ys.max() + 1), 0.5 * (xs.min() + xs.max() + 1)
+    radius = 0.25 * (ys.max() - ys.min() + xs.max() - xs.min() + 2)
+    r0, r1 = round(cy + 0.12 * radius), round(cy + 0.8 * radius)
+    c0, c1 = round(cx - 0.5 * radius), round(cx + 0.5 * radius)
+    luma = f @ np.asarray([0.299, 0.587, 0.114], np.float32)  # [T, H, W]
+    skin = np.median(luma[:, r0:r1, c0:c1])
+    dark = np.clip((skin - luma[:, r0:r1, c0:c1]) / max(skin, 1.0), 0.0, 1.0)
+    return dark.sum(axis=(1, 2))
+
+
+def _opening_onsets(area: np.ndarray, fps: float) -> list[float]:
+    """Starts of the mouth openings: each rise from a local minimum to a local maximum is a
+    ramp; a line through its interior frames is extrapolated back to the closed level."""
+    base = np.percentile(area, 5)
+    span = np.percentile(area, 99) - base
+    if span <= 1e-6 * max(1.0, abs(base)) or span < 0.5:
+        return []
+    u = (area - base) / span
+    times = np.arange(len(u)) / fps
+    rises: list[tuple[int, int]] = []  # (local min, local max)
+    k = 1
+    while k < len(u):
+        if u[k] > u[k - 1]:
+            start = k - 1
+            while k + 1 < len(u) and u[k + 1] >= u[k]:
+                k += 1
+            if u[k] >= 0.2 and u[k] - u[start] >= 0.15:
+                # The last frame still at the minimum's level (codec noise makes tiny
+                # rises there), so the opening starts after it.
+                rises.append((max(j for j in range(start, k) if u[j] <= u[start] + 0.03), k))
+        k += 1
+    fits: list[tuple[float, float] | None] = []
+    for start, peak in rises:
+        ramp = [i for i in range(start + 1, peak + 1) if 0.03 < u[i] < 0.9 * u[peak]]
+        if len(ramp) >= 2:
+            slope, icpt = np.polyfit(times[ramp], u[ramp], 1)
+            fits.append((-icpt / slope, u[peak] / slope) if slope > 0 else None)
+        else:
+            fits.append(None)
+    ramp_s = [f[1] for f in fits if f is not None]
+    typical = float(np.median(ramp_s)) if ramp_s else 1.0 / fps
+    out: list[float] = []
+    for (start, peak), fit in zip(rises, fits, strict=True):
+        if fit is not None:
+            onset = fit[0]
+        else:  # one frame on the ramp: use the typical ramp length of this face
+            first = next((i for i in range(start + 1, peak + 1) if u[i] > 0.03), peak)
+            onset = times[first] - u[first] / u[peak] * typical
+        out.append(float(np.clip(onset, times[start], times[start + 1])))
+    return out
+
+
+def visual_events(frames: np.ndarray, fps: float, kind: str | None = None) -> np.ndarray:
+    """Times (s) of the visual events of a world-like clip: floor contacts of every ball
+    (``bounce``) or mouth-opening onsets (``talk``); `kind=None` detects it."""
+    kind = kind or detect_kind(frames)
+    if kind == "bounce":
+        height = np.asarray(frames).shape[1]
+        times = [t for y in ball_tracks(frames).values() for t in contact_times(y, fps, height)]
+    elif kind == "talk":
+        times = _opening_onsets(mouth_area(frames), fps)
+    else:
+        raise InputError(f"unknown kind {kind!r}; use 'bounce', 'talk' or None")
+    return np.sort(np.asarray(times, np.float64))
