@@ -27,14 +27,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict,
-                                                     set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from duet.devices import default_device
 from duet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -96,8 +100,7 @@ class Runtime:
 def resolve_device(name: str | None) -> torch.device:
     """The device to train on: `name`, or the accelerator if there is one, else cpu."""
     if name is None:
-        acc = torch.accelerator.current_accelerator()
-        return torch.device(acc.type) if acc is not None else torch.device("cpu")
+        return default_device()
     try:
         device = torch.device(name)
     except RuntimeError:
