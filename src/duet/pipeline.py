@@ -22,26 +22,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from duet.checkpoints import (
-    BUNDLE_WEIGHTS,
-    load_into,
-    load_weights,
-    read_config,
-    save_weights,
-    write_config,
-)
+from duet.checkpoints import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
+                              save_weights, write_config)
 from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
 from duet.components import build_codecs
 from duet.config import PRESETS, Preset, get_preset
 from duet.devices import resolve_device_dtype
 from duet.errors import CheckpointError, ConfigError, InputError, PromptError
 from duet.media import write_clip
-from duet.memory import MemoryConfig, apply_memory, refuse_quantized, release_text_encoder
+from duet.stitch import ClipBuffer
+from duet.memory import (MemoryConfig, apply_memory, refuse_quantized,
+                         release_text_encoder)
 from duet.model import TwinModel
 from duet.sampling.guidance import CleanPrefix, Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
-from duet.stitch import ClipBuffer
 from duet.text.encoder import TextEncoder
 from duet.text.prompt import parse_prompt
 from duet.weights import locate, ovi_preset, resolve_codec_paths

@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from duet.atomic import atomic_write
 from duet.checkpoints import save_weights
-from duet.components import build_codecs
 from duet.config import Preset
 from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.errors import InputError
+from duet.components import build_codecs
 from duet.text.encoder import TextEncoder
 
 log = logging.getLogger(__name__)

@@ -29,16 +29,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from duet.checkpoints import (
-    BUNDLE_WEIGHTS,
-    check_state_dict,
-    load_into,
-    load_weights,
-    read_config,
-    save_weights,
-    write_config,
-)
 from duet.components import build_text_encoder
+from duet.checkpoints import (BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config,
+                              save_weights, write_config)
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
@@ -48,18 +41,9 @@ from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
 from duet.train.objectives import FlowConfig, flow_matching_loss
-from duet.train.parallel import (
-    Runtime,
-    autocast,
-    full_tensor,
-    init_runtime,
-    load_model_state,
-    load_optimizer_state,
-    model_state,
-    optimizer_state,
-    parallelize,
-    shard_like,
-)
+from duet.train.parallel import (Runtime, autocast, full_tensor, init_runtime, load_model_state,
+                                 load_optimizer_state, model_state, optimizer_state, parallelize,
+                                 shard_like)
 from duet.train.stages import apply_stage
 
 log = logging.getLogger(__name__)
