@@ -25,8 +25,9 @@ from torch import Tensor
 from duet.weights import (BUNDLE_WEIGHTS, load_into, load_weights, read_config,
                               save_weights, write_config)
 from duet.chunks import MAX_DURATION, Chunk, ChunkPlan, plan_chunks
-from duet.codecs import build_video_codec, get_audio_codec
+from duet.components import build_codecs
 from duet.config import PRESETS, Preset, get_preset
+from duet.devices import resolve_device_dtype
 from duet.errors import CheckpointError, ConfigError, InputError, PromptError
 from duet.media import write_clip
 from duet.stitch import ClipBuffer
@@ -36,7 +37,7 @@ from duet.model import TwinModel
 from duet.sampling.guidance import CleanPrefix, Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
-from duet.text.encoder import CachedEncoder, TextEncoder, load_text_encoder
+from duet.text.encoder import TextEncoder
 from duet.text.prompt import parse_prompt
 from duet.weights import locate, ovi_preset, resolve_codec_paths
 
@@ -88,38 +89,6 @@ def snap_size(height: int | None, width: int | None, area: int, multiple: int) -
     return snapped_h, snapped_w
 
 
-def resolve_device_dtype(device: str | torch.device | None,
-                         dtype: torch.dtype | str | None) -> tuple[torch.device, torch.dtype]:
-    """Defaults: CUDA + bf16 when available, else CPU + float32; refuse combos that can't work."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise InputError(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda[:N]'") from None
-    if device.type not in ("cpu", "cuda"):  # e.g. meta holds no numbers, so it cannot generate
-        raise InputError(f"device {str(device)!r} cannot run the model; use 'cpu' or 'cuda[:N]'")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise InputError(f"device {str(device)!r} does not exist: this machine has {n} GPU(s) "
-                         f"(cuda:0 to cuda:{n - 1})")
-    if isinstance(dtype, str):
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-        if dtype not in names:
-            raise InputError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
-        dtype = names[dtype]
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise InputError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-    if dtype == torch.float16 and device.type == "cpu":
-        raise InputError("float16 is not usable on CPU (extremely slow); use float32 or bfloat16")
-    return device, dtype
-
-
 def _pair(value: float | tuple[float, float] | list[float], name: str) -> tuple[float, float]:
     """One scale for both modalities, or (video, audio)."""
     if isinstance(value, (int, float)):
@@ -158,34 +127,6 @@ def random_model(preset: Preset, seed: int = 0) -> TwinModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TwinModel.from_config(preset.model)
-
-
-def build_codecs(preset: Preset, device: torch.device | str = "cpu", *,
-                 vae_tiling: bool = False) -> tuple[Any, Any, TextEncoder]:
-    """The video codec, audio codec and (cached) text encoder that the preset names;
-    `vae_tiling` asks the video codec to work in tiles (a run option, not part of the preset)."""
-    video, video_opts = _codec(preset, "video")
-    audio, audio_opts = _codec(preset, "audio")
-    _codec(preset, "text")  # every name is checked before anything loads
-    video_codec = build_video_codec(video, video_opts, tiled=vae_tiling)
-    audio_codec = get_audio_codec(audio, **audio_opts)
-    return video_codec, audio_codec, CachedEncoder(build_text_encoder(preset, device))
-
-
-def build_text_encoder(preset: Preset, device: torch.device | str = "cpu") -> TextEncoder:
-    """The text encoder the preset names (uncached; the trainer encodes the empty prompt
-    with it for `text_dropout`)."""
-    name, opts = _codec(preset, "text")
-    return load_text_encoder(name, device=device, **opts)
-
-
-def _codec(preset: Preset, kind: str) -> tuple[str, dict[str, Any]]:
-    """(name, options) of the preset's `kind` codec; ConfigError if it names none."""
-    spec = preset.codecs.get(kind)
-    if spec is None or "name" not in spec:
-        raise ConfigError(f"preset {preset.name!r} names no {kind} codec "
-                          f"(config key codecs.{kind}.name)")
-    return spec["name"], {o: v for o, v in spec.items() if o != "name"}
 
 
 def _chunk_callback(callback: Callable[[dict[str, Any]], None] | None, index: int,

@@ -21,7 +21,7 @@ from duet.config import Preset
 from duet.data.shards import shard_path, write_captions, write_shard
 from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.errors import InputError
-from duet.pipeline import build_codecs
+from duet.components import build_codecs
 from duet.text.encoder import TextEncoder
 from duet.weights import save_weights
 

@@ -35,6 +35,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from duet.devices import default_device
 from duet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ class Runtime:
 def resolve_device(name: str | None) -> torch.device:
     """The device to train on: `name`, or the accelerator if there is one, else cpu."""
     if name is None:
-        acc = torch.accelerator.current_accelerator()
-        return torch.device(acc.type) if acc is not None else torch.device("cpu")
+        return default_device()
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -29,12 +29,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from duet.components import build_text_encoder
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora, save_adapter
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
-from duet.pipeline import build_text_encoder
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
