@@ -23,7 +23,6 @@ from duet.data.world import WorldClip, WorldConfig, make_clip
 from duet.errors import InputError
 from duet.components import build_codecs
 from duet.text.encoder import TextEncoder
-from duet.weights import save_weights
 
 log = logging.getLogger(__name__)
 
