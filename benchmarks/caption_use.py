@@ -26,7 +26,7 @@ from duet.config import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.model import ModalityInput, TwinModel
-from duet.pipeline import build_text_encoder
+from duet.components import build_text_encoder
 from duet.weights import load_into
 
 

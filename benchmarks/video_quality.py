@@ -35,7 +35,7 @@ from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
 from duet.eval.visual import visual_events
 from duet.model import ModalityInput, TwinModel
-from duet.pipeline import build_text_encoder
+from duet.components import build_text_encoder
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas

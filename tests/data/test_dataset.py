@@ -12,7 +12,7 @@ from duet.config import get_preset
 from duet.data.dataset import build_shards, world_config_for
 from duet.data.world import make_clip
 from duet.errors import InputError
-from duet.pipeline import build_codecs
+from duet.components import build_codecs
 
 
 @pytest.mark.parametrize("seeds, shard_size, needle", [

@@ -162,7 +162,7 @@ def test_audio_stage_on_audio_only_data_and_bf16(make_config):
 def test_text_dropout_trains_on_the_empty_prompt_the_pipeline_uses_as_negative(make_config):
     """The null context is the preset's own encoding of "", zero-padded as the shards are;
     a bundle whose negative prompt is "" gives the model exactly that context in CFG."""
-    from duet.pipeline import build_codecs
+    from duet.components import build_codecs
     from duet.train.trainer import empty_prompt_context
 
     cfg = make_config(preset="demo", model={**TINY_MODEL, "text_dim": 384}, text_dropout=0.5, steps=2)

@@ -89,7 +89,7 @@ def write_bundle(root: str | os.PathLike, preset: str | Preset, out: str | os.Pa
     codec paths are relative to the bundle), `model.safetensors` (the DiT, optionally cast)
     and the components under `video_vae/`, `audio_vae/`, `text_encoder/`, hard-linked where
     possible. `DuetPipeline.from_pretrained(out)` then needs nothing else."""
-    from duet.pipeline import resolve_device_dtype
+    from duet.devices import resolve_device_dtype
 
     p = ovi_preset(preset)
     files = locate(root, p.name)
@@ -118,7 +118,7 @@ def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
                 dtype: str | None = None) -> Path:
     """A bundle (config.json + model.safetensors) from an Ovi-format DiT file: the keys are
     Duet's own, so the tensors are stored as they are (optionally cast)."""
-    from duet.pipeline import resolve_device_dtype
+    from duet.devices import resolve_device_dtype
 
     state = load_weights(path)
     if dtype is not None:

@@ -48,7 +48,7 @@ class InputResult:
 @functools.cache
 def _codecs(preset_name: str) -> tuple[Any, Any, Any]:
     """The preset's codecs and text encoder, built once per worker process."""
-    from duet.pipeline import build_codecs
+    from duet.components import build_codecs
 
     return build_codecs(get_preset(preset_name))
 

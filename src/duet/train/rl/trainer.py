@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 from duet.data.dataset import encode_texts, world_config_for
 from duet.errors import ConfigError, DuetError
 from duet.model import ModalityInput
-from duet.pipeline import build_codecs, snap_size
+from duet.components import build_codecs
+from duet.pipeline import snap_size
 from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
