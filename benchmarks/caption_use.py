@@ -22,7 +22,7 @@ import torch
 from video_quality import model_config, weights_with_ema
 
 from duet.codecs.frames import FrameCodec
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.model import ModalityInput, TwinModel

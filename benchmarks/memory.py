@@ -29,9 +29,10 @@ import time
 
 import torch
 
-from duet.config import Preset, get_preset
+from duet.config import Preset
 from duet.memory import MemoryConfig, apply_memory
 from duet.model import ModalityInput, TwinModel
+from duet.presets import get_preset
 from duet.quantize import quantize_fp8, quantize_int8, weight_bytes
 
 ROWS = [(w, off) for w in (None, "fp8", "int8") for off in (False, True)]

@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from duet.config import TowerConfig, TwinConfig, get_preset
+from duet.config import TowerConfig, TwinConfig
+from duet.presets import get_preset
 from duet.memory import MemoryConfig, apply_memory
 from duet.model import TwinModel
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from duet.config import get_preset
 from duet.model import ModalityInput, TwinModel
+from duet.presets import get_preset
 
 # (latent frames, latent side, spatial patch) for a 97-frame 64x64 clip: codec strides
 # (4, 8, 8), (2, 8, 8), (1, 8, 8) with 2x2 patches, then (1, 4, 4) with 4x4 and 8x8 patches

@@ -29,7 +29,8 @@ import torch
 from PIL import Image
 
 from duet.codecs.frames import FrameCodec
-from duet.config import TwinConfig, get_preset
+from duet.config import TwinConfig
+from duet.presets import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
@@ -41,6 +42,7 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
+from duet.train.model_setup import run_twin
 from duet.weights import load_into, load_weights, read_config
 
 
@@ -60,7 +62,7 @@ def model_config(path: Path) -> TwinConfig:
     if (folder / "config.json").is_file():
         return read_config(folder)[0].model
     if (folder / "trainer.json").is_file():
-        return TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"]).twin()
+        return run_twin(TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"]))
     return get_preset("demo").model
 
 

@@ -9,8 +9,8 @@ from itertools import pairwise
 import pytest
 
 from duet.chunks import plan_chunks, read_schedule
-from duet.config import get_preset
 from duet.errors import InputError
+from duet.presets import get_preset
 
 DEMO, OVI = get_preset("demo").media, get_preset("ovi-720x720-5s").media
 

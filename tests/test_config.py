@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from duet.config import Preset, get_preset
+from duet.config import Preset
 from duet.errors import CheckpointError, ConfigError
+from duet.presets import get_preset
 from duet.weights import read_config
 
 

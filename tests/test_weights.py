@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from duet.cli import main
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel
 from duet.reference import load_cases, run_case

@@ -1,5 +1,5 @@
-"""Frozen configs and named presets. A preset is data: the same code builds the 11B Ovi
-model and the tiny CPU model, only these numbers differ."""
+"""Frozen configs: towers, bridge, media rates, sampler defaults, and the `Preset` that
+bundles them (the named presets are in `duet.presets`)."""
 
 from __future__ import annotations
 
@@ -187,6 +187,11 @@ class MediaConfig:
     def audio_rate(self) -> float:
         return self.sample_rate / self.audio_hop
 
+    @property
+    def video_frames_per_audio_latent(self) -> float:
+        """Video latent frames per audio latent over the clip (Ovi's 5 s clip: 31 / 157.55)."""
+        return self.latent_frames(self.frames) / (self.duration * self.audio_rate)
+
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.video_stride[0] + 1
 
@@ -343,92 +348,17 @@ def _tower(d: dict[str, Any], modality: Modality) -> TowerConfig:
     return _build(TowerConfig, d, f"model.{modality}")
 
 
-def rope_time_scale(video_latent_frames: int, frames: int, fps: float, audio_rate: float) -> float:
-    """Audio-to-video RoPE time factor: video latent frames per audio latent over the clip."""
-    return video_latent_frames / (frames / fps * audio_rate)
+def audio_rope_time_scale(frames_per_audio_latent: float, temporal_patch: int = 1) -> float:
+    """The audio tower's RoPE time factor (`TowerConfig.rope_time_scale`), the one place
+    that says how audio and video share a time axis: audio latent l sits at video token
+    position factor * l, where a video token spans `temporal_patch` latent frames. Rounded
+    to 5 places, as Ovi's 0.19676 (31 latent frames over 157.55 audio latents) is."""
+    return round(frames_per_audio_latent / temporal_patch, 5)
 
 
-def _ovi_towers(num_layers: int = 30) -> TwinConfig:
-    scale = round(rope_time_scale(31, 121, 24.0, 16000 / 512), 5)  # 0.19676, as in Ovi
-    video = TowerConfig("video", num_layers=num_layers)
-    audio = TowerConfig("audio", num_layers=num_layers, in_dim=20, out_dim=20, patch_size=(1,),
-                        rope_time_scale=scale)
-    return TwinConfig(video, audio)
-
-
-_OVI_CODECS = {"video": {"name": "wan2.2-vae"}, "audio": {"name": "mmaudio-16k"},
-               "text": {"name": "umt5-xxl"}}
-
-
-def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
-                 text_len: int = 16, text_dim: int = 4096) -> TwinConfig:
-    """The reference tiny model's shape (tests/fixtures/ovi_tiny/config.json)."""
-    common = dict(dim=dim, ffn_dim=ffn, num_heads=heads, num_layers=layers, text_len=text_len,
-                  text_dim=text_dim)
-    return TwinConfig(
-        TowerConfig("video", **common),
-        TowerConfig("audio", in_dim=20, out_dim=20, patch_size=(1,), rope_time_scale=0.19676,
-                    **common),
-    )
-
-
-def _demo() -> Preset:
-    """The small CPU model: a learned frame codec, the mel codec, MiniLM text, 4 s at 64x64.
-
-    The video codec (`duet.codecs.frames`, trained by `duet codec train`) keeps every frame
-    (temporal stride 1: an impact must be placeable to the frame, and averaging frames
-    smears the bounce the sync ruler looks for) and maps 16x16 pixels to one 16-channel
-    latent. With 2x2 patches the video tower sees 4 tokens per frame, 388 per clip, of 64
-    numbers each, which is what lets it train in two hours on 2 cores. (The first default
-    model used area-averaged pixels with 8x8 patches, 192 numbers per token, and never
-    learned to remove the last of the noise: docs/default-model.md.)
-    """
-    media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
-                        video_stride=(1, 16, 16), audio_hop=512, audio_latents=None)
-    scale = round(rope_time_scale(media.latent_frames(media.frames), media.frames, media.fps,
-                                  media.audio_rate), 5)
-    common = dict(dim=256, ffn_dim=768, num_heads=4, num_layers=4, text_len=96, text_dim=384)
-    model = TwinConfig(
-        TowerConfig("video", in_dim=16, out_dim=16, patch_size=(1, 2, 2), **common),
-        TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),
-    )
-    sampler = SamplerConfig(steps=25, slg_block=None)
-    codecs = {"video": {"name": "frames"},
-              "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 80},
-              "text": {"name": "minilm-l6"}}
-    return Preset("demo", model, media, sampler, codecs=codecs)
-
-
-def _demo_bridge() -> Preset:
-    """MOVA's design at the demo's scale: the demo's video tower (so a demo video stage can
-    initialise it) and an audio tower of half the width and depth, joined by a bridge
-    before video blocks 0 and 2 (audio blocks 0 and 1) on MOVA's aligned time axis."""
-    demo = _demo()
-    media = demo.media
-    video = dataclasses.replace(demo.model.video, cross_modal=False)
-    audio = dataclasses.replace(demo.model.audio, dim=128, ffn_dim=384, num_heads=2, num_layers=2,
-                                cross_modal=False, rope_time_scale=1.0)
-    bridge = BridgeConfig(layers=(0, 2), video_rate=media.fps / media.video_stride[0],
-                          audio_rate=media.audio_rate, dim=128, num_heads=2, rope="aligned")
-    return dataclasses.replace(demo, name="demo-bridge", model=TwinConfig(video, audio, bridge))
-
-
-PRESETS: dict[str, Preset] = {
-    "ovi-720x720-5s": Preset("ovi-720x720-5s", _ovi_towers(), codecs=_OVI_CODECS),
-    "ovi-960x960-5s": Preset(
-        "ovi-960x960-5s", _ovi_towers(), MediaConfig(area=960 * 960),
-        prompt_format="audio_colon", codecs=_OVI_CODECS),
-    "ovi-960x960-10s": Preset(
-        "ovi-960x960-10s", _ovi_towers(), MediaConfig(area=960 * 960, frames=241, audio_latents=314),
-        prompt_format="audio_colon", codecs=_OVI_CODECS),
-    "tiny": Preset("tiny", _tiny_towers(), codecs=_OVI_CODECS),
-    "demo": _demo(),
-    "demo-bridge": _demo_bridge(),
-}
-
-
-def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+def __getattr__(name: str) -> Any:
+    """`PRESETS` and `get_preset` live in `duet.presets`; importing them from here still works."""
+    if name in ("PRESETS", "get_preset"):
+        from duet import presets
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from duet.config import get_preset
 from duet.model import ModalityInput, TwinModel
+from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas

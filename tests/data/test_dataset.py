@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.data.dataset import build_shards, world_config_for
 from duet.data.world import make_clip
 from duet.errors import InputError

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from duet.chunks import plan_chunks
-from duet.config import get_preset
 from duet.errors import InputError
 from duet.eval.seams import frame_changes, measure_seams, plan_seams
+from duet.presets import get_preset
 
 FPS, SR = 24.0, 16000
 SEAMS = [(3.0, 3.5), (6.0, 6.5)]

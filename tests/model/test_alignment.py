@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duet.config import TowerConfig, TwinConfig, get_preset
+from duet.config import TowerConfig, TwinConfig
+from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import ModalityInput, TwinModel
 from duet.model.alignment import (alignment_channels, audio_to_video_attention, mass_near_aligned,

@@ -8,10 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from duet.config import BridgeConfig, TowerConfig, TwinConfig, get_preset
+from duet.config import BridgeConfig, TowerConfig, TwinConfig
 from duet.errors import ConfigError, InputError
 from duet.model import ModalityInput, TwinModel
 from duet.model.bridge import bridge_positions, time_rope
+from duet.presets import get_preset
 
 
 def _cfg(layers=(0, 2), rope="aligned") -> TwinConfig:

@@ -4,9 +4,9 @@ import logging
 
 import torch
 
-from duet.config import get_preset
 from duet.model import ModalityInput, TwinModel
 from duet.model.compile import CompiledOrEager
+from duet.presets import get_preset
 
 
 def _model_and_inputs():

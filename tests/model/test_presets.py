@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from duet.config import PRESETS, Preset, get_preset
+from duet.config import Preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel
+from duet.presets import PRESETS, get_preset
 from duet.weights import read_config
 
 

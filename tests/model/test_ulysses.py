@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.parallel import SequenceParallel
 from duet.pipeline import random_model

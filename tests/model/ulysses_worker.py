@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from duet.config import TwinConfig, get_preset
+from duet.config import TwinConfig
+from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import random_model

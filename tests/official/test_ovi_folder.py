@@ -20,11 +20,12 @@ from tiny_umt5 import TINY as TINY_T5
 from tiny_umt5 import write_tiny_wan_umt5
 from tiny_wan_vae import write_tiny_checkpoint
 
-from duet.config import MediaConfig, get_preset
+from duet.config import MediaConfig
 from duet.errors import CheckpointError, ConfigError, InputError
 from duet.media import read_mp4
 from duet.model import TwinModel
 from duet.pipeline import DuetPipeline
+from duet.presets import get_preset
 from duet.weights import DIT_FILES, OviFiles, check_dit, doctor, locate, save_weights, write_bundle
 
 PROMPT = "a cat says <S>hello<E> <AUDCAP>rain falls on the roof<ENDAUDCAP>"

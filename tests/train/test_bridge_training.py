@@ -7,6 +7,7 @@ import torch
 
 from duet.errors import ConfigError
 from duet.train import BatchPlan, LatentDataset, TrainConfig, train
+from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
 from duet.train.trainer import build_model, build_optimizer, initial_state, train_step
 from duet.weights import load_weights
@@ -25,7 +26,7 @@ def _config(tmp_path, **changes) -> TrainConfig:
 
 def test_fusion_stage_fits_a_fixed_batch_and_trains_the_bridge(tmp_path):
     cfg = _config(tmp_path)
-    assert cfg.twin().bridge.layers == (0, 1) and cfg.twin().audio.dim == 16
+    assert run_twin(cfg).bridge.layers == (0, 1) and run_twin(cfg).audio.dim == 16
     rt = Runtime(torch.device("cpu"))
     model, _ = build_model(cfg, rt, initial_state(cfg, rt))
     trains = {n for n, p in model.named_parameters() if p.requires_grad}

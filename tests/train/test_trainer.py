@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.train import BatchPlan, LatentDataset, train
+from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
 from duet.train.trainer import Ema, build_model, build_optimizer, initial_state, lr_at, train_step
 from duet.weights import load_into, load_weights, read_config
@@ -130,7 +131,7 @@ def test_exports_an_ema_bundle_and_a_loss_curve(make_config, dataset):
     bundle = train(cfg, dataset=dataset)
     assert bundle == Path(cfg.out_dir) / "final"
     preset, extra = read_config(bundle)
-    assert preset.model == cfg.twin() and extra["random_init"] is False
+    assert preset.model == run_twin(cfg) and extra["random_init"] is False
     weights = load_weights(bundle / "model.safetensors")
     assert all(v.dtype == torch.bfloat16 for v in weights.values())
     load_into(TwinModel.from_config(preset.model, device="meta"), weights)  # strict: keys and shapes

@@ -1,8 +1,9 @@
 """Rotary position embeddings: 3-D for video tokens, 1-D time-scaled for audio tokens.
 
 Ovi puts both modalities on one time axis by multiplying the audio tower's temporal
-frequencies by `rope_time_scale` (video latent frames per audio latent), so audio latent l
-and video latent frame f meet in the cross-modal attention at positions 0.19676·l and f.
+frequencies by `rope_time_scale`, so audio latent l and video latent frame f meet in the
+cross-modal attention at positions 0.19676·l and f. The factor is a config value; the rule
+that derives it is `duet.config.audio_rope_time_scale`, and this module only applies it.
 Tables are real-valued (cos, sin) of shape [L, head_dim / 2], built in float64 and applied to
 interleaved channel pairs (2k, 2k+1), as the official Wan/Ovi code does with complex numbers.
 """

@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from duet.config import BridgeConfig, Preset, TowerConfig, TwinConfig, get_preset
+from duet.config import Preset, TowerConfig
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.model.alignment import check_alignment
+from duet.presets import get_preset
+from duet.train.model_setup import run_twin
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
 
 if typing.TYPE_CHECKING:
     from duet.train.data import LatentDataset
-
-TOWER_KEYS = {f.name for f in dataclasses.fields(TowerConfig)} - {"modality"}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -130,7 +129,7 @@ class TrainConfig:
             raise ConfigError(f"video_frames and per_frame_t train the video tower alone; stage "
                               f"{self.stage!r} feeds {list(self.get_stage().modalities)} "
                               "(use stage 'video')")
-        self.twin()  # checks the model shape
+        twin = run_twin(self)  # checks the model shape
         if isinstance(self.init_from, dict):
             bad = sorted(set(self.init_from) - {"video", "audio"})
             if bad or not self.init_from or not all(isinstance(v, str) for v in self.init_from.values()):
@@ -139,7 +138,7 @@ class TrainConfig:
         if self.alignment_prior < 0:
             raise ConfigError(f"alignment_prior must be >= 0 (0: off), got {self.alignment_prior}")
         if self.alignment_prior > 0:
-            check_alignment(self.twin(), self.alignment_prior, self.alignment_pairs)
+            check_alignment(twin, self.alignment_prior, self.alignment_pairs)
         if self.lora is not None:
             self.lora_spec()
             if self.init_from is None:
@@ -187,7 +186,7 @@ class TrainConfig:
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
             loss_weighting=self.loss_weighting,
-            video_patch=self.twin().video.patch_size)
+            video_patch=run_twin(self).video.patch_size)
 
     @property
     def peak_lr(self) -> float:
@@ -203,71 +202,6 @@ class TrainConfig:
 
     def base_preset(self) -> Preset:
         return get_preset(self.preset)
-
-    def twin(self) -> TwinConfig:
-        """The preset's model with `model` overrides applied (ConfigError names the key)."""
-        base = self.base_preset().model
-        per_tower = {m: dict(self.model.get(m, {})) for m in ("video", "audio")}
-        common = {k: v for k, v in self.model.items() if k not in ("video", "audio", "bridge")}
-        for key in common:
-            if key not in TOWER_KEYS:
-                raise ConfigError(f"unknown model key {key!r}; allowed: {sorted(TOWER_KEYS)} "
-                                  "(or a 'video'/'audio' table of them)")
-        towers = {}
-        for m in ("video", "audio"):
-            if not isinstance(per_tower[m], dict):
-                raise ConfigError(f"model.{m} must be a table of TowerConfig keys")
-            for key in per_tower[m]:
-                if key not in TOWER_KEYS:
-                    raise ConfigError(f"unknown model key {m}.{key!r}; allowed: {sorted(TOWER_KEYS)}")
-            changes = {k: tuple(v) if isinstance(v, list) else v
-                       for k, v in {**common, **per_tower[m]}.items()}
-            if (m == "audio" and "rope_time_scale" not in changes
-                    and changes.get("cross_modal", base.audio.cross_modal)):
-                changes["rope_time_scale"] = self._audio_rope_scale(base, towers["video"])
-            try:
-                towers[m] = dataclasses.replace(getattr(base, m), **changes)
-            except (ConfigError, TypeError) as e:
-                raise ConfigError(f"model ({m} tower): {e}") from None
-        try:
-            return TwinConfig(towers["video"], towers["audio"], self._bridge(base.bridge))
-        except ConfigError as e:
-            raise ConfigError(f"model: {e}") from None
-
-    @staticmethod
-    def _audio_rope_scale(base: TwinConfig, video: TowerConfig) -> float:
-        """The fused audio tower's RoPE factor for this video tower: it puts audio tokens on
-        the video *token* axis, so a temporal patch of pt frames divides the preset's factor
-        by pt (Ovi's 0.19676 is latent frames per audio latent with a temporal patch of 1).
-        A bridged model's towers share no RoPE axis; their factors are left alone."""
-        ratio = base.video.patch_size[0] / video.patch_size[0]
-        return base.audio.rope_time_scale if ratio == 1 else round(base.audio.rope_time_scale * ratio, 5)
-
-    def _bridge(self, base: BridgeConfig | None) -> BridgeConfig | None:
-        """The preset's bridge with the `model.bridge` table applied (null removes it; on a
-        preset without one the table needs `layers`; rates default to the preset's media)."""
-        if "bridge" not in self.model:
-            return base
-        table = self.model["bridge"]
-        if table is None:
-            return None
-        if not isinstance(table, dict):
-            raise ConfigError("model.bridge must be a table of BridgeConfig keys (or null)")
-        media = self.base_preset().media
-        start = dataclasses.asdict(base) if base is not None else {
-            "video_rate": media.fps / media.video_stride[0], "audio_rate": media.audio_rate}
-        known = {f.name for f in dataclasses.fields(BridgeConfig)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(f"unknown model key bridge.{unknown[0]!r}; allowed: {sorted(known)}")
-        merged = {**start, **{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}}
-        if "layers" not in merged:
-            raise ConfigError("model.bridge needs layers (video block indices) on a preset without a bridge")
-        return BridgeConfig(**merged)
-
-    def preset_for_bundle(self) -> Preset:
-        """The preset written into the exported bundle: the base preset with this model."""
-        return dataclasses.replace(self.base_preset(), model=self.twin())
 
 
 def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
@@ -305,7 +239,7 @@ def check_batch(cfg: TrainConfig, world: int) -> None:
 
 def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
     """The data must fit the model: channels, patch divisibility, context width and length."""
-    twin, stage = cfg.twin(), cfg.get_stage()
+    twin, stage = run_twin(cfg), cfg.get_stage()
     for m in stage.modalities:
         if dataset.item_shape(m) is None:
             raise ConfigError(f"data: stage {stage.name!r} needs {m} latents but the dataset has "

@@ -38,6 +38,7 @@ from duet.model.alignment import with_alignment_prior
 from duet.train import checkpoint
 from duet.train.config import TrainConfig, check_batch, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
+from duet.train.model_setup import bundle_preset, run_twin
 from duet.train.objectives import FlowConfig, flow_matching_loss
 from duet.train.parallel import (Runtime, autocast, full_tensor, init_runtime, load_model_state,
                                  load_optimizer_state, model_state, optimizer_state, parallelize,
@@ -116,7 +117,7 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
     """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or each
     tower from its own bundle, or a seeded random init (for towers no bundle gives). The
     bundles' presence and configs are checked on every rank."""
-    twin = cfg.twin()
+    twin = run_twin(cfg)
     sources = cfg.init_from if isinstance(cfg.init_from, dict) else (
         {"": cfg.init_from} if cfg.init_from is not None else {})
     for bundle in sources.values():
@@ -150,7 +151,7 @@ def _with_prior(state: dict[str, Tensor], cfg: TrainConfig) -> dict[str, Tensor]
     (a resumed run then overwrites them with its checkpoint)."""
     if cfg.alignment_prior == 0:
         return state
-    return with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
+    return with_alignment_prior(state, run_twin(cfg), cfg.alignment_prior, cfg.alignment_pairs)
 
 
 def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
@@ -163,7 +164,7 @@ def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
     except DuetError as e:
         raise ConfigError(f"text_dropout encodes the empty prompt with the preset's text encoder "
                           f"(codecs.text of {cfg.preset!r}), which failed: {e}") from None
-    width = cfg.twin().video.text_dim
+    width = run_twin(cfg).video.text_dim
     if null.shape[-1] != width:
         raise ConfigError(f"text_dropout: the preset's text encoder gives {null.shape[-1]}-d "
                           f"states, the towers take {width}")
@@ -179,7 +180,7 @@ def _source(cfg: TrainConfig) -> str:
 
 def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tuple[nn.Module, int]:
     """The model on rt.device with the stage's trainable flags, sharded when distributed."""
-    model = TwinModel.from_config(cfg.twin(), device="meta")
+    model = TwinModel.from_config(run_twin(cfg), device="meta")
     problem = None
     if rt.is_main:  # every missing, unexpected or mis-shaped key, before anything is loaded
         try:
@@ -337,7 +338,7 @@ def export_bundle(directory: Path, cfg: TrainConfig, rt: Runtime, model: nn.Modu
         save_weights(weights, directory / BUNDLE_WEIGHTS)
         note = (f"trained with duet.train: stage {cfg.stage}, {step} steps, EMA decay "
                 f"{cfg.ema_decay}, {cfg.export_dtype}")
-        write_config(directory, cfg.preset_for_bundle(), {"random_init": False, "note": note})
+        write_config(directory, bundle_preset(cfg), {"random_init": False, "note": note})
         log.info("exported %s", directory)
     rt.barrier()
     return directory

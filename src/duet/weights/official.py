@@ -179,7 +179,8 @@ def twin_from_header(path: str | os.PathLike, num_heads: int | None = None,
                      text_len: int = OVI_TEXT_LEN) -> TwinConfig:
     """Both towers of an Ovi-format DiT file, read from its safetensors header alone; the
     audio RoPE factor is Ovi's (0.19676: 24 fps video, 31.25 Hz audio latents)."""
-    from duet.config import TwinConfig, get_preset
+    from duet.config import TwinConfig
+    from duet.presets import get_preset
 
     shapes = {k: shape for k, (_, shape) in safetensors_header(path).items()}
     scale = get_preset("ovi-720x720-5s").model.audio.rope_time_scale
@@ -193,7 +194,7 @@ def dit_preset(path: str | os.PathLike, preset: str | None = None, num_heads: in
     preset; without, the model read from the shapes, under the name of the preset with that
     model if there is one (the 720x720 one for the real size), else "custom" with Ovi's
     720x720 5 s media, sampler and codecs."""
-    from duet.config import PRESETS, get_preset
+    from duet.presets import PRESETS, get_preset
 
     if preset is not None:
         if num_heads is not None or text_len is not None:
@@ -210,7 +211,8 @@ def dit_preset(path: str | os.PathLike, preset: str | None = None, num_heads: in
 
 def ovi_preset(preset: str | Preset) -> Preset:
     """An Ovi preset by name (or a Preset object, e.g. a test's tiny variant), checked."""
-    from duet.config import Preset, get_preset
+    from duet.config import Preset
+    from duet.presets import get_preset
 
     if isinstance(preset, Preset):
         return preset

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from duet.config import Preset, get_preset
+from duet.config import Preset
 from duet.data.curate import avsync, filters
 from duet.data.curate.captions import CaptionError, caption_for
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.scenes import scene_cuts, scenes, windows
 from duet.data.curate.source import Source, SourceError, clip_side, load_source, resample
 from duet.media import retime_frames
+from duet.presets import get_preset
 
 
 @dataclass(frozen=True)

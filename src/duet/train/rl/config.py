@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from duet.config import Preset, get_preset
+from duet.config import Preset
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
+from duet.presets import get_preset
 from duet.sampling.solvers import get_solver
 from duet.train.config import TrainConfig, _matches, check_keys, read_config_file
 from duet.train.rl.rewards import get_reward

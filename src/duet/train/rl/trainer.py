@@ -49,6 +49,7 @@ from duet.pipeline import snap_size
 from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
+from duet.train.model_setup import bundle_preset
 from duet.train.objectives import noisy_latent
 from duet.train.config import TrainConfig
 from duet.train.parallel import Runtime, autocast, full_tensor, init_runtime
@@ -103,7 +104,7 @@ def build_run(cfg: RLConfig, rt: Runtime) -> Run:
         raise ConfigError(f"prompts_per_step x group_size = {cfg.batch_size} samples per step do "
                           f"not split over {rt.world} ranks; pick a multiple of {rt.world}")
     tc = cfg.train_config()
-    preset = tc.preset_for_bundle()
+    preset = bundle_preset(tc)
     twin, media, sc = preset.model, preset.media, preset.sampler
     video_codec, audio_codec, text = build_codecs(preset)
     channels = (video_codec.latent_channels, audio_codec.latent_channels)
