@@ -7,7 +7,8 @@ import torch
 
 from duet.train.config import TrainConfig
 from duet.train.parallel import Runtime
-from duet.train.trainer import initial_state, train
+from duet.train.setup import initial_state
+from duet.train.trainer import train
 from duet.weights import BUNDLE_WEIGHTS, load_weights
 from train_helpers import TINY_MODEL, write_shards
 

@@ -9,7 +9,8 @@ from duet.errors import ConfigError
 from duet.train import BatchPlan, LatentDataset, TrainConfig, train
 from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
-from duet.train.trainer import build_model, build_optimizer, initial_state, train_step
+from duet.train.setup import build_model, build_optimizer, initial_state
+from duet.train.trainer import train_step
 from duet.weights import load_weights
 from train_helpers import TINY_MODEL, synthetic_tensors
 

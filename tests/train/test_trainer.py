@@ -16,7 +16,8 @@ from duet.model import TwinModel
 from duet.train import BatchPlan, LatentDataset, train
 from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
-from duet.train.trainer import Ema, build_model, build_optimizer, initial_state, lr_at, train_step
+from duet.train.setup import Ema, build_model, build_optimizer, initial_state
+from duet.train.trainer import lr_at, train_step
 from duet.weights import load_into, load_weights, read_config
 
 from train_helpers import TINY_MODEL, synthetic_tensors
@@ -164,7 +165,7 @@ def test_text_dropout_trains_on_the_empty_prompt_the_pipeline_uses_as_negative(m
     """The null context is the preset's own encoding of "", zero-padded as the shards are;
     a bundle whose negative prompt is "" gives the model exactly that context in CFG."""
     from duet.components import build_codecs
-    from duet.train.trainer import empty_prompt_context
+    from duet.train.setup import empty_prompt_context
 
     cfg = make_config(preset="demo", model={**TINY_MODEL, "text_dim": 384}, text_dropout=0.5, steps=2)
     null = empty_prompt_context(cfg, 8)

@@ -63,8 +63,9 @@ from duet.train.rl.reweight import latent_weights, token_weights, w_max_at
 from duet.train.rl.rewards import GeneratedClip, Reward, get_reward
 from duet.train.rl.rollout import RolloutConfig, Rollouts, collect
 from duet.train.rl.surgery import GradientSurgery
-from duet.train.trainer import (Ema, build_model, build_optimizer, export_bundle, initial_state,
-                                item_generators, lr_at, resume, save_checkpoint)
+from duet.train.saving import export_bundle, resume, save_checkpoint
+from duet.train.setup import Ema, build_model, build_optimizer, initial_state
+from duet.train.trainer import item_generators, lr_at
 
 log = logging.getLogger(__name__)
 
