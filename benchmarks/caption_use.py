@@ -22,11 +22,11 @@ import torch
 from video_quality import model_config, weights_with_ema
 
 from duet.codecs.frames import FrameCodec
-from duet.presets import get_preset
+from duet.components import build_text_encoder
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.model import ModalityInput, TwinModel
-from duet.components import build_text_encoder
+from duet.presets import get_preset
 from duet.weights import load_into
 
 

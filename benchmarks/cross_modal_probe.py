@@ -26,7 +26,7 @@ from torch import Tensor
 
 from duet.model import TwinModel
 from duet.model.alignment import audio_to_video_attention, mass_near_aligned
-from duet.model.tower import ModalityInput
+from duet.model.state import ModalityInput
 from duet.train.data import LatentBatch, LatentDataset
 from duet.train.objectives import TIME_SCALE, noisy_latent, velocity_target
 from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config

@@ -27,9 +27,9 @@ import time
 import torch
 
 from duet.config import TowerConfig, TwinConfig
-from duet.presets import get_preset
 from duet.memory import MemoryConfig, apply_memory
 from duet.model import TwinModel
+from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas

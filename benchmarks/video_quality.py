@@ -29,14 +29,14 @@ import torch
 from PIL import Image
 
 from duet.codecs.frames import FrameCodec
+from duet.components import build_text_encoder
 from duet.config import TwinConfig
-from duet.presets import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
 from duet.eval.visual import visual_events
 from duet.model import ModalityInput, TwinModel
-from duet.components import build_text_encoder
+from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas

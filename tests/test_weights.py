@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from duet.cli import main
-from duet.presets import get_preset
 from duet.errors import CheckpointError, ConfigError
 from duet.model import TwinModel
+from duet.presets import get_preset
 from duet.reference import load_cases, run_case
 from duet.weights import (BUNDLE_WEIGHTS, load_weights, read_config, save_weights, tower_from_shapes,
                           twin_from_header)

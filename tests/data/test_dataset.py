@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from duet.presets import get_preset
+from duet.components import build_codecs
 from duet.data.dataset import build_shards, world_config_for
 from duet.data.world import make_clip
 from duet.errors import InputError
-from duet.components import build_codecs
+from duet.presets import get_preset
 
 
 @pytest.mark.parametrize("seeds, shard_size, needle", [

@@ -9,7 +9,8 @@ import torch
 
 from duet.config import TowerConfig
 from duet.errors import ConfigError
-from duet.model.tower import SAMPLE_T_MIN, ModalityInput, Tower
+from duet.model.state import ModalityInput
+from duet.model.tower import SAMPLE_T_MIN, Tower
 
 VIDEO = TowerConfig("video", dim=32, ffn_dim=64, num_heads=2, num_layers=2, in_dim=4, out_dim=4,
                     text_len=8, text_dim=16, patch_size=(2, 2, 2))

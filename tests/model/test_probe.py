@@ -10,7 +10,7 @@ from duet.model import ModalityInput, TwinModel
 from duet.model.attention import attention, key_mask
 from duet.model.probe import AudioToVideoAttention
 from duet.model.rope import apply_rope
-from duet.model.tower import CrossModalSource
+from duet.model.state import CrossModalSource
 
 
 def _model(bridge: bool) -> TwinModel:

@@ -7,7 +7,8 @@ import torch
 
 from duet.config import TowerConfig
 from duet.errors import InputError
-from duet.model.tower import ModalityInput, Tower
+from duet.model.state import ModalityInput
+from duet.model.tower import Tower
 from duet.sampling.guidance import video_prefix_timestep
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.parallel import SequenceParallel
 from duet.pipeline import random_model
+from duet.presets import get_preset
 
 from ulysses_worker import CASES
 
@@ -28,7 +28,8 @@ def ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("ulysses")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(WORKER), str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent)}
+    path = os.pathsep.join(filter(None, [str(WORKER.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]

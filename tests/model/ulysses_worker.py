@@ -15,10 +15,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from duet.config import TwinConfig
-from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import ModalityInput, TwinModel
 from duet.pipeline import random_model
+from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, video_prefix_timestep, guided_velocity
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
+from duet.presets import get_preset
 from duet.train import STAGES, apply_stage, get_stage
 from duet.train.config import TrainConfig
 from duet.train.model_setup import run_twin

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
+from duet.presets import get_preset
 from duet.train import LatentDataset, TrainConfig, train
 from duet.train.config import check_batch
 from duet.train.model_setup import run_twin

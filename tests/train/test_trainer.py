@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from duet.presets import get_preset
 from duet.errors import ConfigError
 from duet.model import TwinModel
+from duet.presets import get_preset
 from duet.train import BatchPlan, LatentDataset, train
 from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime

@@ -26,7 +26,7 @@ from duet.config import TwinConfig
 from duet.errors import ConfigError
 from duet.model.fusion import TwinModel
 from duet.model.rope import apply_rope, head_dim_split
-from duet.model.tower import ModalityInput
+from duet.model.state import ModalityInput
 
 
 def alignment_channels(head_dim: int, num_heads: int, pairs: int) -> tuple[Tensor, Tensor]:

@@ -23,7 +23,8 @@ from duet.config import TwinConfig
 from duet.errors import ConfigError, InputError
 from duet.model.bridge import Bridge
 from duet.model.compile import compile_blocks
-from duet.model.tower import ModalityInput, Tower, TowerState, items_skipping, keep_skipped, run_block
+from duet.model.state import ModalityInput, TowerState
+from duet.model.tower import Tower, items_skipping, keep_skipped, run_block
 from duet.parallel.sequence import SequenceParallel
 
 

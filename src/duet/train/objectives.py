@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from duet.errors import ConfigError, InputError
-from duet.model.tower import ModalityInput
+from duet.model.state import ModalityInput
 
 if TYPE_CHECKING:
     from duet.model import TwinModel
