@@ -11,7 +11,7 @@ pipeline re-emit the prompt in the format its checkpoint expects.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from duet.errors import ConfigError, PromptError
@@ -101,6 +101,15 @@ def _near_miss(token: str) -> str | None:
 
 def parse_prompt(text: str) -> Prompt:
     """Parse an Ovi prompt in either caption format; raise PromptError on malformed tags."""
+    _check_text(text)
+    scan = _Scan(text)
+    for m in _TOKEN.finditer(text):
+        scan.token(m)
+    return scan.finish()
+
+
+def _check_text(text: object) -> None:
+    """PromptError for what is not a prompt at all: not a str, not UTF-8, or blank."""
     if not isinstance(text, str):
         raise PromptError(f"prompt must be a str, got {type(text).__name__}")
     try:  # bytes that were not UTF-8 reach Python as lone surrogates (argv, surrogateescape)
@@ -117,51 +126,31 @@ def parse_prompt(text: str) -> Prompt:
             "<AUDCAP>Clear male voice, quiet room<ENDAUDCAP>'"
         )
 
-    pieces: list[str] = []  # the body, rebuilt with canonical speech tags
-    speech: list[str] = []
+
+@dataclass
+class _Scan:
+    """One left-to-right pass over a prompt's tag-shaped tokens: each tag opens or closes a
+    span, and the text between tags goes to the body, a speech or the audio caption."""
+
+    text: str
+    pieces: list[str] = field(default_factory=list)  # the body, rebuilt with canonical speech tags
+    speech: list[str] = field(default_factory=list)
     caption: str | None = None
     fmt: PromptFormat | None = None
-    speech_at = audcap_at = colon_at = -1  # start of the open span, -1 when none is open
-    plain_from = 0  # where the current run of plain description text starts
+    # start of the open span, -1 when none is open
+    speech_at: int = -1
+    audcap_at: int = -1
+    colon_at: int = -1
+    plain_from: int = 0  # where the current run of plain description text starts
 
-    for m in _TOKEN.finditer(text):
+    def token(self, m: re.Match[str]) -> None:
         tok, at = m.group(), m.start()
-        if colon_at >= 0:
-            # Everything after `Audio:` is caption; tags there are mistakes.
-            if tok == SPEECH_OPEN:
-                raise PromptError(
-                    f"speech tag '<S>' at position {at} is inside the audio caption that "
-                    f"starts with 'Audio:' at position {colon_at}; put the speech before 'Audio:'"
-                )
-            if tok in (AUDCAP_OPEN, AUDCAP_CLOSE):
-                raise PromptError(
-                    f"prompt mixes both caption formats: {tok!r} at position {at} and 'Audio:' "
-                    f"at position {colon_at}; keep only one audio caption"
-                )
-            if tok == AUDIO_COLON:
-                raise PromptError(
-                    f"more than one audio caption: a second 'Audio:' at position {at} "
-                    f"(the first is at {colon_at}); merge them into one"
-                )
+        if self.colon_at >= 0:
+            self._check_after_colon(tok, at)
         if tok == AUDIO_COLON:
-            if speech_at >= 0:
-                continue  # spoken words may contain "Audio:"
-            if audcap_at >= 0 or fmt == "audcap":
-                where = f" at position {audcap_at}" if audcap_at >= 0 else ""
-                raise PromptError(
-                    f"prompt mixes both caption formats: 'Audio:' at position {at} and "
-                    f"'<AUDCAP>'{where}; keep only one audio caption"
-                )
-            pieces.append(text[plain_from:at])
-            colon_at, plain_from = at, len(text)
-            caption = text[m.end():]
-            if not caption.strip():
-                raise PromptError(
-                    f"empty audio caption after 'Audio:' at position {at}; describe the "
-                    "sound after it or remove 'Audio:'"
-                )
-            fmt = "audio_colon"
-            continue
+            if self.speech_at < 0:  # spoken words may contain "Audio:"
+                self._audio_colon(m)
+            return
         if tok not in _TAGS:
             suggestion = _near_miss(tok)
             if suggestion is not None:
@@ -169,86 +158,135 @@ def parse_prompt(text: str) -> Prompt:
                     f"unknown tag {tok!r} at position {at}; did you mean {suggestion}? "
                     "Ovi's tags are <S>, <E>, <AUDCAP> and <ENDAUDCAP> (case-sensitive)"
                 )
-            continue
-        if speech_at >= 0 and tok != SPEECH_CLOSE:
+            return
+        if self.speech_at >= 0 and tok != SPEECH_CLOSE:
             raise PromptError(
                 f"{tok!r} at position {at} is nested inside the speech "
-                f"{_quote(text, speech_at, at)} opened at position {speech_at}; "
+                f"{_quote(self.text, self.speech_at, at)} opened at position {self.speech_at}; "
                 "close the speech with <E> first"
             )
+        handlers = {SPEECH_OPEN: self._speech_open, SPEECH_CLOSE: self._speech_close,
+                    AUDCAP_OPEN: self._audcap_open, AUDCAP_CLOSE: self._audcap_close}
+        handlers[tok](m)
+
+    def _check_after_colon(self, tok: str, at: int) -> None:
+        """Everything after `Audio:` is caption; tags there are mistakes."""
         if tok == SPEECH_OPEN:
-            if audcap_at >= 0:
-                raise PromptError(
-                    f"speech tag '<S>' at position {at} is inside the audio caption opened "
-                    f"at position {audcap_at}; put speech outside <AUDCAP>...<ENDAUDCAP>"
-                )
-            pieces.append(text[plain_from:at])
-            speech_at = at
-        elif tok == SPEECH_CLOSE:
-            if speech_at < 0:
-                raise PromptError(
-                    f"'<E>' at position {at} has no matching '<S>'; "
-                    "wrap spoken words as <S>words<E>"
-                )
-            words = _squash(text[speech_at + len(SPEECH_OPEN) : at])
-            if not words:
-                raise PromptError(
-                    f"empty speech {_quote(text, speech_at, m.end())} at position {speech_at}; "
-                    "put the spoken words between <S> and <E> or remove the tags"
-                )
-            speech.append(words)
-            pieces.append(f"{SPEECH_OPEN}{words}{SPEECH_CLOSE}")
-            speech_at, plain_from = -1, m.end()
-        elif tok == AUDCAP_OPEN:
-            if audcap_at >= 0:
-                raise PromptError(
-                    f"'<AUDCAP>' at position {at} is nested inside the audio caption opened "
-                    f"at position {audcap_at}; close it with <ENDAUDCAP> first"
-                )
-            if caption is not None:
-                raise PromptError(
-                    f"more than one audio caption: a second '<AUDCAP>' at position {at}; "
-                    "merge the descriptions into one <AUDCAP>...<ENDAUDCAP>"
-                )
-            pieces.append(text[plain_from:at])
-            audcap_at = at
-        else:  # AUDCAP_CLOSE
-            if audcap_at < 0:
-                raise PromptError(
-                    f"'<ENDAUDCAP>' at position {at} has no matching '<AUDCAP>'; "
-                    "wrap the audio description as <AUDCAP>description<ENDAUDCAP>"
-                )
-            caption = text[audcap_at + len(AUDCAP_OPEN) : at]
-            if not caption.strip():
-                raise PromptError(
-                    f"empty audio caption {_quote(text, audcap_at, m.end())} at position "
-                    f"{audcap_at}; describe the sound or remove the tags"
-                )
-            fmt = "audcap"
-            pieces.append(" ")  # keep the words on either side of the caption apart
-            audcap_at, plain_from = -1, m.end()
+            raise PromptError(
+                f"speech tag '<S>' at position {at} is inside the audio caption that "
+                f"starts with 'Audio:' at position {self.colon_at}; put the speech before 'Audio:'"
+            )
+        if tok in (AUDCAP_OPEN, AUDCAP_CLOSE):
+            raise PromptError(
+                f"prompt mixes both caption formats: {tok!r} at position {at} and 'Audio:' "
+                f"at position {self.colon_at}; keep only one audio caption"
+            )
+        if tok == AUDIO_COLON:
+            raise PromptError(
+                f"more than one audio caption: a second 'Audio:' at position {at} "
+                f"(the first is at {self.colon_at}); merge them into one"
+            )
 
-    if speech_at >= 0:
-        raise PromptError(
-            f"speech {_quote(text, speech_at, len(text))} opened at position {speech_at} "
-            "is never closed; add <E> after the spoken words"
-        )
-    if audcap_at >= 0:
-        raise PromptError(
-            f"audio caption {_quote(text, audcap_at, len(text))} opened at position "
-            f"{audcap_at} has no <ENDAUDCAP>; add it after the audio description"
-        )
-    pieces.append(text[plain_from:])
+    def _audio_colon(self, m: re.Match[str]) -> None:
+        at = m.start()
+        if self.audcap_at >= 0 or self.fmt == "audcap":
+            where = f" at position {self.audcap_at}" if self.audcap_at >= 0 else ""
+            raise PromptError(
+                f"prompt mixes both caption formats: 'Audio:' at position {at} and "
+                f"'<AUDCAP>'{where}; keep only one audio caption"
+            )
+        self.pieces.append(self.text[self.plain_from:at])
+        self.colon_at, self.plain_from = at, len(self.text)
+        self.caption = self.text[m.end():]
+        if not self.caption.strip():
+            raise PromptError(
+                f"empty audio caption after 'Audio:' at position {at}; describe the "
+                "sound after it or remove 'Audio:'"
+            )
+        self.fmt = "audio_colon"
 
-    body = _squash("".join(pieces))
-    # Drop the speech tags but keep the words; a tag squeezed between two words becomes a space.
-    visual = re.sub(r"(?<=\w)(?:<S>|<E>)(?=\w)", " ", body)
-    visual = _squash(visual.replace(SPEECH_OPEN, "").replace(SPEECH_CLOSE, ""))
-    return Prompt(
-        text=_squash(text),
-        speech=tuple(speech),
-        audio_description=_squash(caption) if caption is not None else None,
-        visual=visual,
-        body=body,
-        source_format=fmt,
-    )
+    def _speech_open(self, m: re.Match[str]) -> None:
+        at = m.start()
+        if self.audcap_at >= 0:
+            raise PromptError(
+                f"speech tag '<S>' at position {at} is inside the audio caption opened "
+                f"at position {self.audcap_at}; put speech outside <AUDCAP>...<ENDAUDCAP>"
+            )
+        self.pieces.append(self.text[self.plain_from:at])
+        self.speech_at = at
+
+    def _speech_close(self, m: re.Match[str]) -> None:
+        at = m.start()
+        if self.speech_at < 0:
+            raise PromptError(
+                f"'<E>' at position {at} has no matching '<S>'; "
+                "wrap spoken words as <S>words<E>"
+            )
+        words = _squash(self.text[self.speech_at + len(SPEECH_OPEN) : at])
+        if not words:
+            raise PromptError(
+                f"empty speech {_quote(self.text, self.speech_at, m.end())} at position "
+                f"{self.speech_at}; put the spoken words between <S> and <E> or remove the tags"
+            )
+        self.speech.append(words)
+        self.pieces.append(f"{SPEECH_OPEN}{words}{SPEECH_CLOSE}")
+        self.speech_at, self.plain_from = -1, m.end()
+
+    def _audcap_open(self, m: re.Match[str]) -> None:
+        at = m.start()
+        if self.audcap_at >= 0:
+            raise PromptError(
+                f"'<AUDCAP>' at position {at} is nested inside the audio caption opened "
+                f"at position {self.audcap_at}; close it with <ENDAUDCAP> first"
+            )
+        if self.caption is not None:
+            raise PromptError(
+                f"more than one audio caption: a second '<AUDCAP>' at position {at}; "
+                "merge the descriptions into one <AUDCAP>...<ENDAUDCAP>"
+            )
+        self.pieces.append(self.text[self.plain_from:at])
+        self.audcap_at = at
+
+    def _audcap_close(self, m: re.Match[str]) -> None:
+        at = m.start()
+        if self.audcap_at < 0:
+            raise PromptError(
+                f"'<ENDAUDCAP>' at position {at} has no matching '<AUDCAP>'; "
+                "wrap the audio description as <AUDCAP>description<ENDAUDCAP>"
+            )
+        self.caption = self.text[self.audcap_at + len(AUDCAP_OPEN) : at]
+        if not self.caption.strip():
+            raise PromptError(
+                f"empty audio caption {_quote(self.text, self.audcap_at, m.end())} at position "
+                f"{self.audcap_at}; describe the sound or remove the tags"
+            )
+        self.fmt = "audcap"
+        self.pieces.append(" ")  # keep the words on either side of the caption apart
+        self.audcap_at, self.plain_from = -1, m.end()
+
+    def finish(self) -> Prompt:
+        """The parsed prompt, once no span is left open."""
+        text = self.text
+        if self.speech_at >= 0:
+            raise PromptError(
+                f"speech {_quote(text, self.speech_at, len(text))} opened at position "
+                f"{self.speech_at} is never closed; add <E> after the spoken words"
+            )
+        if self.audcap_at >= 0:
+            raise PromptError(
+                f"audio caption {_quote(text, self.audcap_at, len(text))} opened at position "
+                f"{self.audcap_at} has no <ENDAUDCAP>; add it after the audio description"
+            )
+        self.pieces.append(text[self.plain_from:])
+        body = _squash("".join(self.pieces))
+        # Drop the speech tags but keep the words; a tag squeezed between two words becomes a space.
+        visual = re.sub(r"(?<=\w)(?:<S>|<E>)(?=\w)", " ", body)
+        visual = _squash(visual.replace(SPEECH_OPEN, "").replace(SPEECH_CLOSE, ""))
+        return Prompt(
+            text=_squash(text),
+            speech=tuple(self.speech),
+            audio_description=_squash(self.caption) if self.caption is not None else None,
+            visual=visual,
+            body=body,
+            source_format=self.fmt,
+        )
