@@ -319,14 +319,14 @@ def _train(args: argparse.Namespace) -> int:
     from duet.train.trainer import main as train_main
 
     logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
-    return train_main([args.config, *(["-q"] if args.quiet else []), *(["--lora"] if args.lora else [])])
+    return train_main([args.config, *(["-q"] if args.quiet else []), *(["--lora"] if args.lora else []), *(f"--set={s}" for s in args.set)])
 
 
 def _rl(args: argparse.Namespace) -> int:
     from duet.train.rl.trainer import main as rl_main
 
     logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
-    return rl_main([args.config, *(["-q"] if args.quiet else [])])
+    return rl_main([args.config, *(["-q"] if args.quiet else []), *(f"--set={s}" for s in args.set)])
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -523,11 +523,13 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.add_argument("--lora", action="store_true",
                    help="train LoRA adapters on the config's init_from (exports adapter files only)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key: dotted.key=JSON value (repeatable)")
     t.set_defaults(func=_train)
 
     r = sub.add_parser("rl", help="RL fine-tuning (OmniNFT) of a model (also under torchrun)")
     r.add_argument("config", help="RL config (.json or .toml); see docs/rl.md")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key: dotted.key=JSON value (repeatable)")
     r.set_defaults(func=_rl)
 
     d = sub.add_parser("data", help="training data")

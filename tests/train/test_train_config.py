@@ -115,3 +115,37 @@ def test_the_video_tower_recipe_configs_load():
     assert stages["clips"].init_from == "runs/video_tower/pictures/final"
     assert stages["uncond"].text_dropout == 0.1
     assert all(c.loss_weighting == "x0" for c in stages.values())
+
+
+def test_set_overrides_keys_and_tables(tmp_path):
+    """`duet train --set KEY=VALUE`: a dotted KEY reaches into tables, VALUE is JSON (or a
+    plain string), so one checked-in config serves its variants (recipes/demo/run.sh)."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"preset": "demo", "stage": "fusion", "steps": 10,
+                                "init_from": {"video": "video/final", "audio": "audio/final"}}))
+    cfg = TrainConfig.from_file(path, ["steps=20", "model.audio.rope_time_scale=1.0",
+                                       "init_from.video=/runs/demo/video/final",
+                                       "independent_t=true", "data=[\"a\", \"b\"]", "out_dir=x=y"])
+    assert cfg.steps == 20 and cfg.independent_t is True and cfg.data == ("a", "b")
+    assert cfg.init_from == {"video": "/runs/demo/video/final", "audio": "audio/final"}
+    assert cfg.out_dir == "x=y" and run_twin(cfg).audio.rope_time_scale == 1.0
+    assert json.loads(path.read_text())["steps"] == 10  # the file is left as it is
+    with pytest.raises(ConfigError, match="is not KEY=VALUE"):
+        TrainConfig.from_file(path, ["steps"])
+    with pytest.raises(ConfigError, match="steps is not a table"):
+        TrainConfig.from_file(path, ["steps.x=1"])
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['stpes'\]"):
+        TrainConfig.from_file(path, ["stpes=3"])
+
+
+def test_duet_train_and_rl_pass_set_to_the_config(tmp_path, caplog):
+    from duet.cli import main
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"preset": "demo", "batch_size": 2}))
+    assert main(["train", str(path), "--set", "batch_size=0", "-q"]) == 2
+    assert "batch_size must be > 0" in caplog.text
+    rl = tmp_path / "rl.json"
+    rl.write_text(json.dumps({"preset": "demo", "rewards": {"sync": 1.0}}))
+    assert main(["rl", str(rl), "--set", "group_size=1", "-q"]) == 2
+    assert "group_size must be >= 2" in caplog.text

@@ -9,11 +9,13 @@ runs before it builds the model.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -154,9 +156,10 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
-        """Read a .json or .toml file (relative `data`/`out_dir`/`init_from` stay as written)."""
-        return cls.from_dict(read_config_file(path, "config"))
+    def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+        """Read a .json or .toml file (relative `data`/`out_dir`/`init_from` stay as written),
+        then apply `KEY=VALUE` overrides (see `apply_overrides`)."""
+        return cls.from_dict(apply_overrides(read_config_file(path, "config"), overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,6 +222,30 @@ def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ConfigError(f"{path} must hold a table/object of {what} keys")
     return d
+
+
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """`d` with each `KEY=VALUE` set (`duet train --set`), so that one checked-in config
+    serves its variants: KEY is a dotted path into tables (`model.audio.rope_time_scale`),
+    VALUE is JSON (`1.0`, `false`, `["a", "b"]`), or a plain string when it is not JSON."""
+    out = copy.deepcopy(d)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. steps=100 or "
+                              "model.audio.rope_time_scale=1.0)")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *tables, last = key.split(".")
+        table = out
+        for i, name in enumerate(tables):
+            table = table.setdefault(name, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(tables[:i + 1])} is not a table")
+        table[last] = value
+    return out
 
 
 def check_keys(cls: type, d: dict[str, Any], what: str) -> None:

@@ -182,12 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--lora", action="store_true",
                         help="train LoRA adapters on init_from (default spec unless the config has a lora table)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (dotted for tables, VALUE in JSON), e.g. "
+                             "model.audio.rope_time_scale=1.0; repeatable")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = TrainConfig.from_file(args.config)
+        cfg = TrainConfig.from_file(args.config, args.set)
         if args.quiet:
             cfg = dataclasses.replace(cfg, progress=False)
         if args.lora and cfg.lora is None:

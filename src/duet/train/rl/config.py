@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,8 @@ from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
 from duet.presets import get_preset
 from duet.sampling.solvers import get_solver
-from duet.train.config import TrainConfig, _matches, check_keys, read_config_file
+from duet.train.config import (TrainConfig, _matches, apply_overrides, check_keys,
+                               read_config_file)
 from duet.train.rl.rewards import get_reward
 
 
@@ -148,9 +150,9 @@ class RLConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RLConfig:
-        """Read a .json or .toml file."""
-        return cls.from_dict(read_config_file(path, "RL config"))
+    def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> RLConfig:
+        """Read a .json or .toml file, then apply `KEY=VALUE` overrides (`apply_overrides`)."""
+        return cls.from_dict(apply_overrides(read_config_file(path, "RL config"), overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

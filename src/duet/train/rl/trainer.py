@@ -350,12 +350,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description="RL fine-tuning (OmniNFT) of a Duet model.")
     parser.add_argument("config", help="RL config (.json or .toml); see docs/rl.md")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (dotted for tables, VALUE in JSON), e.g. "
+                             "model.audio.rope_time_scale=1.0; repeatable")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = RLConfig.from_file(args.config)
+        cfg = RLConfig.from_file(args.config, args.set)
         if args.quiet:
             cfg = dataclasses.replace(cfg, progress=False)
         bundle = train_rl(cfg)
