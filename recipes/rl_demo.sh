@@ -22,47 +22,41 @@
 # Cost: a SHORT step (4 rollouts of 2 steps, 4 training passes, 4 decodes and rewards) took
 # 72 s on the shared 2-core machine, which puts a full step (16 rollouts of 8 steps, 32
 # training passes) at about 8 min there: STEPS=15 fits in 2 h (an idle machine affords more).
+# The RL config is recipes/rl_demo/omninft.json (paths relative to OUT, where OUT/base links
+# to the starting bundle); SHORT, FULL, STEPS and each ablation change it with `duet rl --set`.
+# A finished run is skipped, an interrupted one resumes.
 # THREADS (default 2) sets torch's thread count; BASE overrides the starting bundle.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")/rl_demo" && pwd)
 OUT=${1:-runs/rl_demo}
-THREADS=${THREADS:-2}
 ABLATIONS=${ABLATIONS:-full}
-FULL=${FULL:-0}
-export OMP_NUM_THREADS=$THREADS
-BASE=${BASE:-$(python -c "from importlib import resources; print(resources.files('duet') / 'assets' / 'demo')")}
+export OMP_NUM_THREADS=${THREADS:-2}
+BASE=$(realpath -m "${BASE:-$(python -c "from importlib import resources; print(resources.files('duet') / 'assets' / 'demo')")}")
 
+SET=()
 if [ "${SHORT:-0}" = 1 ]; then  # the plumbing only: minutes, not a result
-    STEPS=2 PER_STEP=2 GROUP=2 SAMPLING=2 FRACTION=0.5 EVAL_PROMPTS=2 EVAL_SAMPLES=1 EVAL_STEPS=2
+    SET+=(--set steps=2 --set group_size=2 --set sampling_steps=2 --set timestep_fraction=0.5)
+    EVAL_PROMPTS=2 EVAL_SAMPLES=1 EVAL_STEPS=2
 else
-    STEPS=${STEPS:-15} PER_STEP=2 GROUP=8 SAMPLING=8 FRACTION=0.25 EVAL_PROMPTS=16 EVAL_SAMPLES=2 EVAL_STEPS=25
+    if [ -n "${STEPS:-}" ]; then SET+=(--set "steps=$STEPS"); fi
+    EVAL_PROMPTS=16 EVAL_SAMPLES=2 EVAL_STEPS=25
 fi
-if [ "$FULL" = 1 ]; then
-    TRAIN='"lr": 1e-5'
-else
-    TRAIN='"lr": 3e-4, "lora": {"rank": 32, "alpha": 64, "targets": ["self_attn", "text_attn", "fusion", "ffn"]}'
-fi
+if [ "${FULL:-0}" = 1 ]; then SET+=(--set lr=1e-5 --set lora=null); fi
 
 mkdir -p "$OUT/eval"
+if [ ! -e "$OUT/base" ] || [ -L "$OUT/base" ]; then ln -sfn "$BASE" "$OUT/base"; fi
 models=("$BASE")
 for name in $ABLATIONS; do
     case $name in
-        full) switch='' ;;
-        routing) switch=', "advantage_routing": false' ;;
-        surgery) switch=', "gradient_surgery": false' ;;
-        reweighting) switch=', "region_reweighting": false' ;;
+        full) switch=() ;;
+        routing) switch=(--set advantage_routing=false) ;;
+        surgery) switch=(--set gradient_surgery=false) ;;
+        reweighting) switch=(--set region_reweighting=false) ;;
         *) echo "unknown ablation $name (full, routing, surgery, reweighting)" >&2; exit 2 ;;
     esac
     run=$OUT/$name
-    mkdir -p "$run"
-    cat > "$run.json" <<JSON
-{"preset": "demo", "init_from": "$BASE", $TRAIN,
- "world_prompts": 256, "world_seed": 0, "prompts_per_step": $PER_STEP, "group_size": $GROUP,
- "sampling_steps": $SAMPLING, "timestep_fraction": $FRACTION, "micro_batch": 8,
- "rewards": {"sync": 1.0, "video_adherence": 1.0, "audio_adherence": 1.0},
- "steps": $STEPS, "checkpoint_every": 5, "keep_checkpoints": 2, "out_dir": "$run", "seed": 0$switch}
-JSON
     if [ ! -f "$run/final/config.json" ] && [ ! -f "$run/final/adapter.json" ]; then
-        duet rl "$run.json" -q
+        (cd "$OUT" && duet rl "$HERE/omninft.json" -q "${SET[@]}" --set "out_dir=$name" "${switch[@]}")
     fi
     if [ -f "$run/final/adapter.json" ]; then  # LoRA: merge the adapter into a bundle
         python -c "import sys; from duet.pipeline import DuetPipeline as P; P.from_pretrained(sys.argv[1]).load_lora(sys.argv[2]).save_pretrained(sys.argv[3])" \

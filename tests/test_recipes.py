@@ -1,0 +1,69 @@
+"""Every checked-in recipe config loads with the loader its script runs it with (and with
+the `--set` variants the scripts pass), so a recipe cannot rot when a key is renamed or a
+check tightens."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from duet.train.config import TrainConfig
+from duet.train.model_setup import run_twin
+from duet.train.rl import RLConfig
+
+ROOT = Path(__file__).resolve().parents[1] / "recipes"
+RL_FOLDERS = {"rl_demo"}  # `duet rl` configs; every other folder holds `duet train` ones
+
+
+def _load(path: Path, overrides: tuple[str, ...] = ()) -> TrainConfig | RLConfig:
+    loader = RLConfig if path.parent.name in RL_FOLDERS else TrainConfig
+    return loader.from_file(path, overrides)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.json")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_recipe_config_loads(path):
+    _load(path)
+
+
+def _stages(folder: str) -> dict[str, TrainConfig]:
+    return {p.stem: TrainConfig.from_file(p) for p in sorted((ROOT / folder).glob("*.json"))}
+
+
+def _sources(cfg: TrainConfig) -> list[str]:
+    if isinstance(cfg.init_from, dict):
+        return list(cfg.init_from.values())
+    return [cfg.init_from] if cfg.init_from else []
+
+
+@pytest.mark.parametrize("folder, script", [("demo", "demo.sh"), ("demo_bridge", "demo_bridge.sh")])
+def test_stages_chain_inside_the_run_folder(folder, script):
+    """The script runs every stage, each after the stages whose bundles it starts from
+    (the bridge's video tower comes from the demo run beside it); each stage writes the
+    folder named after it, and reads the data the run folder links to."""
+    stages = _stages(folder)
+    listed = re.search(r"STAGES:-([a-z0-9 ]+)\}|for s in ([a-z0-9 ]+); do", (ROOT / script).read_text())
+    assert listed is not None
+    order = (listed.group(1) or listed.group(2)).split()
+    assert sorted(order) == sorted(stages)
+    for i, name in enumerate(order):
+        cfg = stages[name]
+        assert cfg.out_dir == name and cfg.data == ("data/part0", "data/part1")
+        for source in _sources(cfg):
+            stage = source.removesuffix("/final")
+            assert source.endswith("/final") and (stage in order[:i] or stage == "../demo/video")
+
+
+def test_the_scripts_variants_load():
+    """ROPE_SCALE and VIDEO_FROM of recipes/demo.sh; SHORT, FULL and the ablations of
+    recipes/rl_demo.sh."""
+    fusion = _load(ROOT / "demo" / "fusion.json", ("model.audio.rope_time_scale=1.0",
+                                                   "init_from.video=/runs/demo/video/final"))
+    assert run_twin(fusion).audio.rope_time_scale == 1.0
+    assert fusion.init_from == {"video": "/runs/demo/video/final", "audio": "audio/final"}
+    rl = ROOT / "rl_demo" / "omninft.json"
+    short = _load(rl, ("steps=2", "group_size=2", "sampling_steps=2", "timestep_fraction=0.5",
+                       "lr=1e-5", "lora=null", "out_dir=routing", "advantage_routing=false"))
+    assert short.lora is None and short.batch_size == 4 and not short.advantage_routing
+    assert _load(rl).lora["rank"] == 32
