@@ -144,6 +144,7 @@ class _Scan:
     plain_from: int = 0  # where the current run of plain description text starts
 
     def token(self, m: re.Match[str]) -> None:
+        """Take one tag-shaped token: a real tag moves the state, a near miss is an error."""
         tok, at = m.group(), m.start()
         if self.colon_at >= 0:
             self._check_after_colon(tok, at)
