@@ -28,7 +28,15 @@ class TowerConfig:
     num_layers: int = 30
     in_dim: int = 48  # latent channels in
     out_dim: int = 48  # latent channels out
-    text_len: int = 512  # text context is zero-padded (not masked) to this many rows
+    text_len: int = 512  # text context is zero-padded to this many rows
+    # Mask the padding rows (all-zero context rows) out of the text cross-attention. Off in
+    # the official model, whose padded rows take part; with a short caption most rows are
+    # padding, and a word that names one object has to outbid all of them for attention.
+    text_mask: bool = False
+    # Add the caption's mean hidden state (over its non-padding rows, through a zero-initialised
+    # MLP) to the time embedding, as SD3 adds its pooled text to the adaLN input: a path from
+    # the words to every token's modulation that needs no attention to find them first.
+    pooled_text: bool = False
     text_dim: int = 4096  # width of the frozen text encoder's hidden states
     patch_size: tuple[int, ...] = (1, 2, 2)  # video: (t, h, w) Conv3d patch; audio: (1,)
     eps: float = 1e-6

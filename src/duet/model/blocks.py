@@ -61,8 +61,8 @@ class CrossAttention(SelfAttention):
     """Text cross-attention, plus (Ovi fusion) attention to the other tower's tokens.
 
     Both attentions share the query and the output projection; their outputs are summed
-    before `o`. The text branch has no RoPE and no mask (padded text rows take part, as in
-    the official model); the cross-modal branch applies RoPE to q with this tower's
+    before `o`. The text branch has no RoPE and, unless the tower's `text_mask` is set, no
+    mask (padded text rows take part, as in the official model); the cross-modal branch applies RoPE to q with this tower's
     positions and to the new keys with the other tower's, so both meet on one time axis.
     With sequence parallelism (`group`) the text branch runs on this rank's queries as is
     (every rank holds the whole text); the cross-modal branch exchanges both sequences.
@@ -80,11 +80,12 @@ class CrossAttention(SelfAttention):
 
     def forward(self, x: Tensor, context: Tensor, rope: Rope,
                 other: CrossModalSource | None = None,
-                group: SequenceParallel | None = None) -> Tensor:
+                group: SequenceParallel | None = None,
+                context_mask: Tensor | None = None) -> Tensor:
         q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))  # (B, L, H, D)
         k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))  # (B, Lt, H, D)
         v = self.v(context).unflatten(-1, (self.heads, -1))
-        out = attention(q, k, v)
+        out = attention(q, k, v, context_mask)
         if other is not None:
             k2, v2 = self.fusion_keys(other)
             fused = attention(apply_rope(q, rope), apply_rope(k2, other.rope), v2, other.mask,
@@ -133,7 +134,8 @@ class Block(nn.Module):
 
     def cross_attention_ffn(self, s: TowerState, other: CrossModalSource | None = None) -> Tensor:
         shift, scale, gate = self.modulation(s.e0)[3:]
-        x = s.x + self.cross_attn(self.norm3(s.x), s.context, s.rope, other, s.group)
+        x = s.x + self.cross_attn(self.norm3(s.x), s.context, s.rope, other, s.group,
+                                  s.context_mask)
         h = (self.norm2(x).float() * (1 + scale) + shift).type_as(x)
         return x + (self.ffn(h).float() * gate).type_as(x)
 

@@ -48,6 +48,8 @@ class TowerState:
     # With sequence parallelism, x, e, e0 and rope hold this rank's shard of the tokens
     # and mask covers every (padded) key; None: all tokens are here.
     group: SequenceParallel | None = None
+    # text_mask only: which context rows the text attention reads, [B, 1, 1, text_len]
+    context_mask: Tensor | None = None
 
     def source(self, gate: Tensor | None = None) -> CrossModalSource:
         """These hidden states as the other tower's cross-modal keys/values (a snapshot)."""
