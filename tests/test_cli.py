@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from duet import loading
 from duet import pipeline as pipeline_module
 from duet.cli import main
 from duet.media import read_mp4, read_wav
@@ -41,11 +42,11 @@ def test_generate_writes_mp4_with_the_default_model(tmp_path, capsys):
     frames, audio, fps, sr = read_mp4(out)
     assert frames.shape[0] == 13 and sr == 16000 and len(audio) > 0
     # the RANDOM warning appears exactly when this install ships no trained demo weights
-    assert ("RANDOM" in capsys.readouterr().err) == (pipeline_module._shipped_bundle("demo") is None)
+    assert ("RANDOM" in capsys.readouterr().err) == (loading.shipped_bundle("demo") is None)
 
 
 def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: None)
     out = tmp_path / "clip.mp4"
     rc = main(["generate", "a ball <AUDCAP>thud<ENDAUDCAP>", "-o", str(out),
                "--steps", "1", "--duration", "0.5", "--quiet"])
@@ -58,7 +59,7 @@ def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, m
     (["generate", "ok", "--model", "no-such-model"], "neither a bundle"),
     (["generate", "ok", "--height", "1", "--width", "900"], "aspect ratio"),
     (["generate", "ok", "--video-guidance", "-1"], "video_scale"),
-    (["generate", "ok", "--bridge-guidance", "2,-1"], "bridge_audio"),
+    (["generate", "ok", "--cross-modal-guidance", "2,-1"], "cross_modal_audio"),
     (["generate", "ok", "--stg-guidance", "1", "--stg-blocks", "9"], "stg_blocks [9]"),
     (["generate", "ok", "--guidance-rescale", "2"], "rescale"),
     (["info", "ovi-9000"], "unknown preset"),
@@ -161,7 +162,7 @@ def test_a_bundle_config_of_the_wrong_shape_is_one_line(tmp_path, capsys, change
     import shutil
 
     bundle = tmp_path / "bundle"
-    shipped = pipeline_module._shipped_bundle("demo") or pytest.skip("no shipped demo bundle")
+    shipped = loading.shipped_bundle("demo") or pytest.skip("no shipped demo bundle")
     shutil.copytree(shipped, bundle)
     cfg = json.loads((bundle / "config.json").read_text())
     cfg = change(cfg) or cfg

@@ -20,7 +20,8 @@ from duet.errors import ConfigError, InputError
 from duet.memory import MemoryConfig, apply_memory, release_text_encoder
 from duet.model import ModalityInput, TwinModel
 from duet.offload import SequentialOffload
-from duet.pipeline import Clip, DuetPipeline, random_model
+from duet.loading import random_model
+from duet.pipeline import Clip, DuetPipeline
 from duet.quantize import Float8Linear, weight_bytes
 from duet.weights import load_weights, save_weights
 

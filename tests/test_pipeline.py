@@ -10,7 +10,7 @@ import torch
 
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
-from duet import pipeline as pipeline_module
+from duet import loading
 from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
 from duet.weights import BUNDLE_WEIGHTS, load_weights, read_config, save_weights, write_config
@@ -28,7 +28,7 @@ def test_a_shipped_bundle_is_the_default_and_its_config_is_authoritative(pipe, t
     save_weights({k: v.to(torch.bfloat16) for k, v in pipe.model.state_dict().items()},
                  shipped / BUNDLE_WEIGHTS)
     write_config(shipped, get_preset("demo"), {"random_init": False})
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: shipped if name == "demo" else None)
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: shipped if name == "demo" else None)
     loaded = DuetPipeline.from_pretrained("demo", device="cpu")
     preset, extra = read_config(shipped)
     assert not loaded.random_init and extra["random_init"] is False
@@ -40,8 +40,8 @@ def test_a_shipped_bundle_is_the_default_and_its_config_is_authoritative(pipe, t
 
 
 def test_without_shipped_weights_the_demo_runs_random_and_says_so(monkeypatch, caplog):
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
-    with caplog.at_level("WARNING", logger="duet.pipeline"):
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: None)
+    with caplog.at_level("WARNING", logger="duet.loading"):
         pipe = DuetPipeline.from_pretrained("demo", device="cpu")
     assert pipe.random_init and any("RANDOM" in r.getMessage() for r in caplog.records)
 
@@ -205,10 +205,10 @@ def test_disabling_cross_modal_attention_changes_the_clip(pipe):
     assert not torch.equal(a.audio, b.audio)
 
 
-def test_stg_bridge_and_rescale_terms_change_the_clip(pipe):
+def test_stg_cross_modal_and_rescale_terms_change_the_clip(pipe):
     prompt = "a blue metal ball bounces <AUDCAP>high pings<ENDAUDCAP>"
     base = pipe(prompt, seed=4, **FAST)
-    for kw in (dict(stg_guidance=1.0), dict(bridge_guidance=(2.0, 3.0)), dict(guidance_rescale=0.7)):
+    for kw in (dict(stg_guidance=1.0), dict(cross_modal_guidance=(2.0, 3.0)), dict(guidance_rescale=0.7)):
         other = pipe(prompt, seed=4, **kw, **FAST)
         assert not torch.equal(base.audio, other.audio), kw
     with pytest.raises(InputError, match="stg_guidance must be one number"):
@@ -269,7 +269,7 @@ def test_bad_conditioning_input_is_refused(pipe, kw, needle):
         pipe("a ball", steps=1, progress=False, **kw)
 
 
-def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
+def test_bridge_preset_generates_and_cross_modal_guidance_reads_its_bridge():
     from duet.model import TwinModel
 
     preset = get_preset("demo-bridge")
@@ -277,7 +277,7 @@ def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
     bridged = DuetPipeline.from_components(preset, TwinModel.from_config(preset.model).eval())
     assert bridged.model.bridge is not None
     plain = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, **FAST)
-    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, bridge_guidance=3.0, **FAST)
+    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, cross_modal_guidance=3.0, **FAST)
     assert plain.video.shape == (13, 64, 64, 3)
     # a new bridge adds nothing (zero-initialised outputs), so the dual-CFG term is zero ...
     assert torch.equal(plain.video, dual.video) and torch.equal(plain.audio, dual.audio)
@@ -286,7 +286,7 @@ def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
             for p in (layer.to_video.o.weight, layer.to_audio.o.weight):
                 p.normal_(std=0.05)
     # ... and once it carries something, the term moves the clip
-    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, bridge_guidance=3.0, **FAST)
+    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, cross_modal_guidance=3.0, **FAST)
     plain = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, **FAST)
     assert (dual.audio - plain.audio).abs().max() > 1e-3
 

@@ -52,7 +52,7 @@ def _generate_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
-    from duet.pipeline import RANDOM_INIT_WARNING
+    from duet.loading import RANDOM_INIT_WARNING
 
     from duet.media import check_clip_path
 
@@ -100,7 +100,7 @@ def read_inputs(args: argparse.Namespace) -> GivenInputs:
     --schedule."""
     from duet.chunks import read_schedule
     from duet.media import check_length, read_mp4
-    from duet.pipeline import MAX_GIVEN_DURATION
+    from duet.inputs import MAX_GIVEN_DURATION
 
     schedule = read_schedule(args.schedule) if args.schedule is not None else ()
     for source in (args.from_video, args.from_audio):
@@ -143,8 +143,8 @@ def generate_kwargs(args: argparse.Namespace, pipe: DuetPipeline,
             "steps": args.steps, "shift": args.shift, "solver": args.solver,
             "video_guidance": args.video_guidance, "audio_guidance": args.audio_guidance,
             "video_negative": args.video_negative, "audio_negative": args.audio_negative,
-            "slg_block": None if args.no_slg else -1, "stg_guidance": args.stg_guidance,
-            "stg_blocks": args.stg_blocks, "bridge_guidance": args.bridge_guidance,
+            "slg": not args.no_slg, "stg_guidance": args.stg_guidance,
+            "stg_blocks": args.stg_blocks, "cross_modal_guidance": args.bridge_guidance,
             "guidance_rescale": args.guidance_rescale, "image": inputs.image,
             "from_video": from_video, "from_audio": from_audio, "seed": args.seed,
             "then": args.then, "schedule": inputs.schedule, "overlap": args.overlap}

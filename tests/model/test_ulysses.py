@@ -15,7 +15,7 @@ import torch
 from duet.config import get_preset
 from duet.errors import ConfigError
 from duet.parallel import SequenceParallel
-from duet.pipeline import random_model
+from duet.loading import random_model
 
 from ulysses_worker import CASES
 

@@ -1,4 +1,4 @@
-"""Multi-term guidance: text CFG (+ SLG in the negative pass), STG, the bridge (dual CFG)
+"""Multi-term guidance: text CFG (+ SLG in the negative pass), STG, cross-modal guidance (dual CFG)
 term and std rescale; all passes batched into one forward must equal running them apart."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def setup(reference_dir):
 
 
 ALL_TERMS = Guidance(video_scale=4.0, audio_scale=3.0, negative_skip_blocks=(1,), stg_video=0.7,
-                     stg_audio=0.4, stg_blocks=(0, 2), bridge_video=1.5, bridge_audio=2.5,
+                     stg_audio=0.4, stg_blocks=(0, 2), cross_modal_video=1.5, cross_modal_audio=2.5,
                      rescale=0.6)
 
 
@@ -46,7 +46,7 @@ def test_each_term_follows_its_formula(setup):
     c, u = run(cond), run(uncond, skip_blocks=(1,))
     s, solo = run(cond, skip_blocks=(0, 2)), run(cond, cross_modal=False)
     g = Guidance(video_scale=4.0, audio_scale=1.0, negative_skip_blocks=(1,), stg_video=0.0,
-                 stg_audio=0.5, stg_blocks=(0, 2), bridge_video=2.0, bridge_audio=1.0)
+                 stg_audio=0.5, stg_blocks=(0, 2), cross_modal_video=2.0, cross_modal_audio=1.0)
     v, a = guided_velocity(model, video, audio, t, cond, uncond, g)
     torch.testing.assert_close(v, u[0] + 4.0 * (c[0] - u[0]) + (c[0] - solo[0]), atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(a, c[1] + 0.5 * (c[1] - s[1]), atol=2e-5, rtol=1e-5)
@@ -90,7 +90,7 @@ def test_per_item_fusion_switch_and_skip_matrix_match_separate_calls(setup):
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(video_scale=-1.0), "video_scale must be >= 0"),
-    (dict(bridge_audio=float("nan")), "bridge_audio"),
+    (dict(cross_modal_audio=float("nan")), "cross_modal_audio"),
     (dict(stg_video=1.0), "stg_blocks"),
     (dict(rescale=1.5), "rescale must be in"),
 ])

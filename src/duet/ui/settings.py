@@ -37,7 +37,7 @@ class Settings:
     slg: bool = True  # skip-layer guidance in the negative pass
     stg_guidance: str = ""  # "S" or "V,A"; "" = off
     stg_blocks: str = ""  # "I,J"
-    bridge_guidance: str = ""  # "S" or "V,A"; "" = off
+    cross_modal_guidance: str = ""  # "S" or "V,A"; "" = off
     guidance_rescale: float | None = None
     image: str | None = None  # first frame file (image -> audio + video)
     from_video: str | None = None  # video file (video -> audio)
