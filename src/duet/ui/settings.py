@@ -2,8 +2,9 @@
 
 The page does not map its widgets to pipeline arguments itself: `Settings.argv()` writes the
 command line that the CLI would be given, the CLI's own parser reads it, and the CLI's
-`generate_kwargs` turns it into the pipeline call. So a clip made in the page is the clip
-that `duet generate` makes from the command line shown beside it in the gallery.
+`generate_kwargs` (`duet.cli.generate`) turns it into the pipeline call. So a clip made in
+the page is the clip that `duet generate` makes from the command line shown beside it in
+the gallery.
 """
 
 from __future__ import annotations
