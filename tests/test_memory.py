@@ -17,10 +17,10 @@ from duet.cli import build_parser, main
 from duet.codecs import base as codecs_base
 from duet.config import get_preset
 from duet.errors import ConfigError, InputError
+from duet.loading import random_model
 from duet.memory import MemoryConfig, apply_memory, release_text_encoder
 from duet.model import ModalityInput, TwinModel
 from duet.offload import SequentialOffload
-from duet.loading import random_model
 from duet.pipeline import Clip, DuetPipeline
 from duet.quantize import Float8Linear, weight_bytes
 from duet.weights import load_weights, save_weights

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from ulysses_worker import CASES
 
 from duet.config import get_preset
 from duet.errors import ConfigError
-from duet.parallel import SequenceParallel
 from duet.loading import random_model
-
-from ulysses_worker import CASES
+from duet.parallel import SequenceParallel
 
 WORKER = Path(__file__).with_name("ulysses_worker.py")
 

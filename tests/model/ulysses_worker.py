@@ -16,9 +16,9 @@ from torch import Tensor
 
 from duet.config import TwinConfig, get_preset
 from duet.errors import ConfigError
-from duet.model import ModalityInput, TwinModel
 from duet.loading import random_model
-from duet.sampling.guidance import Conditioning, Guidance, video_prefix_timestep, guided_velocity
+from duet.model import ModalityInput, TwinModel
+from duet.sampling.guidance import Conditioning, Guidance, guided_velocity, video_prefix_timestep
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 
