@@ -29,29 +29,14 @@ from duet.components import build_codecs, check_components
 from duet.config import Preset
 from duet.devices import resolve_device_dtype
 from duet.errors import InputError
-from duet.inputs import (
-    check_conditioning,
-    check_image,
-    check_negative,
-    check_seed,
-    clip_frames,
-    fit_frames,
-    format_prompt,
-    snap_size,
-)
+from duet.inputs import (check_conditioning, check_image, check_negative, check_seed,
+                         clip_frames, fit_frames, format_prompt, snap_size)
 from duet.loading import load_model, load_twin
 from duet.memory import MemoryConfig, apply_memory, release_text_encoder
 from duet.model import TwinModel
 from duet.quantize import refuse_quantized
-from duet.sampling.guidance import (
-    CleanPrefix,
-    Conditioning,
-    Guidance,
-    Scale,
-    guided_velocity,
-    per_modality,
-    resolve_guidance,
-)
+from duet.sampling.guidance import (CleanPrefix, Conditioning, Guidance, Scale, guided_velocity,
+                                    per_modality, resolve_guidance)
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.stitch import ClipBuffer, held_by

@@ -11,17 +11,9 @@ from duet.config import SamplerConfig
 from duet.errors import ConfigError, InputError
 from duet.model import ModalityInput
 from duet.reference import load_cases, load_model
-from duet.sampling.guidance import (
-    CleanPrefix,
-    Conditioning,
-    Guidance,
-    audio_prefix_timestep,
-    combine,
-    guided_velocity,
-    model_velocity,
-    resolve_guidance,
-    video_prefix_timestep,
-)
+from duet.sampling.guidance import (CleanPrefix, Conditioning, Guidance, audio_prefix_timestep,
+                                    combine, guided_velocity, model_velocity, resolve_guidance,
+                                    video_prefix_timestep)
 
 
 @pytest.fixture(scope="module")
