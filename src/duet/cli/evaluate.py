@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def eval_sync(args: argparse.Namespace) -> int:
+    """Audio-visual sync of synthetic-world clips, measured from each MP4 alone."""
     from duet.eval.sync import measure_file, merge
 
     reports = {path: measure_file(path) for path in args.clips}
@@ -25,6 +26,7 @@ def eval_sync(args: argparse.Namespace) -> int:
 
 
 def eval_seams(args: argparse.Namespace) -> int:
+    """Picture and sound at the seams of a clip made in chunks."""
     from duet.config import get_preset
     from duet.eval.seams import VIDEO_LIMIT, measure_file
     from duet.weights import read_config

@@ -46,6 +46,7 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, runtime: Runtime | None = None) -> int:
+    """One clip: inputs read and the output path checked before the model loads."""
     from duet.loading import RANDOM_INIT_WARNING
     from duet.media import check_clip_path
 
@@ -177,6 +178,7 @@ def _has_scale(spec: str) -> bool:
 
 
 def ui(args: argparse.Namespace) -> int:
+    """Serve the web page; the model flags are passed on as `duet generate` would read them."""
     from duet.ui.server import serve
 
     model_argv = [f"--{name}={value}" for name in ("model", "weights", "device", "dtype")

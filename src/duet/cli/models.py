@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def info(args: argparse.Namespace) -> int:
+    """Parameter counts, default clip and latent sizes of a bundle or preset, built on `meta`
+    (no weights are read, so it works for presets this install has no weights for)."""
     from duet.config import get_preset
     from duet.model import TwinModel
     from duet.weights import read_config
@@ -59,6 +61,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
+    """A bundle from the official download (every component) or from one DiT file."""
     from duet.errors import ConfigError
     from duet.weights import convert_dit, dit_preset, write_bundle
 

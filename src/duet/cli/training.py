@@ -8,6 +8,7 @@ import logging
 
 
 def train(args: argparse.Namespace) -> int:
+    """`duet train CONFIG`: the trainer's own entry point, with its step logs shown."""
     from duet.train.trainer import main as train_main
 
     logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
@@ -15,6 +16,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def rl(args: argparse.Namespace) -> int:
+    """`duet rl CONFIG`: the RL trainer's own entry point, with its step logs shown."""
     from duet.train.rl.trainer import main as rl_main
 
     logging.getLogger("duet").setLevel(logging.INFO)  # step logs and checkpoint messages
@@ -22,6 +24,7 @@ def rl(args: argparse.Namespace) -> int:
 
 
 def data_build(args: argparse.Namespace) -> int:
+    """Synthetic-world clips -> latent shards for a preset's codecs and text encoder."""
     from duet.config import get_preset
     from duet.data.dataset import build_shards, world_config_for
 
@@ -35,6 +38,7 @@ def data_build(args: argparse.Namespace) -> int:
 
 
 def data_curate(args: argparse.Namespace) -> int:
+    """Real videos -> filtered, captioned clips -> latent shards (`duet.data.curate`)."""
     import dataclasses
 
     from duet.data.curate import CurateConfig, curate
@@ -52,6 +56,7 @@ def data_curate(args: argparse.Namespace) -> int:
 
 
 def codec_train(args: argparse.Namespace) -> int:
+    """Train the demo model's frame codec on synthetic-world frames."""
     from duet.train.codec import config_from_args, train_frame_codec
 
     cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
