@@ -27,7 +27,7 @@ from video_quality import model_config, weights_with_ema
 
 from duet.codecs.frames import FrameCodec
 from duet.components import build_text_encoder
-from duet.config import get_preset
+from duet.presets import get_preset
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, PALETTE, make_clip
 from duet.eval.adherence import prompt_adherence

@@ -24,6 +24,7 @@ from duet.chunks import plan_chunks
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.seams import VIDEO_LIMIT, measure_seams, plan_seams
 from duet.eval.sync import measure, measure_file, merge
+from duet.inputs import clip_frames
 from duet.media import read_mp4
 from duet.pipeline import DuetPipeline
 
@@ -72,7 +73,7 @@ def main() -> None:
     print("| duration s | chunks | generate s | s per clip second |")
     print("|---|---|---|---|")
     for d in sorted(times):
-        n = len(plan_chunks(pipe._frames(float(d)), media, "x").chunks)
+        n = len(plan_chunks(clip_frames(media, float(d)), media, "x").chunks)
         print(f"| {d} | {n} | {times[d]:.1f} | {times[d] / d:.2f} |")
     ratios = np.array([s.video_ratio for s in seams])
     ordinary = np.array([s.video_ordinary for s in seams])

@@ -2,7 +2,7 @@
 
     python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25] [--rows 0 2 4]
 
-Rows: Ovi's plain CFG (the default), + the bridge (dual-CFG) term at three scales, + STG,
+Rows: Ovi's plain CFG (the default), + the cross-modal (dual-CFG) term at three scales, + STG,
 and all together with std rescale; then lower text-CFG scales and the empty negative prompt
 (for models trained with `text_dropout`), and σ grids that keep the audio noisier than the
 video for longer (`--shift V,A`). Every row uses the same captions and seeds, so the rows
@@ -23,17 +23,17 @@ from duet.pipeline import DuetPipeline
 
 ROWS: list[tuple[str, dict]] = [
     ("plain CFG (default)", {}),
-    ("+ bridge 2.0", dict(bridge_guidance=2.0)),
-    ("+ bridge 3.0", dict(bridge_guidance=3.0)),
-    ("+ bridge 4.0", dict(bridge_guidance=4.0)),
+    ("+ cross-modal 2.0", dict(cross_modal_guidance=2.0)),
+    ("+ cross-modal 3.0", dict(cross_modal_guidance=3.0)),
+    ("+ cross-modal 4.0", dict(cross_modal_guidance=4.0)),
     ("+ STG 1.0", dict(stg_guidance=1.0)),
-    ("+ bridge 3.0 + STG 1.0, rescale 0.7", dict(bridge_guidance=3.0, stg_guidance=1.0, guidance_rescale=0.7)),
+    ("+ cross-modal 3.0 + STG 1.0, rescale 0.7", dict(cross_modal_guidance=3.0, stg_guidance=1.0, guidance_rescale=0.7)),
     ("text CFG off (scales 1)", dict(video_guidance=1.0, audio_guidance=1.0)),
     ("video text CFG 2", dict(video_guidance=2.0)),
-    ("video text CFG 2 + bridge 3.0", dict(video_guidance=2.0, bridge_guidance=3.0)),
-    ("video text CFG off + bridge 3.0", dict(video_guidance=1.0, bridge_guidance=3.0)),
+    ("video text CFG 2 + cross-modal 3.0", dict(video_guidance=2.0, cross_modal_guidance=3.0)),
+    ("video text CFG off + cross-modal 3.0", dict(video_guidance=1.0, cross_modal_guidance=3.0)),
     ("empty negative prompts", dict(video_negative="", audio_negative="")),
-    ("empty negative prompts + bridge 3.0", dict(video_negative="", audio_negative="", bridge_guidance=3.0)),
+    ("empty negative prompts + cross-modal 3.0", dict(video_negative="", audio_negative="", cross_modal_guidance=3.0)),
     ("audio σ behind the video's: shift 5,20", dict(shift=(5.0, 20.0))),
     ("audio σ behind the video's: shift 3,30", dict(shift=(3.0, 30.0))),
     ("audio σ behind the video's: shift 2,50", dict(shift=(2.0, 50.0))),

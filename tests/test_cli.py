@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from duet import loading
 from duet import pipeline as pipeline_module
 from duet.cli import main
 from duet.media import read_mp4, read_wav
@@ -41,11 +42,11 @@ def test_generate_writes_mp4_with_the_default_model(tmp_path, capsys):
     frames, audio, fps, sr = read_mp4(out)
     assert frames.shape[0] == 13 and sr == 16000 and len(audio) > 0
     # the RANDOM warning appears exactly when this install ships no trained demo weights
-    assert ("RANDOM" in capsys.readouterr().err) == (pipeline_module._shipped_bundle("demo") is None)
+    assert ("RANDOM" in capsys.readouterr().err) == (loading.shipped_bundle("demo") is None)
 
 
 def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: None)
     out = tmp_path / "clip.mp4"
     rc = main(["generate", "a ball <AUDCAP>thud<ENDAUDCAP>", "-o", str(out),
                "--steps", "1", "--duration", "0.5", "--quiet"])
@@ -58,7 +59,7 @@ def test_generate_without_weights_warns_about_random_weights(tmp_path, capsys, m
     (["generate", "ok", "--model", "no-such-model"], "neither a bundle"),
     (["generate", "ok", "--height", "1", "--width", "900"], "aspect ratio"),
     (["generate", "ok", "--video-guidance", "-1"], "video_scale"),
-    (["generate", "ok", "--bridge-guidance", "2,-1"], "bridge_audio"),
+    (["generate", "ok", "--cross-modal-guidance", "2,-1"], "cross_modal_audio"),
     (["generate", "ok", "--stg-guidance", "1", "--stg-blocks", "9"], "stg_blocks [9]"),
     (["generate", "ok", "--guidance-rescale", "2"], "rescale"),
     (["info", "ovi-9000"], "unknown preset"),
@@ -161,7 +162,7 @@ def test_a_bundle_config_of_the_wrong_shape_is_one_line(tmp_path, capsys, change
     import shutil
 
     bundle = tmp_path / "bundle"
-    shipped = pipeline_module._shipped_bundle("demo") or pytest.skip("no shipped demo bundle")
+    shipped = loading.shipped_bundle("demo") or pytest.skip("no shipped demo bundle")
     shutil.copytree(shipped, bundle)
     cfg = json.loads((bundle / "config.json").read_text())
     cfg = change(cfg) or cfg
@@ -211,9 +212,8 @@ def test_convert_official_checkpoint(reference_dir, tmp_path, capsys):
 def test_generate_from_an_image_file(tmp_path):
     import numpy as np
 
-    from duet.media import save_png
-
     from duet.data.world import make_clip
+    from duet.media import save_png
 
     img = make_clip(1_000_005, kind="bounce").video[0]  # a held-out world frame (64x64)
     save_png(tmp_path / "first.png", img)
@@ -317,8 +317,9 @@ def test_generate_merges_lora_adapters(tmp_path):
     rounding can shift the encoder's choices.)"""
     import torch
 
-    from duet.cli import build_parser, load_pipeline
-    from duet.config import get_preset
+    from duet.cli import build_parser
+    from duet.cli.generate import load_pipeline
+    from duet.presets import get_preset
     from duet.lora import LoraSpec, add_lora, save_adapter
     from duet.model import TwinModel
 
@@ -345,7 +346,8 @@ def test_generate_merges_lora_adapters(tmp_path):
 
 
 def test_generate_compile_flag_compiles_every_block(tmp_path):
-    from duet.cli import build_parser, load_pipeline
+    from duet.cli import build_parser
+    from duet.cli.generate import load_pipeline
     from duet.model.compile import CompiledOrEager
 
     args = build_parser().parse_args(["generate", "p", "-o", str(tmp_path / "x.mp4"), "--compile"])
@@ -404,3 +406,43 @@ def test_bad_long_clip_options_exit_2_in_one_line(tmp_path, capsys, extra, needl
     err = capsys.readouterr().err
     assert needle in err and _one_line(err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value, parsed", [("3", 3.0), ("2,1.5", (2.0, 1.5))])
+def test_bridge_guidance_is_an_alias_of_cross_modal_guidance(value, parsed):
+    from duet.cli import build_parser
+
+    new = build_parser().parse_args(["generate", "p", "--cross-modal-guidance", value])
+    old = build_parser().parse_args(["generate", "p", "--bridge-guidance", value])
+    assert new.cross_modal_guidance == old.cross_modal_guidance == parsed
+    assert vars(new) == vars(old)
+    assert build_parser().parse_args(["generate", "p"]).cross_modal_guidance == 1.0
+
+
+def test_generate_kwargs_name_the_pipelines_arguments():
+    """The CLI's flags reach the pipeline under its own argument names: --no-slg is slg=False
+    (no sentinel block), the guidance scale is cross_modal_guidance."""
+    import inspect
+
+    from duet.cli import build_parser
+    from duet.cli.generate import GivenInputs, generate_kwargs
+    from duet.pipeline import DuetPipeline
+
+    class Pipe:  # what generate_kwargs reads of a pipeline
+        preset = None
+        audio_codec = None
+
+    args = build_parser().parse_args(["generate", "p", "--no-slg", "--bridge-guidance", "2"])
+    kwargs = generate_kwargs(args, Pipe(), GivenInputs(None, None))
+    assert (kwargs["slg"], kwargs["cross_modal_guidance"]) == (False, 2.0)
+    assert "slg_block" not in kwargs and "bridge_guidance" not in kwargs
+    assert set(kwargs) <= set(inspect.signature(DuetPipeline.__call__).parameters)
+
+
+def test_the_command_line_loads_no_torch():
+    """`duet --help` stays fast: building the parser imports argparse and the handler modules,
+    which import the library inside their functions."""
+    code = ("import sys, duet.cli; duet.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'duet.pipeline') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

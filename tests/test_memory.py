@@ -16,10 +16,11 @@ from duet import offload as offload_module
 from duet.cli import build_parser, main
 from duet.codecs import base as codecs_base
 from duet.errors import ConfigError, InputError
+from duet.loading import random_model
 from duet.memory import MemoryConfig, apply_memory, release_text_encoder
 from duet.model import ModalityInput, TwinModel
 from duet.offload import SequentialOffload
-from duet.pipeline import Clip, DuetPipeline, random_model
+from duet.pipeline import Clip, DuetPipeline
 from duet.presets import get_preset
 from duet.quantize import Float8Linear, weight_bytes
 from duet.weights import load_weights, save_weights

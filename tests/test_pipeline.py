@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from duet import loading
+from duet.presets import get_preset
 from duet.errors import CheckpointError, InputError, PromptError
 from duet.media import read_mp4
-from duet import pipeline as pipeline_module
-from duet.config import get_preset
 from duet.pipeline import DuetPipeline, resolve_device_dtype, snap_size
 from duet.weights import BUNDLE_WEIGHTS, load_weights, read_config, save_weights, write_config
 
@@ -28,7 +28,7 @@ def test_a_shipped_bundle_is_the_default_and_its_config_is_authoritative(pipe, t
     save_weights({k: v.to(torch.bfloat16) for k, v in pipe.model.state_dict().items()},
                  shipped / BUNDLE_WEIGHTS)
     write_config(shipped, get_preset("demo"), {"random_init": False})
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: shipped if name == "demo" else None)
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: shipped if name == "demo" else None)
     loaded = DuetPipeline.from_pretrained("demo", device="cpu")
     preset, extra = read_config(shipped)
     assert not loaded.random_init and extra["random_init"] is False
@@ -40,8 +40,8 @@ def test_a_shipped_bundle_is_the_default_and_its_config_is_authoritative(pipe, t
 
 
 def test_without_shipped_weights_the_demo_runs_random_and_says_so(monkeypatch, caplog):
-    monkeypatch.setattr(pipeline_module, "_shipped_bundle", lambda name: None)
-    with caplog.at_level("WARNING", logger="duet.pipeline"):
+    monkeypatch.setattr(loading, "shipped_bundle", lambda name: None)
+    with caplog.at_level("WARNING", logger="duet.loading"):
         pipe = DuetPipeline.from_pretrained("demo", device="cpu")
     assert pipe.random_init and any("RANDOM" in r.getMessage() for r in caplog.records)
 
@@ -205,10 +205,10 @@ def test_disabling_cross_modal_attention_changes_the_clip(pipe):
     assert not torch.equal(a.audio, b.audio)
 
 
-def test_stg_bridge_and_rescale_terms_change_the_clip(pipe):
+def test_stg_cross_modal_and_rescale_terms_change_the_clip(pipe):
     prompt = "a blue metal ball bounces <AUDCAP>high pings<ENDAUDCAP>"
     base = pipe(prompt, seed=4, **FAST)
-    for kw in (dict(stg_guidance=1.0), dict(bridge_guidance=(2.0, 3.0)), dict(guidance_rescale=0.7)):
+    for kw in (dict(stg_guidance=1.0), dict(cross_modal_guidance=(2.0, 3.0)), dict(guidance_rescale=0.7)):
         other = pipe(prompt, seed=4, **kw, **FAST)
         assert not torch.equal(base.audio, other.audio), kw
     with pytest.raises(InputError, match="stg_guidance must be one number"):
@@ -269,7 +269,7 @@ def test_bad_conditioning_input_is_refused(pipe, kw, needle):
         pipe("a ball", steps=1, progress=False, **kw)
 
 
-def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
+def test_bridge_preset_generates_and_cross_modal_guidance_reads_its_bridge():
     from duet.model import TwinModel
 
     preset = get_preset("demo-bridge")
@@ -277,16 +277,16 @@ def test_bridge_preset_generates_and_dual_cfg_reads_its_bridge():
     bridged = DuetPipeline.from_components(preset, TwinModel.from_config(preset.model).eval())
     assert bridged.model.bridge is not None
     plain = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, **FAST)
-    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, bridge_guidance=3.0, **FAST)
+    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, cross_modal_guidance=3.0, **FAST)
     assert plain.video.shape == (13, 64, 64, 3)
-    # a new bridge adds nothing (zero-initialised outputs), so the dual-CFG term is zero ...
+    # a new bridge adds nothing (zero-initialised outputs), so cross-modal guidance adds nothing ...
     assert torch.equal(plain.video, dual.video) and torch.equal(plain.audio, dual.audio)
     with torch.no_grad():
         for layer in bridged.model.bridge.layers:
             for p in (layer.to_video.o.weight, layer.to_audio.o.weight):
                 p.normal_(std=0.05)
     # ... and once it carries something, the term moves the clip
-    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, bridge_guidance=3.0, **FAST)
+    dual = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, cross_modal_guidance=3.0, **FAST)
     plain = bridged("a ball <AUDCAP>thuds<ENDAUDCAP>", seed=1, **FAST)
     assert (dual.audio - plain.audio).abs().max() > 1e-3
 
@@ -351,3 +351,86 @@ def test_bad_long_clip_requests_are_one_line(pipe, kw, needle):
     with pytest.raises((InputError, PromptError), match=needle) as e:
         pipe(BALL, **LONG, **kw)
     assert "\n" not in str(e.value)
+
+
+# ---- __call__ as steps, guidance resolved once (issue 18) ------------------------------
+BALL_TERMS = dict(stg_guidance=0.5, cross_modal_guidance=(2.0, 1.5), guidance_rescale=0.3,
+                  slg_block=1)
+# 16 strided values of the last step's latents, from the code before __call__ was split
+# into steps (seed 7, 2 steps): the steps must compose to the same clip.
+BEFORE = {
+    "plain": (dict(duration=0.5), [
+        2.314996, 2.703169, 2.232297, 2.884655, 2.668484, 3.249669, 5.892784, 1.646444,
+        -1.771496, -3.636019, -0.968980, -0.053887, 3.326478, -3.862116, 1.034072, 1.996665], [
+        -3.043407, -3.231223, -2.687778, -1.172079, -2.712043, -2.542738, -1.298148, -1.132687,
+        0.333707, -2.645514, -2.792788, -1.351383, -1.315974, -3.119372, -2.860297, -1.106584]),
+    "all terms": (dict(duration=0.5, **BALL_TERMS), [
+        3.245755, 2.622289, 2.136978, 4.097879, -0.156548, 2.477376, 5.064593, 2.312075,
+        -1.140141, -2.421644, 0.106113, -0.977809, 3.913860, -3.065723, 1.570191, 0.880717], [
+        -3.356536, -3.580998, -2.615196, -1.487651, -2.413807, -2.201691, -1.311086, -1.172651,
+        0.396675, -2.466232, -2.577992, -1.691098, -1.585011, -2.838009, -1.940001, -0.679853]),
+    "two chunks": (dict(duration=5.0), [
+        1.001741, 1.012172, 0.587848, 0.660404, 0.895652, 0.951618, 1.631890, 0.876044,
+        -0.395511, -0.689322, 0.171106, -0.648892, 1.027019, -0.891183, 0.152152, 0.454042], [
+        -3.519172, -1.076276, -1.918530, -0.376377, -0.613601, -1.685555, -0.635673, -0.555361,
+        -1.436173, -1.396794, -1.493349, -2.114996, -1.156707, -1.738615, -1.687484, -1.912603]),
+}
+
+
+def _strided(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten()[::max(1, x.numel() // 16)][:16]
+
+
+@pytest.mark.parametrize("case", list(BEFORE))
+def test_the_steps_make_the_latents_the_single_call_made(pipe, case):
+    kw, video, audio = BEFORE[case]
+    last = {}
+    pipe(BALL, seed=7, steps=2, progress=False, callback=last.update, **kw)
+    torch.testing.assert_close(_strided(last["video"]), torch.tensor(video), rtol=0, atol=1e-4)
+    torch.testing.assert_close(_strided(last["audio"]), torch.tensor(audio), rtol=0, atol=1e-4)
+
+
+def test_calling_the_steps_by_hand_gives_the_clip_of_call(pipe):
+    from duet.sampling.guidance import resolve_guidance
+    from duet.stitch import ClipBuffer
+
+    guidance = resolve_guidance(pipe.preset.sampler, pipe.model.num_layers, **BALL_TERMS)
+    request = pipe.check_inputs(
+        BALL, guidance, height=None, width=None, duration=0.5, steps=2, shift=None,
+        solver=None, video_negative=None, audio_negative=None, image=None, from_video=None,
+        from_audio=None, seed=None, then=(), schedule=(), overlap=None, cross_modal=True)
+    given = pipe.prepare_given(request, None, None, None)
+    (chunk,) = request.plan.chunks
+    latents = pipe.prepare_latents(request, chunk, given, None, torch.Generator().manual_seed(3))
+    video, audio = pipe.denoise(request, chunk, latents, pipe.encode_prompt(request), progress=False)
+    pixels, wave = pipe.decode(chunk, video, audio, given)
+    out = ClipBuffer(13, 64, 64, round(13 / 24 * 16000))  # what __call__ blends them into
+    out.add_video(0, pixels.permute(1, 2, 3, 0), 0, 0)
+    out.add_audio(0, wave, 0, 0)
+    clip = pipe(BALL, seed=3, steps=2, duration=0.5, progress=False, **BALL_TERMS)
+    assert torch.equal(clip.video, out.video) and torch.equal(clip.audio, out.audio)
+
+
+def test_bridge_guidance_is_the_deprecated_name_of_cross_modal_guidance(pipe):
+    with pytest.warns(DeprecationWarning, match="pass cross_modal_guidance") as seen:
+        old = pipe(BALL, seed=4, bridge_guidance=(2.0, 3.0), **FAST)
+    assert seen[0].filename == __file__  # the warning points at the caller's line
+    new = pipe(BALL, seed=4, cross_modal_guidance=(2.0, 3.0), **FAST)
+    assert torch.equal(old.video, new.video) and torch.equal(old.audio, new.audio)
+    with pytest.raises(InputError, match="not both"), pytest.warns(DeprecationWarning):
+        pipe(BALL, bridge_guidance=2.0, cross_modal_guidance=3.0, **FAST)
+
+
+def test_slg_block_none_is_the_presets_and_slg_false_turns_it_off(pipe):
+    import dataclasses
+
+    sampler = dataclasses.replace(pipe.preset.sampler, slg_block=1)  # the demo's is None
+    slg_preset = DuetPipeline(dataclasses.replace(pipe.preset, sampler=sampler), pipe.model,
+                              pipe.text_encoder, pipe.video_codec, pipe.audio_codec)
+    from_preset = slg_preset(BALL, seed=2, **FAST)
+    assert torch.equal(from_preset.video, pipe(BALL, seed=2, slg_block=1, **FAST).video)
+    assert torch.equal(slg_preset(BALL, seed=2, slg=False, **FAST).video,
+                       pipe(BALL, seed=2, **FAST).video)
+    assert not torch.equal(from_preset.video, pipe(BALL, seed=2, **FAST).video)
+    with pytest.raises(InputError, match=r"slg_block \[4\] out of range"):
+        pipe(BALL, slg_block=4, **FAST)

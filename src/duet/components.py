@@ -28,6 +28,24 @@ def build_codecs(preset: Preset, device: torch.device | str = "cpu", *,
     return video_codec, audio_codec, CachedEncoder(build_text_encoder(preset, device))
 
 
+def check_components(preset: Preset, text_encoder: TextEncoder, video_codec: Any,
+                     audio_codec: Any) -> None:
+    """Refuse codecs or a text encoder whose sizes do not fit the preset's towers, naming
+    every mismatch (else the first tensor op fails with a shape error)."""
+    m, problems = preset.model, []
+    if video_codec.latent_channels != m.video.in_dim:
+        problems.append(f"video codec has {video_codec.latent_channels} latent channels, "
+                        f"tower takes {m.video.in_dim}")
+    if audio_codec.latent_channels != m.audio.in_dim:
+        problems.append(f"audio codec has {audio_codec.latent_channels} latent channels, "
+                        f"tower takes {m.audio.in_dim}")
+    if text_encoder.dim != m.video.text_dim:
+        problems.append(f"text encoder is {text_encoder.dim}-d, towers take {m.video.text_dim}")
+    if problems:
+        raise ConfigError(f"preset {preset.name!r} does not fit its components: "
+                          + "; ".join(problems))
+
+
 def build_text_encoder(preset: Preset, device: torch.device | str = "cpu") -> TextEncoder:
     """The text encoder the preset names (uncached; the trainer encodes the empty prompt
     with it for `text_dropout`)."""

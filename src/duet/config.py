@@ -362,11 +362,3 @@ def audio_rope_time_scale(frames_per_audio_latent: float, temporal_patch: int = 
     position factor * l, where a video token spans `temporal_patch` latent frames. Rounded
     to 5 places, as Ovi's 0.19676 (31 latent frames over 157.55 audio latents) is."""
     return round(frames_per_audio_latent / temporal_patch, 5)
-
-
-def __getattr__(name: str) -> Any:
-    """`PRESETS` and `get_preset` live in `duet.presets`; importing them from here still works."""
-    if name in ("PRESETS", "get_preset"):
-        from duet import presets
-        return getattr(presets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from duet.chunks import Chunk
+
 
 def frame_ramp(n: int) -> Tensor:
     """Weights of the new chunk over `n` overlapping frames, (1..n)/(n+1): neither copy is
@@ -57,3 +59,10 @@ class ClipBuffer:
             x[held:overlap] = (1 - w) * old + w * x[held:overlap]
         end = min(start + x.shape[0], self.audio.shape[0])
         self.audio[start + held:end] = x[held:end - start]
+
+
+def held_by(nxt: Chunk, chunk: Chunk, pixels: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+    """What `nxt` holds clean of `chunk`: pixels (3, T, h, w) -> (1, 3, held, h, w) at the
+    start of their overlap, and audio latents (1, L, C) -> (1, audio_held, C)."""
+    f0, a0 = nxt.start - chunk.start, nxt.audio_start - chunk.audio_start
+    return pixels[None, :, f0:f0 + nxt.held], audio[:, a0:a0 + nxt.audio_held]

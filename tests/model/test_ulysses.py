@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from ulysses_worker import CASES
 
 from duet.errors import ConfigError
+from duet.loading import random_model
 from duet.parallel import SequenceParallel
-from duet.pipeline import random_model
 from duet.presets import get_preset
-
-from ulysses_worker import CASES
 
 WORKER = Path(__file__).with_name("ulysses_worker.py")
 

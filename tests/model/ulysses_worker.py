@@ -16,10 +16,10 @@ from torch import Tensor
 
 from duet.config import TwinConfig
 from duet.errors import ConfigError
+from duet.loading import random_model
 from duet.model import ModalityInput, TwinModel
-from duet.pipeline import random_model
 from duet.presets import get_preset
-from duet.sampling.guidance import Conditioning, Guidance, video_prefix_timestep, guided_velocity
+from duet.sampling.guidance import Conditioning, Guidance, guided_velocity, video_prefix_timestep
 from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 
@@ -76,12 +76,12 @@ def demo_shape(model: TwinModel) -> Outputs:
 
 def tiny_sampling(model: TwinModel) -> Outputs:
     """3 UniPC steps with batched CFG, skip-layer guidance in the negative pass and the
-    bridge (cross-modal off) term: a whole short sampling loop."""
+    cross-modal guidance (fusion off) term: a whole short sampling loop."""
     g = torch.Generator().manual_seed(4)
     cond = Conditioning(*[_text(1, [9], 4096, g)] * 2)
     uncond = Conditioning(_text(1, [5], 4096, g), _text(1, [4], 4096, g))
     guidance = Guidance(video_scale=4.0, audio_scale=3.0, negative_skip_blocks=(1,),
-                        bridge_video=1.5, bridge_audio=1.5)
+                        cross_modal_video=1.5, cross_modal_audio=1.5)
 
     def denoise(video: Tensor | None, audio: Tensor | None, t: Tensor) -> tuple:
         return guided_velocity(model, video, audio, t, cond, uncond, guidance)

@@ -22,6 +22,7 @@ from tiny_wan_vae import write_tiny_checkpoint
 
 from duet.config import MediaConfig
 from duet.errors import CheckpointError, ConfigError, InputError
+from duet.inputs import fit_frames
 from duet.media import read_mp4
 from duet.model import TwinModel
 from duet.pipeline import DuetPipeline
@@ -86,7 +87,7 @@ def test_image_to_audio_video_keeps_the_first_frame_latent(pipe):
     at every step, while the other latent frames are denoised."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)
-    want = pipe._encode_image(image, 32, 32, torch.float32)  # [1, 48, 1, 2, 2]
+    want = pipe.video_codec.encode(fit_frames(image[None], 32, 32)).float()  # [1, 48, 1, 2, 2]
     seen: list[torch.Tensor] = []
     hook = pipe.model.register_forward_pre_hook(
         lambda _m, args, kwargs: seen.append((kwargs.get("video") or args[0]).latent.clone()),

@@ -1,16 +1,19 @@
-"""Multi-term guidance: text CFG (+ SLG in the negative pass), STG, the bridge (dual CFG)
-term and std rescale; all passes batched into one forward must equal running them apart."""
+"""Multi-term guidance: text CFG (+ SLG in the negative pass), STG, cross-modal guidance (dual
+CFG) and std rescale; all passes batched into one forward must equal running them apart; a
+call's options resolved against the preset's defaults in one place."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from duet.config import SamplerConfig
 from duet.errors import ConfigError, InputError
-from duet.reference import load_cases, load_model
 from duet.model import ModalityInput
-from duet.sampling.guidance import (CleanPrefix, Conditioning, Guidance, audio_prefix_timestep, combine,
-                                     guided_velocity, model_velocity, video_prefix_timestep)
+from duet.reference import load_cases, load_model
+from duet.sampling.guidance import (CleanPrefix, Conditioning, Guidance, audio_prefix_timestep,
+                                    combine, guided_velocity, model_velocity, resolve_guidance,
+                                    video_prefix_timestep)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def setup(reference_dir):
 
 
 ALL_TERMS = Guidance(video_scale=4.0, audio_scale=3.0, negative_skip_blocks=(1,), stg_video=0.7,
-                     stg_audio=0.4, stg_blocks=(0, 2), bridge_video=1.5, bridge_audio=2.5,
+                     stg_audio=0.4, stg_blocks=(0, 2), cross_modal_video=1.5, cross_modal_audio=2.5,
                      rescale=0.6)
 
 
@@ -46,7 +49,7 @@ def test_each_term_follows_its_formula(setup):
     c, u = run(cond), run(uncond, skip_blocks=(1,))
     s, solo = run(cond, skip_blocks=(0, 2)), run(cond, cross_modal=False)
     g = Guidance(video_scale=4.0, audio_scale=1.0, negative_skip_blocks=(1,), stg_video=0.0,
-                 stg_audio=0.5, stg_blocks=(0, 2), bridge_video=2.0, bridge_audio=1.0)
+                 stg_audio=0.5, stg_blocks=(0, 2), cross_modal_video=2.0, cross_modal_audio=1.0)
     v, a = guided_velocity(model, video, audio, t, cond, uncond, g)
     torch.testing.assert_close(v, u[0] + 4.0 * (c[0] - u[0]) + (c[0] - solo[0]), atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(a, c[1] + 0.5 * (c[1] - s[1]), atol=2e-5, rtol=1e-5)
@@ -90,7 +93,7 @@ def test_per_item_fusion_switch_and_skip_matrix_match_separate_calls(setup):
 
 @pytest.mark.parametrize("kw, needle", [
     (dict(video_scale=-1.0), "video_scale must be >= 0"),
-    (dict(bridge_audio=float("nan")), "bridge_audio"),
+    (dict(cross_modal_audio=float("nan")), "cross_modal_audio"),
     (dict(stg_video=1.0), "stg_blocks"),
     (dict(rescale=1.5), "rescale must be in"),
 ])
@@ -124,3 +127,49 @@ def test_a_clean_prefix_gets_t0_in_every_pass(setup):
     for w, g, p in zip(want, got, plain):
         torch.testing.assert_close(g, w)
         assert (g - p).abs().max() > 1e-3  # t = 0 on the prefix changes every prediction
+
+
+OVI = SamplerConfig()  # Ovi's defaults: text 4.0 / 3.0, skip-layer guidance on block 11
+
+
+def test_unset_options_resolve_to_the_presets_defaults():
+    assert resolve_guidance(OVI, 30) == Guidance(
+        video_scale=4.0, audio_scale=3.0, negative_skip_blocks=(11,), stg_video=0.0,
+        stg_audio=0.0, stg_blocks=(15,), cross_modal_video=1.0, cross_modal_audio=1.0,
+        rescale=0.0, batched=True)
+
+
+@pytest.mark.parametrize("sampler_block, kw, skipped", [
+    (11, dict(), (11,)),  # slg_block None: the preset's block
+    (11, dict(slg_block=None), (11,)),
+    (11, dict(slg_block=3), (3,)),
+    (11, dict(slg=False), ()),  # off, whatever the preset says
+    (11, dict(slg=False, slg_block=3), ()),
+    (None, dict(), ()),  # a preset without skip-layer guidance (the demo)
+    (None, dict(slg_block=3), (3,)),
+])
+def test_the_skip_layer_block_comes_from_the_preset_unless_given(sampler_block, kw, skipped):
+    sampler = SamplerConfig(slg_block=sampler_block)
+    assert resolve_guidance(sampler, 30, **kw).negative_skip_blocks == skipped
+
+
+def test_given_options_override_and_pairs_split_per_modality():
+    g = resolve_guidance(OVI, 30, video_guidance=2.0, audio_guidance=1.0, stg_guidance=(0.5, 0.25),
+                         stg_blocks=[2, 7], cross_modal_guidance=3.0, guidance_rescale=0.7,
+                         batch_cfg=False)
+    assert (g.video_scale, g.audio_scale, g.stg_video, g.stg_audio, g.stg_blocks) == (
+        2.0, 1.0, 0.5, 0.25, (2, 7))
+    assert (g.cross_modal_video, g.cross_modal_audio, g.rescale, g.batched) == (3.0, 3.0, 0.7, False)
+    assert resolve_guidance(OVI, 30, cross_modal_guidance=(2, 1.5)).cross_modal_video == 2.0
+
+
+@pytest.mark.parametrize("kw, blocks, needle", [
+    (dict(), 4, r"slg_block \[11\] out of range .* blocks 0..3"),  # the preset's block, small model
+    (dict(slg_block=-1), 30, r"slg_block \[-1\] out of range"),  # no sentinel any more
+    (dict(stg_blocks=(2, 2)), 30, r"stg_blocks \[2, 2\] out of range or repeated"),
+    (dict(stg_guidance=(1.0, 2.0, 3.0)), 30, "stg_guidance must be one number or"),
+    (dict(cross_modal_guidance="x"), 30, "cross_modal_guidance must be one number or"),
+])
+def test_bad_options_name_themselves(kw, blocks, needle):
+    with pytest.raises(InputError, match=needle):
+        resolve_guidance(OVI, blocks, **kw)

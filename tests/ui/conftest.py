@@ -22,7 +22,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def adapter(tmp_path_factory) -> Path:
     """A rank-2 self-attention adapter for the demo model with non-zero B (a trained one)."""
-    from duet.config import get_preset
+    from duet.presets import get_preset
     from duet.lora import LoraSpec, add_lora, save_adapter
     from duet.model import TwinModel
 

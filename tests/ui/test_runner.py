@@ -26,7 +26,7 @@ def test_a_clip_from_the_runner_is_the_clip_from_the_cli(tmp_path, adapter, monk
     save = Clip.save
     monkeypatch.setattr(Clip, "save", lambda clip, path: saved.append(clip) or save(clip, path))
     s = Settings(P, seed=5, steps="3", duration="0.5", solver="euler", shift="3,5",
-                 video_guidance="2.5", slg=False, stg_guidance="0.5", bridge_guidance="1.5",
+                 video_guidance="2.5", slg=False, stg_guidance="0.5", cross_modal_guidance="1.5",
                  guidance_rescale=0.3, loras=(f"{adapter}:0.7",))
     runner = Runner(["--dtype=float32"], tmp_path)
     runner.generate(s)

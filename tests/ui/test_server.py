@@ -56,7 +56,7 @@ def test_the_page_makes_the_clip_its_command_line_makes(client, tmp_path, monkey
     monkeypatch.setattr(Clip, "save", lambda clip, path: saved.append(clip) or save(clip, path))
     _, _, command, _, _ = client.predict(*inputs(
         seed=2, solver="euler", shift="3,5", video_guidance="2.5", slg=False, stg_guidance="0.5",
-        bridge_guidance="1.5", guidance_rescale=0.3), api_name="/generate")
+        cross_modal_guidance="1.5", guidance_rescale=0.3), api_name="/generate")
     argv = shlex.split(command)[1:]
     argv[argv.index("-o") + 1] = str(tmp_path / "cli.mp4")
     assert main([argv[0], "-q", *argv[1:]]) == 0

@@ -19,14 +19,14 @@ def test_every_option_reaches_the_cli_as_its_flag():
     s = Settings("-a ball <S>hi<E>", seed=7, steps="3", duration="0.5", height="48", width="80",
                  solver="euler", shift="3,5", video_guidance="2.5", audio_guidance="1",
                  video_negative="", audio_negative="noise", slg=False, stg_guidance="1,2",
-                 stg_blocks="1,2", bridge_guidance="-2", guidance_rescale=0.5, image="f.png",
+                 stg_blocks="1,2", cross_modal_guidance="-2", guidance_rescale=0.5, image="f.png",
                  loras=("a:0.5", "b"))
     args = s.parse(["--model=demo", "--dtype=float32"], "out.mp4")
     assert args.prompt == "-a ball <S>hi<E>" and args.output == "out.mp4"
     assert (args.seed, args.steps, args.duration, args.height, args.width) == (7, 3, 0.5, 48, 80)
     assert (args.solver, args.shift, args.video_guidance, args.audio_guidance) == ("euler", (3.0, 5.0), 2.5, 1.0)
     assert (args.video_negative, args.audio_negative, args.no_slg) == (None, "noise", True)
-    assert (args.stg_guidance, args.stg_blocks, args.bridge_guidance) == ((1.0, 2.0), (1, 2), -2.0)
+    assert (args.stg_guidance, args.stg_blocks, args.cross_modal_guidance) == ((1.0, 2.0), (1, 2), -2.0)
     assert (args.guidance_rescale, args.image, args.lora) == (0.5, "f.png", ["a:0.5", "b"])
     assert (args.model, args.dtype) == ("demo", "float32")
 

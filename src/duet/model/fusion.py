@@ -93,8 +93,8 @@ class TwinModel(nn.Module):
         skip_items: which batch items skip them (default: all): bool [B] for all of
             skip_blocks, or bool [B, len(skip_blocks)] per block. This lets guidance run its
             conditional and weak passes as one batch.
-        cross_modal: False runs both towers side by side without fusion (the "no bridge"
-            pass of dual CFG); a bool [B] tensor switches the fusion off per item, in one
+        cross_modal: False runs both towers side by side without fusion (the fusion-off
+            pass of cross-modal guidance); a bool [B] tensor switches the fusion off per item, in one
             fused forward. A missing modality always runs its tower alone, as Ovi does.
         """
         bad = [i for i in skip_blocks if not 0 <= i < self.num_layers]

@@ -1,7 +1,7 @@
 """Guidance for the joint model: classifier-free guidance (Ho & Salimans 2022) with Ovi's
 choices, plus the extra terms of its successors, each optional. Per modality m:
 
-    pred_m = cond + (text_m - 1)(cond - uncond) + stg_m (cond - skipped) + (bridge_m - 1)(cond - solo)
+    pred_m = cond + (text_m - 1)(cond - uncond) + stg_m (cond - skipped) + (cross_m - 1)(cond - solo)
 
 - cond: the prompt, full model.
 - uncond: the negative prompt of each tower; it also skips `negative_skip_blocks` (Ovi's
@@ -9,8 +9,8 @@ choices, plus the extra terms of its successors, each optional. Per modality m:
   plain CFG, uncond + text_m (cond - uncond), which is the default.
 - skipped: the prompt with `stg_blocks` skipped (spatio-temporal guidance, STG: a separate
   weak pass, so text and structure get their own scales).
-- solo: the prompt with the cross-modal attention off (MOVA's dual CFG / LTX-2's modality
-  term): it pushes each modality toward what the other one implies, i.e. toward sync.
+- solo: the prompt with the cross-modal attention off. This cross-modal guidance term (MOVA's
+  dual CFG / LTX-2's modality term) pushes each modality toward what the other one implies, i.e. toward sync.
 - rescale phi > 0 pulls the result's std toward cond's (Lin et al. 2024), against the
   over-saturation that large scales cause: pred <- phi * pred * std(cond)/std(pred) + (1-phi) * pred.
 
@@ -21,12 +21,18 @@ skips blocks per item and switches the fusion off per item, so K passes cost one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from duet.errors import ConfigError, InputError
 from duet.model import ModalityInput, TwinModel
+
+if TYPE_CHECKING:
+    from duet.config import SamplerConfig
+
+Scale = float | tuple[float, float]  # one scale for both modalities, or (video, audio)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class CleanPrefix:
 @dataclass(frozen=True)
 class Guidance:
     """Scales of each guidance term per modality (see the module docstring; neutral values:
-    text 1, stg 0, bridge 1) and the blocks the weak passes skip."""
+    text 1, stg 0, cross-modal 1) and the blocks the weak passes skip."""
 
     video_scale: float = 4.0  # text CFG
     audio_scale: float = 3.0
@@ -57,14 +63,14 @@ class Guidance:
     stg_video: float = 0.0
     stg_audio: float = 0.0
     stg_blocks: tuple[int, ...] = ()
-    bridge_video: float = 1.0
-    bridge_audio: float = 1.0
+    cross_modal_video: float = 1.0  # cross-modal guidance: cond vs fusion off
+    cross_modal_audio: float = 1.0
     rescale: float = 0.0
     batched: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("video_scale", "audio_scale", "stg_video", "stg_audio", "bridge_video",
-                     "bridge_audio"):
+        for name in ("video_scale", "audio_scale", "stg_video", "stg_audio",
+                     "cross_modal_video", "cross_modal_audio"):
             value = getattr(self, name)
             if not value >= 0:  # also refuses nan
                 neutral = "0" if name.startswith("stg") else "1"
@@ -84,12 +90,47 @@ class Guidance:
         return self.stg_video != 0.0 or self.stg_audio != 0.0
 
     @property
-    def bridge_active(self) -> bool:
-        return self.bridge_video != 1.0 or self.bridge_audio != 1.0
+    def cross_modal_active(self) -> bool:
+        return self.cross_modal_video != 1.0 or self.cross_modal_audio != 1.0
 
     @property
     def active(self) -> bool:
-        return self.text_active or self.stg_active or self.bridge_active
+        return self.text_active or self.stg_active or self.cross_modal_active
+
+
+def per_modality(value: Scale | list[float], name: str) -> tuple[float, float]:
+    """(video, audio) from one value for both modalities or a pair."""
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return float(value[0]), float(value[1])
+    raise InputError(f"{name} must be one number or (video, audio), got {value!r}")
+
+
+def resolve_guidance(sampler: SamplerConfig, num_blocks: int, *,
+                     video_guidance: float | None = None, audio_guidance: float | None = None,
+                     slg: bool = True, slg_block: int | None = None, stg_guidance: Scale = 0.0,
+                     stg_blocks: tuple[int, ...] | None = None,
+                     cross_modal_guidance: Scale = 1.0, guidance_rescale: float = 0.0,
+                     batch_cfg: bool = True) -> Guidance:
+    """The one place where a call's guidance options meet the preset's defaults: None means
+    the preset's text scale and skip-layer block; `slg=False` skips no block whatever the
+    preset says; STG's weak pass skips the middle block unless `stg_blocks` names others.
+    Blocks must exist in a model of `num_blocks` blocks."""
+    skip = (sampler.slg_block if slg_block is None else slg_block) if slg else None
+    stg_video, stg_audio = per_modality(stg_guidance, "stg_guidance")
+    cross_video, cross_audio = per_modality(cross_modal_guidance, "cross_modal_guidance")
+    stg_blocks = (num_blocks // 2,) if stg_blocks is None else tuple(int(b) for b in stg_blocks)
+    for name, blocks in (("slg_block", () if skip is None else (skip,)), ("stg_blocks", stg_blocks)):
+        if any(not 0 <= b < num_blocks for b in blocks) or len(set(blocks)) != len(blocks):
+            raise InputError(f"{name} {list(blocks)} out of range or repeated: the model has "
+                             f"blocks 0..{num_blocks - 1}")
+    return Guidance(
+        video_scale=sampler.video_guidance if video_guidance is None else video_guidance,
+        audio_scale=sampler.audio_guidance if audio_guidance is None else audio_guidance,
+        negative_skip_blocks=() if skip is None else (skip,), stg_video=stg_video,
+        stg_audio=stg_audio, stg_blocks=stg_blocks, cross_modal_video=cross_video,
+        cross_modal_audio=cross_audio, rescale=guidance_rescale, batched=batch_cfg)
 
 
 @dataclass(frozen=True)
@@ -176,20 +217,20 @@ def _passes(guidance: Guidance, fused: bool) -> list[_Pass]:
         passes.append(_Pass("uncond", True, tuple(guidance.negative_skip_blocks), fused))
     if guidance.stg_active:
         passes.append(_Pass("skipped", False, tuple(guidance.stg_blocks), fused))
-    if guidance.bridge_active and fused:
+    if guidance.cross_modal_active and fused:
         passes.append(_Pass("solo", False, (), False))
     return passes
 
 
-def combine(out: dict[str, Tensor], text: float, stg: float, bridge: float,
+def combine(out: dict[str, Tensor], text: float, stg: float, cross_modal: float,
             rescale: float) -> Tensor:
     """One modality's guided prediction from its passes' outputs (module docstring)."""
     cond = out["cond"]
     pred = cfg(cond, out["uncond"], text) if "uncond" in out and text != 1.0 else cond
     if "skipped" in out and stg != 0.0:
         pred = pred + stg * (cond - out["skipped"])
-    if "solo" in out and bridge != 1.0:
-        pred = pred + (bridge - 1.0) * (cond - out["solo"])
+    if "solo" in out and cross_modal != 1.0:
+        pred = pred + (cross_modal - 1.0) * (cond - out["solo"])
     if rescale > 0.0:
         dims = tuple(range(1, cond.dim()))
         ratio = cond.float().std(dim=dims, keepdim=True) / pred.float().std(dim=dims, keepdim=True).clamp(min=1e-12)
@@ -203,7 +244,7 @@ def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None
                     ) -> tuple[Tensor | None, Tensor | None]:
     """Guided velocity per modality; `cross_modal=False` turns the fusion off everywhere.
     Every pass sees the same clean prefix, so guidance never pushes on given latents."""
-    kw = dict(clean=clean)
+    kw = {"clean": clean}
     fused = cross_modal and video is not None and audio is not None
     if not guidance.active:
         return model_velocity(model, video, audio, t, cond, cross_modal=cross_modal, **kw)
@@ -230,5 +271,5 @@ def guided_velocity(model: TwinModel, video: Tensor | None, audio: Tensor | None
         outs = [{p.name: r[m] for p, r in zip(passes, results)} if r0 is not None else None
                 for m, r0 in enumerate(results[0])]
     g = guidance
-    return (combine(outs[0], g.video_scale, g.stg_video, g.bridge_video, g.rescale) if outs[0] is not None else None,
-            combine(outs[1], g.audio_scale, g.stg_audio, g.bridge_audio, g.rescale) if outs[1] is not None else None)
+    return (combine(outs[0], g.video_scale, g.stg_video, g.cross_modal_video, g.rescale) if outs[0] is not None else None,
+            combine(outs[1], g.audio_scale, g.stg_audio, g.cross_modal_audio, g.rescale) if outs[1] is not None else None)

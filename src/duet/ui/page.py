@@ -128,8 +128,8 @@ def _settings_widgets() -> list[gr.components.Component]:
             w["slg"] = gr.Checkbox(True, label="Skip-layer guidance")
             w["stg_guidance"] = gr.Textbox(label="STG: S or video,audio", placeholder="0 (off)")
             w["stg_blocks"] = gr.Textbox(label="STG blocks: I,J", placeholder="the middle block")
-            w["bridge_guidance"] = gr.Textbox(label="Bridge: S or video,audio",
-                                              placeholder="1 (off)")
+            w["cross_modal_guidance"] = gr.Textbox(label="Cross-modal: S or video,audio",
+                                                   placeholder="1 (off)")
             w["guidance_rescale"] = gr.Slider(0, 1, 0, step=0.05, label="Std rescale")
     with gr.Accordion("Given picture or sound (one at most)", open=False), gr.Row():
         w["image"] = gr.Image(label="First frame (image → audio + video)", type="filepath",
@@ -170,7 +170,8 @@ def _settings(values: list[Any]) -> Settings:
         raw["guidance_rescale"] = None
     raw["loras"] = tuple(line.strip() for line in (raw["loras"] or "").splitlines() if line.strip())
     for name in ("steps", "duration", "height", "width", "shift", "video_guidance",
-                 "audio_guidance", "stg_guidance", "stg_blocks", "bridge_guidance"):
+                 "audio_guidance", "stg_guidance", "stg_blocks",
+                 "cross_modal_guidance"):
         raw[name] = (raw[name] or "").strip()
     return Settings(**raw)
 

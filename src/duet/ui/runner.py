@@ -1,7 +1,7 @@
 """One generation for the page: the CLI's own path, plus progress, cancel and the attention map.
 
 The runner knows nothing about Gradio. It parses `Settings` with the CLI's parser, loads the
-pipeline through `duet.cli.load_pipeline` and calls it with `duet.cli.generate_kwargs`, so
+pipeline through `duet.cli.generate.load_pipeline` and calls it with its `generate_kwargs`, so
 the page and `duet generate` give the same clip. It keeps the loaded pipeline while the model
 and its adapters stay the same; a different adapter list reloads the model instead of
 un-merging the old adapters, because subtracting a merged LoRA in floating point does not
@@ -66,7 +66,7 @@ class Runner:
                  cancel: threading.Event | None = None) -> Result:
         """Make one clip. `on_step(done, total)` after each denoising step; setting `cancel`
         stops the run at the next step with `Cancelled`. User mistakes raise `DuetError`."""
-        from duet.cli import generate_kwargs, read_inputs
+        from duet.cli.generate import generate_kwargs, read_inputs
 
         with self._lock:
             self._count += 1
@@ -93,7 +93,7 @@ class Runner:
                           pipe.random_init)
 
     def _pipeline(self, args: argparse.Namespace) -> DuetPipeline:
-        from duet.cli import load_pipeline
+        from duet.cli.generate import load_pipeline
 
         key = (args.model, args.weights, args.device, args.dtype, tuple(args.lora))
         if key != self._key:

@@ -2,8 +2,9 @@
 
 The page does not map its widgets to pipeline arguments itself: `Settings.argv()` writes the
 command line that the CLI would be given, the CLI's own parser reads it, and the CLI's
-`generate_kwargs` turns it into the pipeline call. So a clip made in the page is the clip
-that `duet generate` makes from the command line shown beside it in the gallery.
+`generate_kwargs` (`duet.cli.generate`) turns it into the pipeline call. So a clip made in
+the page is the clip that `duet generate` makes from the command line shown beside it in
+the gallery.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Settings:
     slg: bool = True  # skip-layer guidance in the negative pass
     stg_guidance: str = ""  # "S" or "V,A"; "" = off
     stg_blocks: str = ""  # "I,J"
-    bridge_guidance: str = ""  # "S" or "V,A"; "" = off
+    cross_modal_guidance: str = ""  # "S" or "V,A"; "" = off
     guidance_rescale: float | None = None
     image: str | None = None  # first frame file (image -> audio + video)
     from_video: str | None = None  # video file (video -> audio)

@@ -1,0 +1,50 @@
+"""`duet eval sync` and `duet eval seams`: objective measurements of generated clips,
+printed as Markdown tables (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def eval_sync(args: argparse.Namespace) -> int:
+    """Audio-visual sync of synthetic-world clips, measured from each MP4 alone."""
+    from duet.eval.sync import measure_file, merge
+
+    reports = {path: measure_file(path) for path in args.clips}
+    total = merge(reports.values())
+    if args.json:
+        rows = {**{p: r.to_dict() for p, r in reports.items()}, "all": total.to_dict()}
+        print(json.dumps(rows, indent=2, allow_nan=False))
+        return 0
+    print("| clip | pairs | median offset ms | median abs ms | within 1 frame | within 2 frames | missed | extra |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in [*reports.items(), ("all", total)]:
+        print(f"| {name} | {r.table_cells()} |")
+    return 0
+
+
+def eval_seams(args: argparse.Namespace) -> int:
+    """Picture and sound at the seams of a clip made in chunks."""
+    from duet.presets import get_preset
+    from duet.eval.seams import VIDEO_LIMIT, measure_file
+    from duet.weights import read_config
+
+    path = Path(args.model)
+    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    seams = measure_file(args.clip, preset.media, args.overlap)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in seams], indent=2, allow_nan=False))
+        return 0
+    print(f"| seam s | picture change / in-chunk median (target <= {VIDEO_LIMIT:g}) | ordinary "
+          "stretch | click (limit) | level step dB (limit) | level dB (range) | picture | sound |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in seams:
+        lo, hi = s.level_range_db
+        print(f"| {s.time:.2f} | {s.video_ratio:.2f} | {s.video_ordinary:.2f} | "
+              f"{s.click:.3f} ({s.click_limit:.3f}) | "
+              f"{s.level_step_db:.1f} ({s.level_step_limit_db:.1f}) | "
+              f"{s.level_db:.1f} ({lo:.1f}..{hi:.1f}) | {'ok' if s.video_ok else 'SEAM'} | "
+              f"{'ok' if s.audio_ok else 'SEAM'} |")
+    return 0
