@@ -33,10 +33,6 @@ class TowerConfig:
     # the official model, whose padded rows take part; with a short caption most rows are
     # padding, and a word that names one object has to outbid all of them for attention.
     text_mask: bool = False
-    # Add the caption's mean hidden state (over its non-padding rows, through a zero-initialised
-    # MLP) to the time embedding, as SD3 adds its pooled text to the adaLN input: a path from
-    # the words to every token's modulation that needs no attention to find them first.
-    pooled_text: bool = False
     text_dim: int = 4096  # width of the frozen text encoder's hidden states
     patch_size: tuple[int, ...] = (1, 2, 2)  # video: (t, h, w) Conv3d patch; audio: (1,)
     eps: float = 1e-6

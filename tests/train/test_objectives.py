@@ -8,7 +8,7 @@ import torch
 from duet.errors import ConfigError, InputError
 from duet.train import FlowConfig, LatentBatch, flow_matching_loss
 from duet.train.objectives import (crop_video, draw, logit_normal_t, noisy_latent, sample_t, shift_t,
-                                   subject_weights, uniform_t, velocity_target)
+                                   uniform_t, velocity_target)
 
 
 def _batch(n: int = 4, video: bool = True, audio: bool = True) -> LatentBatch:
@@ -150,12 +150,12 @@ def _clips(n: int = 3, frames: int = 6) -> LatentBatch:
 def test_crop_video_takes_a_seeded_window_of_each_clip():
     b = _clips()
     gens = [_gen(20 + i) for i in range(3)]
-    out, _ = crop_video(b, 2, gens)
+    out = crop_video(b, 2, gens)
     assert out.video.shape == (3, 4, 2, 4, 4)
     for i, g in enumerate(_gen(20 + i) for i in range(3)):
         start = int(torch.randint(5, (1,), generator=g))  # the first draw of the item's generator
         assert torch.equal(out.video[i], b.video[i, :, start:start + 2])
-    assert torch.equal(crop_video(b, 6, gens)[0].video, b.video)  # the whole clip: start 0
+    assert torch.equal(crop_video(b, 6, gens).video, b.video)  # the whole clip: start 0
     with pytest.raises(InputError, match="more than the clips' 6 latent frames"):
         crop_video(b, 7, gens)
     with pytest.raises(InputError, match="video-only"):
@@ -213,42 +213,3 @@ def test_x0_weighting_is_the_x0_error_of_a_velocity_prediction():
     assert plain > total  # t < 1: the plain loss weights the same error by 1/t² more
     with pytest.raises(ConfigError, match="loss_weighting"):
         FlowConfig(loss_weighting="snr")
-
-
-# ---- subject weighting: what moves counts more than the static scene ---------------------
-def test_subject_weights_single_out_what_moves_and_follow_the_crop():
-    video = torch.zeros(2, 3, 8, 4, 4)
-    video[:, :, :, 0, 0] = 0.5  # static scene: identical in every frame, weight 1
-    video[0, 1, 5, 2, 3] = 2.0  # item 0: one element moves in frame 5
-    video[1, :, 2:4, 1, 1] = -1.0  # item 1: a patch of all channels in frames 2-3
-    w = subject_weights(video, 4.0)
-    assert w.shape == video.shape
-    torch.testing.assert_close(w.flatten(1).mean(1), torch.full((2,), 5.0))  # mean 1 + strength
-    assert w[0, 1, 5, 2, 3] == w.max() and w[0, 0, 0, 0, 0] == 1.0  # static and empty cells
-    assert torch.all(w[1, :, 2:4, 1, 1] == w[1].max()) and w[1, :, :, 0, 0].eq(1).all()
-    b = LatentBatch(video=video, video_context=torch.zeros(2, 3, 16))
-    cropped, along = crop_video(b, 2, [_gen(5), _gen(6)], w)
-    for i, g in enumerate((_gen(5), _gen(6))):
-        start = int(torch.randint(7, (1,), generator=g))
-        assert torch.equal(along[i], w[i, :, start:start + 2])
-        assert torch.equal(cropped.video[i], video[i, :, start:start + 2])
-
-
-def test_subject_weight_raises_the_loss_where_the_subject_is_wrong():
-    b = _clips(n=2, frames=6)
-    plain = FlowConfig(video_weight=1.0, audio_weight=0.0)
-    weighted = FlowConfig(video_weight=1.0, audio_weight=0.0, subject_weight=3.0)
-
-    class Zero(torch.nn.Module):  # predicts velocity 0: every element's error is its target
-        def forward(self, video, audio):
-            return torch.zeros_like(video.latent), None
-
-    l0, _ = flow_matching_loss(Zero(), b, _gen(1), plain)
-    l1, _ = flow_matching_loss(Zero(), b, _gen(1), weighted)
-    d = draw(b, _gen(1), plain)
-    target = d.video_noise - b.video
-    w = subject_weights(b.video, 3.0)
-    torch.testing.assert_close(l0, target.square().mean())
-    torch.testing.assert_close(l1, (target.square() * w).mean())
-    with pytest.raises(ConfigError, match="subject_weight must be >= 0"):
-        FlowConfig(subject_weight=-1.0)

@@ -84,11 +84,6 @@ class Tower(nn.Module):
                                             nn.Linear(d, d))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-        if cfg.pooled_text:
-            self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),
-                                           nn.Linear(d, d))
-            nn.init.zeros_(self.text_pool[2].weight)  # starts as the plain time embedding
-            nn.init.zeros_(self.text_pool[2].bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(d, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
         self.gradient_checkpointing = False
@@ -156,15 +151,6 @@ class Tower(nn.Module):
         padded[:, :lt] = context.to(w.dtype)
         return self.text_embedding(padded)
 
-    def add_pooled_text(self, e: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        """With `pooled_text`: the time embedding e (B, L|1, dim) plus the pooled caption,
-        and the modulation e0 recomputed from it."""
-        rows = context.ne(0).any(-1, keepdim=True).to(context.dtype)  # (B, Lt, 1): not padding
-        mean = (context * rows).sum(1) / rows.sum(1).clamp(min=1)
-        w = self.text_pool[0].weight
-        e = e + self.text_pool(mean.to(w.dtype))[:, None].to(e.dtype)
-        return e, self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
-
     def text_rows(self, context: Tensor) -> Tensor | None:
         """With `text_mask`: the key mask [B, 1, 1, text_len] of the context's rows that are
         not all zero (the first row always kept, so an all-zero context still attends)."""
@@ -191,8 +177,6 @@ class Tower(nn.Module):
         e, e0 = self.embed_time(t, b)
         if inp.context.shape[0] != b:
             raise InputError(f"{self.cfg.modality} context batch {inp.context.shape[0]} != latent batch {b}")
-        if self.cfg.pooled_text:
-            e, e0 = self.add_pooled_text(e, inp.context)
         frames = inp.latent.shape[2] if self.cfg.modality == "video" else 0
         s = TowerState(x=x, e=e, e0=e0, context=self.embed_text(inp.context),
                        rope=self.rope(grid, x.device), mask=key_mask(inp.lengths, n), grid=grid,

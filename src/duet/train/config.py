@@ -83,7 +83,6 @@ class TrainConfig:
     video_frames: int | None = None
     per_frame_t: bool = False
     loss_weighting: str = "velocity"  # velocity | x0 (see duet.train.objectives.FlowConfig)
-    subject_weight: float = 0.0  # extra video loss weight on what moves (FlowConfig)
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -189,7 +188,7 @@ class TrainConfig:
             shift=self.time_shift, independent_t=self.independent_t,
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
-            loss_weighting=self.loss_weighting, subject_weight=self.subject_weight,
+            loss_weighting=self.loss_weighting,
             video_patch=run_twin(self).video.patch_size)
 
     @property

@@ -62,11 +62,6 @@ class FlowConfig:
     # items dominate; "x0": weight each element by t², the x0 error with the same weight at
     # every t, so the noisy times that decide a picture's layout and its caption count as much
     loss_weighting: str = "velocity"
-    # > 0: each video element's error also weighted by 1 + w·d/mean(d), d the squared
-    # deviation of the clean latent from its clip's per-element median over time. What moves
-    # (the subjects) is a few latent cells of a mostly static scene, so an unweighted loss is
-    # ruled by the background and the caption's words about the subjects are learnt last.
-    subject_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -86,8 +81,6 @@ class FlowConfig:
         if self.loss_weighting not in WEIGHTINGS:
             raise ConfigError(f"loss_weighting {self.loss_weighting!r} is unknown; choose one "
                               f"of {list(WEIGHTINGS)}")
-        if self.subject_weight < 0:
-            raise ConfigError(f"subject_weight must be >= 0, got {self.subject_weight}")
         if self.video_frames is not None and self.video_frames < 1:
             raise ConfigError(f"video_frames must be >= 1 (or null for whole clips), got "
                               f"{self.video_frames}")
@@ -176,12 +169,10 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
                       for f in ("video_t", "audio_t", "video_noise", "audio_noise", "text_dropped")))
 
 
-def crop_video(batch: LatentBatch, frames: int, generator: Generators,
-               along: Tensor | None = None) -> tuple[LatentBatch, Tensor | None]:
+def crop_video(batch: LatentBatch, frames: int, generator: Generators) -> LatentBatch:
     """Each item's video cut to `frames` consecutive latent frames at a random start (drawn
-    from the item's generator before anything else), and `along` (a per-element tensor
-    shaped like the video) cut to the same windows. Refuses batches with audio: a window of
-    the video has no matching audio here."""
+    from the item's generator before anything else). Refuses batches with audio: a window
+    of the video has no matching audio here."""
     if batch.audio is not None:
         raise InputError("video_frames crops video-only batches; the audio would not match")
     assert batch.video is not None
@@ -192,9 +183,7 @@ def crop_video(batch: LatentBatch, frames: int, generator: Generators,
     starts = [int(torch.randint(total - frames + 1, (1,), generator=g, device=g.device))
               for g in gens]
     video = torch.stack([v[:, s:s + frames] for v, s in zip(batch.video, starts)])
-    if along is not None:
-        along = torch.stack([a[:, s:s + frames] for a, s in zip(along, starts)])
-    return replace(batch, video=video), along
+    return replace(batch, video=video)
 
 
 def _cat(xs: list[Tensor | None]) -> Tensor | None:
@@ -259,19 +248,6 @@ def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig) -> Tensor | None:
     return tt.float().square()
 
 
-def subject_weights(video: Tensor, strength: float) -> Tensor:
-    """1 + strength·d/mean(d) per element of `video` [B, C, F, H, W], d the squared deviation
-    from each item's per-element median over frames (the static scene): the weight that
-    `FlowConfig.subject_weight` puts on what moves. Mean weight 1 + strength per item."""
-    d = (video - video.float().median(dim=2, keepdim=True).values).float().square()
-    return 1 + strength * d / d.flatten(1).mean(1).clamp(min=1e-12).view(-1, 1, 1, 1, 1)
-
-
-def _combine(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-    """The product of two optional broadcastable weights."""
-    return b if a is None else a if b is None else a * b.to(a.device)
-
-
 def _token_t(t: Tensor, x0: Tensor, cfg: FlowConfig) -> Tensor:
     """The tower's timestep: t [B] as is, a per-frame t [B, F] spread over each frame's tokens."""
     if t.dim() == 1:
@@ -292,10 +268,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
     """
     if cfg.text_dropout > 0 and null_context is None:
         raise InputError("text_dropout needs the empty prompt's context: pass null_context")
-    subject = (subject_weights(batch.video, cfg.subject_weight)
-               if cfg.subject_weight > 0 and batch.video is not None else None)
     if cfg.video_frames is not None and batch.video is not None:
-        batch, subject = crop_video(batch, cfg.video_frames, generator, subject)
+        batch = crop_video(batch, cfg.video_frames, generator)
     d = draw(batch, generator, cfg)
     inputs, targets = {}, {}
     per_modality = (("video", batch.video, d.video_t, d.video_noise, batch.video_context),
@@ -310,9 +284,8 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         targets[name] = velocity_target(x0, eps)
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
-    extra = {"video": subject, "audio": None}
     losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
-                         _combine(_loss_weight(times[name], pred, cfg), extra[name]))
+                         _loss_weight(times[name], pred, cfg))
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
