@@ -21,7 +21,6 @@ from safetensors.torch import load_file
 from duet.model import ModalityInput, TwinModel
 from duet.presets import get_preset
 from duet.train import TrainConfig
-from duet.train.model_setup import run_twin
 from duet.weights import load_into, load_weights
 
 
@@ -32,7 +31,7 @@ def main() -> None:
     p.add_argument("--config", help="the run's training config (model shape)")
     p.add_argument("--items", type=int, default=4)
     args = p.parse_args()
-    twin = run_twin(TrainConfig.from_file(args.config)) if args.config else get_preset("demo").model
+    twin = TrainConfig.from_file(args.config).twin() if args.config else get_preset("demo").model
     model = TwinModel.from_config(twin).eval()
     load_into(model, load_weights(args.weights), dtype=torch.float32)
     shard = load_file(str(sorted(Path(args.data).glob("*.safetensors"))[0]))

@@ -42,7 +42,6 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
-from duet.train.model_setup import run_twin
 from duet.weights import load_into, load_weights, read_config
 
 
@@ -62,7 +61,7 @@ def model_config(path: Path) -> TwinConfig:
     if (folder / "config.json").is_file():
         return read_config(folder)[0].model
     if (folder / "trainer.json").is_file():
-        return run_twin(TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"]))
+        return TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"]).twin()
     return get_preset("demo").model
 
 

@@ -318,7 +318,7 @@ def test_generate_merges_lora_adapters(tmp_path):
     import torch
 
     from duet.cli import build_parser
-    from duet.cli.generate import load_pipeline
+    from duet.generate_options import load_pipeline
     from duet.presets import get_preset
     from duet.lora import LoraSpec, add_lora, save_adapter
     from duet.model import TwinModel
@@ -347,7 +347,7 @@ def test_generate_merges_lora_adapters(tmp_path):
 
 def test_generate_compile_flag_compiles_every_block(tmp_path):
     from duet.cli import build_parser
-    from duet.cli.generate import load_pipeline
+    from duet.generate_options import load_pipeline
     from duet.model.compile import CompiledOrEager
 
     args = build_parser().parse_args(["generate", "p", "-o", str(tmp_path / "x.mp4"), "--compile"])
@@ -425,7 +425,7 @@ def test_generate_kwargs_name_the_pipelines_arguments():
     import inspect
 
     from duet.cli import build_parser
-    from duet.cli.generate import GivenInputs, generate_kwargs
+    from duet.generate_options import GivenInputs, generate_kwargs
     from duet.pipeline import DuetPipeline
 
     class Pipe:  # what generate_kwargs reads of a pipeline

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from duet.train.config import TrainConfig
-from duet.train.model_setup import run_twin
 from duet.train.rl import RLConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "recipes"
@@ -60,7 +59,7 @@ def test_the_scripts_variants_load():
     recipes/rl_demo.sh."""
     fusion = _load(ROOT / "demo" / "fusion.json", ("model.audio.rope_time_scale=1.0",
                                                    "init_from.video=/runs/demo/video/final"))
-    assert run_twin(fusion).audio.rope_time_scale == 1.0
+    assert fusion.twin().audio.rope_time_scale == 1.0
     assert fusion.init_from == {"video": "/runs/demo/video/final", "audio": "audio/final"}
     rl = ROOT / "rl_demo" / "omninft.json"
     short = _load(rl, ("steps=2", "group_size=2", "sampling_steps=2", "timestep_fraction=0.5",

@@ -21,13 +21,14 @@ from tiny_umt5 import write_tiny_wan_umt5
 from tiny_wan_vae import write_tiny_checkpoint
 
 from duet.config import MediaConfig
+from duet.doctor import doctor
 from duet.errors import CheckpointError, ConfigError, InputError
 from duet.inputs import fit_frames
 from duet.media import read_mp4
 from duet.model import TwinModel
 from duet.pipeline import DuetPipeline
 from duet.presets import get_preset
-from duet.weights import DIT_FILES, OviFiles, check_dit, doctor, locate, save_weights, write_bundle
+from duet.weights import DIT_FILES, OviFiles, check_dit, locate, save_weights, write_bundle
 
 PROMPT = "a cat says <S>hello<E> <AUDCAP>rain falls on the roof<ENDAUDCAP>"
 

@@ -7,7 +7,6 @@ import torch
 
 from duet.errors import ConfigError
 from duet.train import BatchPlan, LatentDataset, TrainConfig, train
-from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
 from duet.train.setup import build_model, build_optimizer, initial_state
 from duet.train.trainer import train_step
@@ -27,7 +26,7 @@ def _config(tmp_path, **changes) -> TrainConfig:
 
 def test_fusion_stage_fits_a_fixed_batch_and_trains_the_bridge(tmp_path):
     cfg = _config(tmp_path)
-    assert run_twin(cfg).bridge.layers == (0, 1) and run_twin(cfg).audio.dim == 16
+    assert cfg.twin().bridge.layers == (0, 1) and cfg.twin().audio.dim == 16
     rt = Runtime(torch.device("cpu"))
     model, _ = build_model(cfg, rt, initial_state(cfg, rt))
     trains = {n for n, p in model.named_parameters() if p.requires_grad}

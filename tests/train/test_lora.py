@@ -13,7 +13,6 @@ from duet.errors import CheckpointError, ConfigError
 from duet.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, load_adapter, merge_adapter
 from duet.model import ModalityInput, TwinModel
 from duet.train import LatentDataset, TrainConfig, train
-from duet.train.model_setup import run_twin
 from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config
 
 from train_helpers import TINY_MODEL, synthetic_tensors
@@ -80,7 +79,7 @@ def test_adapter_for_another_base_model_is_refused_by_layer(base, tmp_path):
     cfg = TrainConfig.from_dict(dict(model=TINY_MODEL, init_from=str(base), lora={"rank": 2},
                                      steps=1, batch_size=4, progress=False, out_dir=str(tmp_path / "a")))
     adapter = load_adapter(train(cfg, dataset=LatentDataset(synthetic_tensors())))
-    other = TwinModel.from_config(run_twin(TrainConfig.from_dict(dict(model={**TINY_MODEL, "dim": 64}))))
+    other = TwinModel.from_config(TrainConfig.from_dict(dict(model={**TINY_MODEL, "dim": 64})).twin())
     with pytest.raises(CheckpointError, match=r"does not fit this base model: .*self_attn.q: adapter made for a \[32, 32\]"):
         merge_adapter(other, adapter)
 

@@ -9,14 +9,13 @@ from duet.model import TwinModel
 from duet.presets import get_preset
 from duet.train import STAGES, apply_stage, get_stage
 from duet.train.config import TrainConfig
-from duet.train.model_setup import run_twin
 
 from train_helpers import TINY_MODEL
 
 
 @pytest.fixture
 def model() -> TwinModel:
-    return TwinModel.from_config(run_twin(TrainConfig(model=TINY_MODEL)), device="meta")
+    return TwinModel.from_config(TrainConfig(model=TINY_MODEL).twin(), device="meta")
 
 
 def _trainable(model):

@@ -13,7 +13,6 @@ from duet.model import TwinModel
 from duet.presets import get_preset
 from duet.train import LatentDataset, TrainConfig, train
 from duet.train.config import check_batch
-from duet.train.model_setup import run_twin
 
 from train_helpers import TINY_MODEL, synthetic_tensors
 
@@ -83,12 +82,12 @@ def test_a_temporal_patch_rescales_the_audio_rope_to_video_tokens():
     """Ovi's factor maps audio latents onto video latent frames; with 4 frames per video
     token the shared axis counts tokens, so the factor is a quarter (demo: 0.768 -> 0.192)."""
     def twin(model):
-        return run_twin(TrainConfig.from_dict({"preset": "demo", "model": model}))
+        return TrainConfig.from_dict({"preset": "demo", "model": model}).twin()
     assert twin({}).audio.rope_time_scale == 0.768
     assert twin({"video": {"patch_size": [4, 2, 2]}}).audio.rope_time_scale == 0.192
     assert twin({"video": {"patch_size": [4, 2, 2]}, "audio": {"rope_time_scale": 1.0}}).audio.rope_time_scale == 1.0
     bridged = TrainConfig.from_dict({"preset": "demo-bridge", "model": {"video": {"patch_size": [4, 2, 2]}}})
-    assert run_twin(bridged).audio.rope_time_scale == get_preset("demo-bridge").model.audio.rope_time_scale
+    assert bridged.twin().audio.rope_time_scale == get_preset("demo-bridge").model.audio.rope_time_scale
 
 
 def test_json_and_toml_files(tmp_path):
@@ -98,8 +97,8 @@ def test_json_and_toml_files(tmp_path):
         'stage = "fusion"\ndata = ["x"]\nbetas = [0.9, 0.99]\n[model]\ndim = 32\nnum_heads = 2\n'
         '[model.audio]\nin_dim = 6\n')
     a, b = TrainConfig.from_file(tmp_path / "a.json"), TrainConfig.from_file(tmp_path / "b.toml")
-    assert a.data == ("x",) and run_twin(a).video.dim == 32 and a.adam_betas == (0.9, 0.95)
-    assert b.adam_betas == (0.9, 0.99) and run_twin(b).audio.in_dim == 6 and b.peak_lr == 5e-5
+    assert a.data == ("x",) and a.twin().video.dim == 32 and a.adam_betas == (0.9, 0.95)
+    assert b.adam_betas == (0.9, 0.99) and b.twin().audio.in_dim == 6 and b.peak_lr == 5e-5
     assert a.flow().video_weight == 0.85 and a.flow().audio_weight == 0.15
     (tmp_path / "c.toml").write_text("steps = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
@@ -128,7 +127,7 @@ def test_set_overrides_keys_and_tables(tmp_path):
                                        "independent_t=true", "data=[\"a\", \"b\"]", "out_dir=x=y"])
     assert cfg.steps == 20 and cfg.independent_t is True and cfg.data == ("a", "b")
     assert cfg.init_from == {"video": "/runs/demo/video/final", "audio": "audio/final"}
-    assert cfg.out_dir == "x=y" and run_twin(cfg).audio.rope_time_scale == 1.0
+    assert cfg.out_dir == "x=y" and cfg.twin().audio.rope_time_scale == 1.0
     assert json.loads(path.read_text())["steps"] == 10  # the file is left as it is
     with pytest.raises(ConfigError, match="is not KEY=VALUE"):
         TrainConfig.from_file(path, ["steps"])

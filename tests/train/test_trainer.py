@@ -14,7 +14,6 @@ from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.presets import get_preset
 from duet.train import BatchPlan, LatentDataset, train
-from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime
 from duet.train.setup import Ema, build_model, build_optimizer, initial_state
 from duet.train.trainer import lr_at, train_step
@@ -132,7 +131,7 @@ def test_exports_an_ema_bundle_and_a_loss_curve(make_config, dataset):
     bundle = train(cfg, dataset=dataset)
     assert bundle == Path(cfg.out_dir) / "final"
     preset, extra = read_config(bundle)
-    assert preset.model == run_twin(cfg) and extra["random_init"] is False
+    assert preset.model == cfg.twin() and extra["random_init"] is False
     weights = load_weights(bundle / "model.safetensors")
     assert all(v.dtype == torch.bfloat16 for v in weights.values())
     load_into(TwinModel.from_config(preset.model, device="meta"), weights)  # strict: keys and shapes

@@ -1,4 +1,4 @@
-"""The page's settings are a `duet generate` command line, read by the CLI's own parser."""
+"""The page's settings are a `duet generate` command line, read by `duet generate`'s own flags."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shlex
 import pytest
 
 from duet.cli import build_parser
+from duet.cli.generate import generate
 from duet.errors import InputError
 from duet.ui.settings import Settings
 
@@ -36,7 +37,9 @@ def test_the_command_line_shown_parses_to_the_same_arguments():
                  loras=("dir with space:0.5",))
     shell = shlex.split(s.command_line(["--model=demo"]))
     assert shell[0] == "duet"
-    assert vars(build_parser().parse_args(shell[1:])) == vars(s.parse(["--model=demo"], "clip.mp4"))
+    cli = vars(build_parser().parse_args(shell[1:]))
+    assert (cli.pop("command"), cli.pop("func")) == ("generate", generate)  # the CLI's dispatch
+    assert cli == vars(s.parse(["--model=demo"], "clip.mp4"))
 
 
 @pytest.mark.parametrize("field, value, needle", [

@@ -2,7 +2,7 @@
 build | data curate | codec train`: parse arguments, call the library, print.
 
     parser.py    the command line, one function per subcommand
-    generate.py  generate and ui (and what the web page shares with generate)
+    generate.py  generate and ui (the options they share: `duet.generate_options`)
     models.py    info, convert, doctor
     evaluate.py  eval sync, eval seams
     training.py  train, rl, data build, data curate, codec train

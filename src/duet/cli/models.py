@@ -88,7 +88,8 @@ def convert(args: argparse.Namespace) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """Exit 0 when every component of at least one Ovi preset is usable, else 1."""
-    from duet.weights import DIT_FILES, doctor
+    from duet.doctor import doctor
+    from duet.weights import DIT_FILES
 
     checks = doctor(args.weights)
     ok = {c.component for c in checks if c.status == "ok"}

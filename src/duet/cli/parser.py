@@ -1,7 +1,8 @@
 """The `duet` command line: one small function per subcommand adds its arguments.
 
-Only argparse and the handler modules are imported here (they import the library inside
-their functions), so that `duet --help` does not load torch.
+Only argparse, the handler modules and `duet.generate_options` (the flags `duet generate`
+shares with the web page) are imported here; they import the library inside their
+functions, so that `duet --help` does not load torch.
 """
 
 from __future__ import annotations
@@ -10,127 +11,25 @@ import argparse
 from typing import TYPE_CHECKING
 
 from duet.cli import evaluate, generate, models, training
+from duet.generate_options import add_generate_options
 
 if TYPE_CHECKING:
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers returns
 
 
-def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
-                 ) -> argparse.ArgumentParser:
-    """The command line; `duet ui` parses its settings with a `parser_class` whose `error`
-    raises instead of exiting (subparsers inherit the class)."""
-    p = parser_class(prog="duet", description="Joint audio-video generation.")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: each subcommand's arguments and its handler (`args.func`)."""
+    p = argparse.ArgumentParser(prog="duet", description="Joint audio-video generation.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_generate, _ui, _info, _convert, _doctor, _eval, _train, _rl, _data, _codec):
         add(sub)
     return p
 
 
-def _scales(text: str) -> float | tuple[float, float]:
-    """`S` or `V,A`: one guidance scale for both modalities, or video,audio."""
-    try:
-        parts = [float(x) for x in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected one number or two as video,audio, got {text!r}")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    """`I,J,...`: block indices."""
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected block indices like 5 or 3,5, got {text!r}") from None
-
-
 def _generate(sub: Sub) -> None:
     g = sub.add_parser("generate", help="generate an MP4 (video + audio) from a prompt")
-    g.add_argument("prompt", help='e.g. "a man says <S>hello<E> <AUDCAP>a calm voice<ENDAUDCAP>"')
-    g.add_argument("-o", "--output", default="duet.mp4",
-                   help="output file: .mp4 or .mkv (video + sound), .wav (the sound alone)")
-    _model_options(g)
-    g.add_argument("--steps", type=int, help="denoising steps (preset default)")
-    g.add_argument("--seed", type=int, default=0)
-    _guidance_options(g)
-    _clip_options(g)
-    _memory_options(g)
-    g.add_argument("--sequence-parallel", action="store_true",
-                   help="under torchrun: split each modality's tokens over the processes "
-                        "(Ulysses); rank 0 writes the MP4")
-    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_generate_options(g)
     g.set_defaults(func=generate.generate)
-
-
-def _model_options(g: argparse.ArgumentParser) -> None:
-    """Which model `duet generate` runs, where, and the adapters merged into it."""
-    g.add_argument("--model", help="bundle directory or preset name (default: demo; with --weights: "
-                                   "ovi-720x720-5s, ovi-960x960-5s or ovi-960x960-10s)")
-    g.add_argument("--weights", metavar="DIR",
-                   help="the official Ovi download (Ovi/, Wan2.2-TI2V-5B/, MMAudio/); see duet doctor")
-    g.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available)")
-    g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, fp32 on CPU)")
-    g.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
-                   help="merge a LoRA adapter into the model (repeatable; scale default 1)")
-
-
-def _guidance_options(g: argparse.ArgumentParser) -> None:
-    """The guidance terms of `duet.sampling.guidance`; unset ones take the preset's."""
-    g.add_argument("--video-guidance", type=float, help="CFG scale for video (Ovi: 4.0)")
-    g.add_argument("--audio-guidance", type=float, help="CFG scale for audio (Ovi: 3.0)")
-    g.add_argument("--video-negative", help="negative prompt of the video tower")
-    g.add_argument("--audio-negative", help="negative prompt of the audio tower")
-    g.add_argument("--no-slg", action="store_true", help="disable skip-layer guidance")
-    g.add_argument("--stg-guidance", type=_scales, default=0.0, metavar="S|V,A",
-                   help="STG scale (weak pass skipping --stg-blocks), one or video,audio (0 = off)")
-    g.add_argument("--stg-blocks", type=_ints, metavar="I[,J...]",
-                   help="blocks the STG pass skips (default: the middle block)")
-    # --bridge-guidance: the flag's name before the rename, kept so that old commands run
-    g.add_argument("--cross-modal-guidance", "--bridge-guidance", type=_scales, default=1.0,
-                   metavar="S|V,A",
-                   help="cross-modal guidance (MOVA's dual CFG): cond vs the fusion off, one or "
-                        "video,audio (1 = off)")
-    g.add_argument("--guidance-rescale", type=float, default=0.0, metavar="PHI",
-                   help="std rescale of the guided prediction, 0..1 (0 = off)")
-    g.add_argument("--shift", type=_scales, metavar="S|V,A",
-                   help="sigma shift, one or video,audio for a grid per modality (Ovi: 5.0)")
-    g.add_argument("--solver", choices=["unipc", "euler"])
-
-
-def _clip_options(g: argparse.ArgumentParser) -> None:
-    """The clip's size and length, long clips' prompts, and a given picture or sound."""
-    g.add_argument("--height", type=int)
-    g.add_argument("--width", type=int)
-    g.add_argument("--duration", type=float,
-                   help="seconds (preset default); longer than the model's clip: made in chunks")
-    g.add_argument("--then", action="append", default=[], metavar="PROMPT",
-                   help="prompt of the next chunk of a long clip (repeat; the last carries on)")
-    g.add_argument("--schedule", metavar="FILE",
-                   help='prompt changes of a long clip: JSON [{"at": SECONDS, "prompt": TEXT}]')
-    g.add_argument("--overlap", type=int, metavar="K",
-                   help="latent frames each chunk shares with the one before "
-                        "(about 1/2 s; half held, half crossfaded)")
-    g.add_argument("--image", help="first frame (PNG/JPEG) for image-to-audio-video")
-    g.add_argument("--from-video", metavar="CLIP.mp4",
-                   help="video-to-audio: keep this video, generate its sound (sets the duration)")
-    g.add_argument("--from-audio", metavar="SOUND",
-                   help="audio-to-video: keep this sound (WAV, MP3, an MP4's track...), generate the picture")
-
-
-def _memory_options(g: argparse.ArgumentParser) -> None:
-    """How the model fits and runs on the device (`duet.memory`)."""
-    g.add_argument("--offload", action="store_true",
-                   help="keep the DiT blocks in CPU memory, each moved to the GPU only to run")
-    g.add_argument("--weights-dtype", choices=["fp8", "int8"],
-                   help="store the DiT blocks' linear weights in fp8 or int8 (about half of bf16)")
-    g.add_argument("--vae-tiling", action="store_true",
-                   help="encode/decode video in tiles (codecs with a tiled option: wan2.2-vae)")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the DiT blocks: faster steps on a GPU (about 10 %% on a "
-                        "CPU) after a one-off compilation; falls back to eager if it fails")
-    g.add_argument("--keep-text-encoder", action="store_true",
-                   help="keep the text encoder loaded after encoding (default on GPU: free it)")
 
 
 def _ui(sub: Sub) -> None:

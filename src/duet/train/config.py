@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from duet.config import Preset, TowerConfig
+from duet.config import Preset, TowerConfig, TwinConfig
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.model.alignment import check_alignment
 from duet.presets import get_preset
-from duet.train.model_setup import run_twin
+from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
 
@@ -131,7 +131,7 @@ class TrainConfig:
             raise ConfigError(f"video_frames and per_frame_t train the video tower alone; stage "
                               f"{self.stage!r} feeds {list(self.get_stage().modalities)} "
                               "(use stage 'video')")
-        twin = run_twin(self)  # checks the model shape
+        twin = self.twin()  # checks the model shape
         if isinstance(self.init_from, dict):
             bad = sorted(set(self.init_from) - {"video", "audio"})
             if bad or not self.init_from or not all(isinstance(v, str) for v in self.init_from.values()):
@@ -189,7 +189,7 @@ class TrainConfig:
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
             loss_weighting=self.loss_weighting,
-            video_patch=run_twin(self).video.patch_size)
+            video_patch=self.twin().video.patch_size)
 
     @property
     def peak_lr(self) -> float:
@@ -205,6 +205,14 @@ class TrainConfig:
 
     def base_preset(self) -> Preset:
         return get_preset(self.preset)
+
+    def twin(self) -> TwinConfig:
+        """The model this run trains: the base preset's with the `model` overrides."""
+        return twin_with(self.base_preset(), self.model)
+
+    def bundle_preset(self) -> Preset:
+        """The preset written into the run's bundle: the base preset with this model."""
+        return preset_with(self.base_preset(), self.model)
 
 
 def read_config_file(path: str | Path, what: str) -> dict[str, Any]:
@@ -266,7 +274,7 @@ def check_batch(cfg: TrainConfig, world: int) -> None:
 
 def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
     """The data must fit the model: channels, patch divisibility, context width and length."""
-    twin, stage = run_twin(cfg), cfg.get_stage()
+    twin, stage = cfg.twin(), cfg.get_stage()
     for m in stage.modalities:
         if dataset.item_shape(m) is None:
             raise ConfigError(f"data: stage {stage.name!r} needs {m} latents but the dataset has "

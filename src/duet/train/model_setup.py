@@ -1,32 +1,23 @@
 """The model a training run trains: its base preset's `TwinConfig` with the run's `model`
-overrides applied, and the preset its bundle is written with. `TrainConfig` describes the
-run; building the model's config from it is this module's job."""
+overrides applied, and the preset its bundle is written with. It takes the preset and the
+overrides, not the run's `TrainConfig`, so the config can check its model shape here
+without the two modules importing each other."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 from duet.config import BridgeConfig, Preset, TowerConfig, TwinConfig, audio_rope_time_scale
 from duet.errors import ConfigError
-from duet.presets import get_preset
-
-if typing.TYPE_CHECKING:
-    from duet.train.config import TrainConfig
 
 TOWER_KEYS = {f.name for f in dataclasses.fields(TowerConfig)} - {"modality"}
 
 
-def run_twin(cfg: TrainConfig) -> TwinConfig:
-    """The model `cfg` trains."""
-    return twin_with(get_preset(cfg.preset), cfg.model)
-
-
-def bundle_preset(cfg: TrainConfig) -> Preset:
-    """The preset written into the run's bundle: the base preset with this model."""
-    return dataclasses.replace(get_preset(cfg.preset), model=run_twin(cfg))
+def preset_with(preset: Preset, model: Mapping[str, Any]) -> Preset:
+    """The preset a run's bundle is written with: `preset` with the model `twin_with` gives."""
+    return dataclasses.replace(preset, model=twin_with(preset, model))
 
 
 def twin_with(preset: Preset, model: Mapping[str, Any]) -> TwinConfig:

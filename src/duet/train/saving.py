@@ -16,7 +16,6 @@ from torch import nn
 from duet.lora import save_adapter
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
-from duet.train.model_setup import bundle_preset
 from duet.train.parallel import (Runtime, full_tensor, load_model_state, load_optimizer_state,
                                  model_state, optimizer_state)
 from duet.train.setup import Ema
@@ -116,7 +115,7 @@ def export_bundle(directory: Path, cfg: TrainConfig, rt: Runtime, model: nn.Modu
         save_weights(weights, directory / BUNDLE_WEIGHTS)
         note = (f"trained with duet.train: stage {cfg.stage}, {step} steps, EMA decay "
                 f"{cfg.ema_decay}, {cfg.export_dtype}")
-        write_config(directory, bundle_preset(cfg), {"random_init": False, "note": note})
+        write_config(directory, cfg.bundle_preset(), {"random_init": False, "note": note})
         log.info("exported %s", directory)
     rt.barrier()
     return directory

@@ -17,7 +17,6 @@ from duet.lora import add_lora
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
 from duet.train.config import TrainConfig
-from duet.train.model_setup import run_twin
 from duet.train.parallel import Runtime, full_tensor, load_model_state, parallelize, shard_like
 from duet.train.stages import apply_stage
 from duet.weights import BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config
@@ -74,7 +73,7 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
     """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or each
     tower from its own bundle, or a seeded random init (for towers no bundle gives). The
     bundles' presence and configs are checked on every rank."""
-    twin = run_twin(cfg)
+    twin = cfg.twin()
     sources = cfg.init_from if isinstance(cfg.init_from, dict) else (
         {"": cfg.init_from} if cfg.init_from is not None else {})
     for bundle in sources.values():
@@ -108,7 +107,7 @@ def _with_prior(state: dict[str, Tensor], cfg: TrainConfig) -> dict[str, Tensor]
     (a resumed run then overwrites them with its checkpoint)."""
     if cfg.alignment_prior == 0:
         return state
-    return with_alignment_prior(state, run_twin(cfg), cfg.alignment_prior, cfg.alignment_pairs)
+    return with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
 
 
 def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
@@ -121,7 +120,7 @@ def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
     except DuetError as e:
         raise ConfigError(f"text_dropout encodes the empty prompt with the preset's text encoder "
                           f"(codecs.text of {cfg.preset!r}), which failed: {e}") from None
-    width = run_twin(cfg).video.text_dim
+    width = cfg.twin().video.text_dim
     if null.shape[-1] != width:
         raise ConfigError(f"text_dropout: the preset's text encoder gives {null.shape[-1]}-d "
                           f"states, the towers take {width}")
@@ -137,7 +136,7 @@ def _source(cfg: TrainConfig) -> str:
 
 def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tuple[nn.Module, int]:
     """The model on rt.device with the stage's trainable flags, sharded when distributed."""
-    model = TwinModel.from_config(run_twin(cfg), device="meta")
+    model = TwinModel.from_config(cfg.twin(), device="meta")
     problem = None
     if rt.is_main:  # every missing, unexpected or mis-shaped key, before anything is loaded
         try:

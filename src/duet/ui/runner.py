@@ -1,11 +1,11 @@
 """One generation for the page: the CLI's own path, plus progress, cancel and the attention map.
 
-The runner knows nothing about Gradio. It parses `Settings` with the CLI's parser, loads the
-pipeline through `duet.cli.generate.load_pipeline` and calls it with its `generate_kwargs`, so
-the page and `duet generate` give the same clip. It keeps the loaded pipeline while the model
-and its adapters stay the same; a different adapter list reloads the model instead of
-un-merging the old adapters, because subtracting a merged LoRA in floating point does not
-give the original weights back bit for bit.
+The runner knows nothing about Gradio. It parses `Settings` with `duet generate`'s flags,
+loads the pipeline through `duet.generate_options.load_pipeline` and calls it with its
+`generate_kwargs`, as `duet generate` does, so the page and the CLI give the same clip. It
+keeps the loaded pipeline while the model and its adapters stay the same; a different
+adapter list reloads the model instead of un-merging the old adapters, because subtracting a
+merged LoRA in floating point does not give the original weights back bit for bit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from duet.generate_options import generate_kwargs, load_pipeline, read_inputs
 from duet.ui.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,8 +67,6 @@ class Runner:
                  cancel: threading.Event | None = None) -> Result:
         """Make one clip. `on_step(done, total)` after each denoising step; setting `cancel`
         stops the run at the next step with `Cancelled`. User mistakes raise `DuetError`."""
-        from duet.cli.generate import generate_kwargs, read_inputs
-
         with self._lock:
             self._count += 1
             name = f"clip-{self._count:03d}"
@@ -93,8 +92,6 @@ class Runner:
                           pipe.random_init)
 
     def _pipeline(self, args: argparse.Namespace) -> DuetPipeline:
-        from duet.cli.generate import load_pipeline
-
         key = (args.model, args.weights, args.device, args.dtype, tuple(args.lora))
         if key != self._key:
             self._pipe = self._key = None  # let the old weights go before the new ones load

@@ -1,10 +1,10 @@
 """The page's generation options as a `duet generate` command line.
 
 The page does not map its widgets to pipeline arguments itself: `Settings.argv()` writes the
-command line that the CLI would be given, the CLI's own parser reads it, and the CLI's
-`generate_kwargs` (`duet.cli.generate`) turns it into the pipeline call. So a clip made in
-the page is the clip that `duet generate` makes from the command line shown beside it in
-the gallery.
+command line that the CLI would be given, the flags `duet generate` defines read it, and
+their `generate_kwargs` turn it into the pipeline call (all three in
+`duet.generate_options`, which the CLI uses too). So a clip made in the page is the clip
+that `duet generate` makes from the command line shown beside it in the gallery.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import NoReturn
 
 from duet.errors import InputError
+from duet.generate_options import add_generate_options
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class Settings:
     def parse(self, model_argv: list[str], output: str) -> argparse.Namespace:
         """The arguments `duet generate` gets for this clip; a bad value is an `InputError`
         with the parser's own one-line message."""
-        from duet.cli import build_parser
-
-        return build_parser(_RaisingParser).parse_args(self.argv(model_argv, output))
+        parser = _RaisingParser(prog="duet generate")
+        add_generate_options(parser)
+        return parser.parse_args(self.argv(model_argv, output)[1:])  # after "generate"
 
 
 def _text(value: object) -> str:

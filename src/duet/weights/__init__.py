@@ -5,16 +5,16 @@
     bundle.py    Duet bundles (config.json + model.safetensors), and bundles made from the
                  official download
     official.py  the official Ovi/Wan/MMAudio layout, its codec table and key maps
-    health.py    `duet doctor`: what is wrong with each file of an official folder
 
-Training checkpoints live with the trainer (`duet.train.checkpoint`) and use `keys.py`.
+Training checkpoints live with the trainer (`duet.train.checkpoint`) and use `keys.py`;
+`duet doctor`'s checks of an official folder load each file with its codec's loader, so
+they live above the codecs (`duet.doctor`).
 """
 
 from duet.weights.bundle import (BUNDLE_CONFIG, BUNDLE_WEIGHTS, FORMAT, PATH_OPTIONS, convert_dit,
                                  read_config, resolve_codec_paths, write_bundle, write_config)
 from duet.weights.files import (load_weights, read_torch_file, safetensors_header, save_weights,
                                 tensor_dict)
-from duet.weights.health import Check, doctor
 from duet.weights.keys import check_state_dict, key_problems, load_into
 from duet.weights.official import (AUDIO_VAE_FILE, DIT_FILES, OVI_TEXT_LEN, T5_FILE, TOKENIZER_DIR,
                                    UMT5_BLOCK_INDEX, UMT5_BLOCK_KEYS, UMT5_TOP_KEYS, VAE_FILE,
@@ -26,9 +26,9 @@ __all__ = [
     "AUDIO_VAE_FILE", "BUNDLE_CONFIG", "BUNDLE_WEIGHTS", "DIT_FILES", "FORMAT", "OVI_TEXT_LEN",
     "PATH_OPTIONS", "T5_FILE", "TOKENIZER_DIR", "UMT5_BLOCK_INDEX", "UMT5_BLOCK_KEYS",
     "UMT5_TOP_KEYS", "VAE_FILE", "VOCODER_FILE", "WAN_DIR", "WAN_HEAD_DIM", "WAN_VAE_KEYS",
-    "Check", "OviFiles", "check_dit", "check_state_dict", "convert_dit", "dit_preset", "doctor",
-    "key_problems", "load_into", "load_weights", "locate", "official_codecs", "ovi_preset",
-    "read_config", "read_torch_file", "resolve_codec_paths", "safetensors_header",
-    "save_weights", "tensor_dict", "tower_from_shapes", "twin_from_header", "umt5_key",
-    "wan_vae_key", "write_bundle", "write_config",
+    "OviFiles", "check_dit", "check_state_dict", "convert_dit", "dit_preset", "key_problems",
+    "load_into", "load_weights", "locate", "official_codecs", "ovi_preset", "read_config",
+    "read_torch_file", "resolve_codec_paths", "safetensors_header", "save_weights",
+    "tensor_dict", "tower_from_shapes", "twin_from_header", "umt5_key", "wan_vae_key",
+    "write_bundle", "write_config",
 ]

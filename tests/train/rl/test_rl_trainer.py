@@ -125,14 +125,13 @@ def test_lora_on_a_bridged_model(tmp_path):
     from duet.weights import BUNDLE_WEIGHTS, save_weights, write_config
     from duet.lora import ADAPTER_WEIGHTS
     from duet.model import TwinModel
-    from duet.train.model_setup import bundle_preset, run_twin
 
     cfg = _config(tmp_path, "lora", preset="demo-bridge", model=BRIDGED, group_size=2,
                   micro_batch=2, steps=2, lr=1e-2, checkpoint_every=2, lora={"rank": 2},
                   rewards={"brightness": 1.0, "loudness": 1.0}, init_from=str(tmp_path / "base"))
-    base = TwinModel.from_config(run_twin(cfg.train_config()))
+    base = TwinModel.from_config(cfg.train_config().twin())
     save_weights(base.state_dict(), tmp_path / "base" / BUNDLE_WEIGHTS)
-    write_config(tmp_path / "base", bundle_preset(cfg.train_config()), {})
+    write_config(tmp_path / "base", cfg.train_config().bundle_preset(), {})
     records = _run(cfg)
     assert records[0]["kl"] == 0.0 and records[1]["kl"] > 0.0  # θ starts at the reference
     after = load_weights(tmp_path / "lora" / "checkpoints/step_00000002/model.safetensors")

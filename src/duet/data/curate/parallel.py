@@ -1,6 +1,6 @@
 """Running `curate_input` over many inputs: a process pool, or a Ray Data pipeline.
 
-Each job writes its own part files (`run.write_part`) from the worker, so the driver never
+Each job writes its own part files (`parts.write_part`) from the worker, so the driver never
 holds more than one input's tensors and a killed run keeps what it finished. Both backends
 run the same function on the same jobs; only the scheduling differs, and the shards are
 assembled afterwards in input order, so the two give identical shards.
@@ -50,8 +50,8 @@ def _one_thread() -> Iterator[None]:
 def run_job(job: Job) -> Job:
     """Curate one input in this process and write its part files."""
     from duet.data.curate.config import CurateConfig
+    from duet.data.curate.parts import write_part
     from duet.data.curate.process import curate_input
-    from duet.data.curate.run import write_part
 
     for name, level in json.loads(job["log_levels"]).items():
         logging.getLogger(name).setLevel(level)

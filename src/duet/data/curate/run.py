@@ -5,7 +5,7 @@ Layout of the output folder:
     shard-00000.safetensors ...   what `duet train` reads (`duet.data.shards`)
     captions.json                 one entry per stored clip, in shard order
     report.jsonl                  one row per clip window or unusable file (all metrics)
-    parts/KEY.json, KEY.safetensors   one input's rows and kept tensors
+    parts/KEY.json, KEY.safetensors   one input's rows and kept tensors (`parts`)
 
 A part's KEY hashes the input's path, size and modification time with the config's
 fingerprint, so a re-run skips every input whose part is there and redoes one that
@@ -14,26 +14,22 @@ changed. Shards are rebuilt from the parts in input order at the end of every ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from duet.atomic import atomic_write
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.parallel import Job, logger_levels, run_pool, run_ray
-from duet.data.curate.process import InputResult
+from duet.data.curate.parts import part_key, read_parts
 from duet.data.shards import existing_shards, shard_path, write_captions, write_shard
 from duet.errors import InputError
-from duet.weights import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +62,6 @@ def list_inputs(source: str | Path) -> list[Path]:
     if not files:
         raise InputError(f"{src} lists no files to curate")
     return files
-
-
-def part_key(path: Path, cfg: CurateConfig) -> str:
-    st = path.stat() if path.exists() else None
-    ident = f"{path.resolve()}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}"
-    return hashlib.sha1(f"{ident}|{cfg.fingerprint()}".encode()).hexdigest()[:16]
-
-
-def write_part(stem: str | Path, result: InputResult) -> None:
-    """Tensors first, rows last: the .json's presence marks the input finished."""
-    stem = Path(stem)
-    if result.tensors is not None:
-        save_weights(result.tensors, stem.with_suffix(".safetensors"))
-    body = json.dumps({"rows": result.rows, "captions": result.captions}, allow_nan=False)
-    atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(body))
-
-
-def _parts(stems: list[Path]) -> Iterator[tuple[dict[str, Any], dict[str, Tensor] | None]]:
-    for stem in stems:
-        body = json.loads(stem.with_suffix(".json").read_text())
-        tensors = stem.with_suffix(".safetensors")
-        yield body, load_file(tensors) if body["captions"] else None
 
 
 class _ShardWriter:
@@ -128,7 +102,7 @@ def _write_outputs(out: Path, stems: list[Path], shard_size: int, report: Path,
     shards = _ShardWriter(out, shard_size)
     captions: list[dict[str, Any]] = []
     rows: list[str] = []
-    for body, tensors in _parts(stems):
+    for body, tensors in read_parts(stems):
         rows += [json.dumps(r, allow_nan=False) for r in body["rows"]]
         for reason in (reason for r in body["rows"] for reason in r["reasons"]):
             summary.reasons[reason] = summary.reasons.get(reason, 0) + 1

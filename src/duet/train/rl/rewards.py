@@ -1,8 +1,8 @@
 """Rewards: functions of a generated clip, each tagged with the tower it judges.
 
-The interface is one callable, `fn(clip: GeneratedClip) -> float`, where the clip holds the
-decoded frames (uint8 [T, H, W, 3]), the waveform (float32 [N] in [-1, 1]), their rates and
-the prompt it was generated from. Larger is better; the scale is free (advantages are
+The interface is one callable, `fn(clip: GeneratedClip) -> float`, where the clip
+(`generated.py`) holds the decoded frames (uint8 [T, H, W, 3]), the waveform (float32 [N]
+in [-1, 1]), their rates and the prompt it was generated from. Larger is better; the scale is free (advantages are
 normalised per reward). The tag routes the reward's advantage (`advantages.py`):
 "video" -> the video tower, "audio" -> the audio tower, "joint" (e.g. sync) -> both.
 
@@ -34,20 +34,10 @@ import numpy as np
 
 from duet.errors import ConfigError
 from duet.train.rl import world_rewards
+from duet.train.rl.generated import GeneratedClip
 
 Tag = Literal["video", "audio", "joint"]
 TAGS: tuple[str, ...] = ("video", "audio", "joint")
-
-
-@dataclass(frozen=True, eq=False)
-class GeneratedClip:
-    """What a reward sees: one decoded rollout and its prompt."""
-
-    frames: np.ndarray  # uint8 [T, H, W, 3]
-    audio: np.ndarray  # float32 [N], mono, in [-1, 1]
-    fps: float
-    sample_rate: int
-    prompt: str
 
 
 RewardFn = Callable[[GeneratedClip], float]

@@ -49,7 +49,6 @@ from duet.pipeline import snap_size
 from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
-from duet.train.model_setup import bundle_preset
 from duet.train.objectives import noisy_latent
 from duet.train.config import TrainConfig
 from duet.train.parallel import Runtime, autocast, full_tensor, init_runtime
@@ -60,7 +59,8 @@ from duet.train.rl.loss import kl_penalty, nft_loss
 from duet.train.rl.policy import old_decay, swapped, trainable_copy
 from duet.train.rl.prompts import PromptPool
 from duet.train.rl.reweight import latent_weights, token_weights, w_max_at
-from duet.train.rl.rewards import GeneratedClip, Reward, get_reward
+from duet.train.rl.generated import GeneratedClip
+from duet.train.rl.rewards import Reward, get_reward
 from duet.train.rl.rollout import RolloutConfig, Rollouts, collect
 from duet.train.rl.surgery import GradientSurgery
 from duet.train.saving import export_bundle, resume, save_checkpoint
@@ -105,7 +105,7 @@ def build_run(cfg: RLConfig, rt: Runtime) -> Run:
         raise ConfigError(f"prompts_per_step x group_size = {cfg.batch_size} samples per step do "
                           f"not split over {rt.world} ranks; pick a multiple of {rt.world}")
     tc = cfg.train_config()
-    preset = bundle_preset(tc)
+    preset = tc.bundle_preset()
     twin, media, sc = preset.model, preset.media, preset.sampler
     video_codec, audio_codec, text = build_codecs(preset)
     channels = (video_codec.latent_channels, audio_codec.latent_channels)

@@ -20,17 +20,13 @@ in a still picture, say) stay low on the other terms, which is why each reward m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from duet.errors import ConfigError, InputError
 from duet.eval.adherence import impact_material, prompt_adherence
 from duet.eval.sync import audio_onsets, measure
 from duet.eval.visual import detect_kind, visual_events
-
-if TYPE_CHECKING:
-    from duet.train.rl.rewards import GeneratedClip
+from duet.train.rl.generated import GeneratedClip
 
 EVENTS_PER_BALL = (2, 8)  # the world's balls hit the floor 3-7 times in 4 s
 STEADY = (3.0, 15.0)  # mean |frame change| (grey levels): full score up to 3, none from 15

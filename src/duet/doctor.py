@@ -1,5 +1,9 @@
 """`duet doctor`: check every file of an official Ovi weights folder and say, for each, what
 is wrong and what to do, without raising and without reading the DiT's tensors.
+
+It sits beside the CLI, above `duet.weights`, the codecs and the text encoder: it loads each
+component with that component's own loader, and those loaders read their files through
+`duet.weights`.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duet.errors import DuetError
-from duet.weights.official import (AUDIO_VAE_FILE, DIT_FILES, T5_FILE, TOKENIZER_DIR, VAE_FILE,
-                                   VOCODER_FILE, check_dit)
+from duet.weights import (AUDIO_VAE_FILE, DIT_FILES, T5_FILE, TOKENIZER_DIR, VAE_FILE,
+                          VOCODER_FILE, check_dit)
 
 
 @dataclass(frozen=True)
