@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from duet.eval.sync import audio_onsets
+from duet.media.onsets import audio_onsets
 
 
 @dataclass(frozen=True)

@@ -74,14 +74,14 @@ class CurateConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CurateConfig:
-        from duet.train.config import check_keys
+        from duet.config_files import check_keys
 
         check_keys(cls, d, "curate config")
         return cls(**d)
 
     @classmethod
     def from_file(cls, path: str | Path) -> CurateConfig:
-        from duet.train.config import read_config_file
+        from duet.config_files import read_config_file
 
         return cls.from_dict(read_config_file(path, "curate config"))
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from duet.config import Preset
+from duet.config_files import apply_overrides, check_keys, read_config_file
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
 from duet.presets import get_preset
 from duet.sampling.solvers import get_solver
-from duet.train.config import (TrainConfig, _matches, apply_overrides, check_keys,
-                               read_config_file)
+from duet.train.config import TrainConfig, _matches
 from duet.train.rl.rewards import get_reward
 
 
