@@ -45,7 +45,7 @@ from duet.data.dataset import encode_texts, world_config_for
 from duet.errors import ConfigError, DuetError
 from duet.model import ModalityInput
 from duet.components import build_codecs
-from duet.pipeline import snap_size
+from duet.inputs import snap_size
 from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
