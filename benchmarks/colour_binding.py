@@ -61,19 +61,14 @@ def word_gap(model: TwinModel, x0: torch.Tensor, ball: torch.Tensor, right: torc
     return out[0], out[1]
 
 
-def context_size(codec: FrameCodec) -> tuple[int, int]:
-    """The world's frame size (the codec is size-agnostic; the world is 64 x 64)."""
-    return 64, 64
-
-
 def picture_score(model: TwinModel, codec: FrameCodec, context: torch.Tensor,
-                  captions: list[str]) -> float:
+                  captions: list[str], size: tuple[int, int]) -> float:
     """Mean ruler colour score of single pictures sampled for `captions`."""
     cond = Conditioning(context, None)
     denoise = functools.partial(guided_velocity, model, cond=cond, uncond=cond,
                                 guidance=Guidance(video_scale=1.0, audio_scale=1.0,
                                                   negative_skip_blocks=()))
-    shape = codec.latent_shape(1, *context_size(codec))
+    shape = codec.latent_shape(1, *size)
     noise = torch.randn(len(captions), *shape, generator=torch.Generator().manual_seed(0))
     latents, _ = sample(denoise, noise, None, flow_sigmas(25, 3.0, dtype=torch.float64),
                         disable=True)
@@ -115,7 +110,8 @@ def main() -> None:
         model = TwinModel.from_config(model_config(path)).eval()
         load_into(model, weights_with_ema(path), dtype=torch.float32)
         gaps = [word_gap(model, x0, ball, right, wrong, t) for t in (0.3, 0.5, 0.7)]
-        score = picture_score(model, codec, context, [c.caption for c in clips])
+        score = picture_score(model, codec, context, [c.caption for c in clips],
+                              clips[0].video.shape[1:3])
         cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in gaps)
         print(f"| {path} | {cells} | {score:.2f} |", flush=True)
 
