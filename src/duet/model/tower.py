@@ -152,15 +152,14 @@ class Tower(nn.Module):
         return self.text_embedding(padded)
 
     def text_rows(self, context: Tensor) -> Tensor | None:
-        """With `text_mask`: the key mask [B, 1, 1, text_len] of the context's rows that are
-        not all zero (the first row always kept, so an all-zero context still attends)."""
+        """With `text_mask`: the key mask [B, 1, 1, text_len] of the caption's rows, up to its
+        last row that is not all zero (the padding `embed_text` adds trails it); at least
+        one row, so an all-zero context still attends. None when nothing is masked."""
         if not self.cfg.text_mask:
             return None
-        keep = torch.zeros(context.shape[0], self.cfg.text_len, dtype=torch.bool,
-                           device=context.device)
-        keep[:, :context.shape[1]] = context.ne(0).any(-1)
-        keep[:, 0] = True
-        return keep[:, None, None, :]
+        rows = torch.arange(1, context.shape[1] + 1, device=context.device)
+        lengths = (context.ne(0).any(-1) * rows).amax(1).clamp(min=1)
+        return key_mask(lengths, self.cfg.text_len)
 
     def rope(self, grid: tuple[int, ...], device: torch.device) -> Rope:
         if self.cfg.modality == "video":
