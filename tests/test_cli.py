@@ -292,6 +292,40 @@ def test_data_build_train_generate_end_to_end(tmp_path, capsys):
     assert main(["train", str(tmp_path / "bad.json")]) == 2
 
 
+def test_a_new_frame_codec_goes_from_data_build_to_the_bundle(tmp_path):
+    """`data build --video-codec-weights` encodes with that codec; a run whose config names it
+    under codecs.video writes it into the bundle, so `generate` decodes with it."""
+    import json
+
+    import torch
+
+    from duet.codecs.frames import FrameAEConfig, FrameAutoencoder, save_frame_codec
+    from safetensors.torch import load_file
+
+    arch = FrameAEConfig(latent_channels=3, widths=(4, 4, 4, 4, 4), chroma_channels=2)
+    save_frame_codec(FrameAutoencoder(arch), torch.zeros(5), torch.ones(5), tmp_path / "c.safetensors")
+    data = tmp_path / "shards"
+    assert main(["data", "build", "-o", str(data), "--clips", "2", "--shard-size", "2", "-q",
+                 "--video-codec-weights", str(tmp_path / "c.safetensors")]) == 0
+    assert load_file(next(data.glob("*.safetensors")))["video"].shape[1] == 5
+    cfg = {"preset": "demo", "model": {"dim": 32, "ffn_dim": 64, "num_layers": 1,
+                                       "video": {"in_dim": 5, "out_dim": 5}},
+           "codecs": {"video": {"weights": str(tmp_path / "c.safetensors")}},
+           "data": [str(data)], "batch_size": 2, "steps": 2, "warmup_steps": 1,
+           "out_dir": str(tmp_path / "run"), "progress": False}
+    (tmp_path / "train.json").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "train.json"), "-q"]) == 0
+    bundle = tmp_path / "run" / "final"
+    written = json.loads((bundle / "config.json").read_text())["codecs"]["video"]
+    assert written == {"name": "frames", "weights": str(tmp_path / "c.safetensors")}
+    out = tmp_path / "chroma.mp4"
+    assert main(["generate", "a red ball bounces", "-o", str(out), "--model", str(bundle),
+                 "--steps", "1", "--duration", "0.5", "-q"]) == 0
+    assert read_mp4(out).frames.shape == (13, 64, 64, 3)
+    (tmp_path / "bad.json").write_text(json.dumps({**cfg, "codecs": {"vidoe": {}}}))
+    assert main(["train", str(tmp_path / "bad.json")]) == 2
+
+
 def test_generate_from_video_and_from_audio(tmp_path):
     from duet.data.world import make_clip
     from duet.media import write_mp4, write_wav

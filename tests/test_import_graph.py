@@ -19,6 +19,15 @@ LAYERS = [
     ("duet.ui", "duet.cli"),  # `duet ui` launches the page; the page shares duet.generate_options
     ("duet.weights", "duet.codecs"),  # codecs read their files through duet.weights
     ("duet.weights", "duet.text"),
+    ("duet.train", "duet.pipeline"),  # training and data never need the inference pipeline
+    ("duet.data", "duet.pipeline"),
+    ("duet.data", "duet.train"),  # curation shares config reading via duet.config_files
+    ("duet.data", "duet.eval"),  # onsets live in duet.media, which both use
+    ("duet.model", "duet.train"),  # the network knows nothing of how it is trained or run
+    ("duet.model", "duet.sampling"),
+    ("duet.model", "duet.pipeline"),
+    ("duet.codecs", "duet.model"),
+    ("duet.media", "duet.codecs"),
 ]
 
 

@@ -4,6 +4,8 @@ tiny CPU model, only these numbers differ."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from duet.config import (BridgeConfig, MediaConfig, Preset, SamplerConfig, TowerConfig, TwinConfig,
                          audio_rope_time_scale)
@@ -95,3 +97,17 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def codecs_with(preset: Preset, codecs: Mapping[str, Any]) -> Preset:
+    """`preset` with its codec specs overridden per kind ("video", "audio", "text"): a table
+    with a new "name" replaces that kind's spec, one without merges options into it (e.g.
+    {"video": {"weights": "frames-chroma.safetensors"}} for a newly trained frame codec)."""
+    specs = {k: dict(v) for k, v in preset.codecs.items()}
+    for kind, spec in codecs.items():
+        if kind not in ("video", "audio", "text") or not isinstance(spec, Mapping):
+            raise ConfigError(f"codecs.{kind}: expected a table under 'video', 'audio' or "
+                              f"'text', got {kind!r} = {spec!r}")
+        same = "name" not in spec or spec["name"] == specs.get(kind, {}).get("name")
+        specs[kind] = {**specs.get(kind, {}), **spec} if same else dict(spec)
+    return dataclasses.replace(preset, codecs=specs)

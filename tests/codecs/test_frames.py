@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from duet.codecs import VideoCodec, get_video_codec
-from duet.codecs.frames import FrameAEConfig, FrameAutoencoder, FrameCodec, save_frame_codec, shipped_weights
+from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opponent,
+                                save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
-from duet.train.codec import CodecTrainConfig, psnr, render_frames, train_frame_codec
+from duet.train.codec import CodecTrainConfig, config_from_args, psnr, render_frames, train_frame_codec
 
 SMALL = FrameAEConfig(latent_channels=4, widths=(4, 8, 8))  # stride 4
 
@@ -72,6 +73,35 @@ def test_training_lowers_the_loss_and_writes_a_loadable_codec(tmp_path):
     assert (z.std(dim=(0, 2, 3, 4)) - 1).abs().max() < 0.2
     with pytest.raises(ConfigError, match="not a multiple of the codec's spatial stride 4"):
         dataclasses.replace(cfg, world=WorldConfig(height=34, width=34))
+
+
+CHROMA = dataclasses.replace(SMALL, chroma_channels=2)
+
+
+def test_chroma_channels_are_cell_averaged_opponent_colour(tmp_path):
+    torch.manual_seed(0)
+    net = FrameAutoencoder(CHROMA)
+    x = torch.rand(3, 3, 16, 8) * 2 - 1
+    z = net.encode(x)
+    assert z.shape == (3, 6, 4, 2) and net.decode(z).shape == x.shape
+    planes = opponent(x)
+    torch.testing.assert_close(planes.square().sum(1), x.square().sum(1))  # orthonormal
+    rg = (x[:, 0] - x[:, 1]) / 2 ** 0.5
+    torch.testing.assert_close(z[:, 4], rg.unfold(1, 4, 4).unfold(2, 4, 4).mean((-1, -2)))
+    # the learned channels see luma only: a hue change at equal luma leaves them unchanged
+    hue = x + torch.tensor([0.2, -0.2, 0.0])[None, :, None, None]
+    z2 = net.encode(hue)
+    torch.testing.assert_close(z2[:, :4], z[:, :4])
+    assert (z2[:, 4] - z[:, 4]).abs().min() > 0.2
+    # the file records the option, the codec hands the tower learned + chroma channels
+    save_frame_codec(net, torch.zeros(6), torch.ones(6), tmp_path / "c.safetensors")
+    codec = FrameCodec(str(tmp_path / "c.safetensors"))
+    assert codec.latent_channels == 6 and codec.latent_shape(2, 16, 8) == (6, 2, 4, 2)
+    torch.testing.assert_close(codec.encode(x.permute(1, 0, 2, 3)[None])[0].permute(1, 0, 2, 3), z)
+    with pytest.raises(ConfigError, match="chroma_channels must be 0"):
+        FrameAEConfig(chroma_channels=3)
+    cfg = config_from_args("x.safetensors", chroma_channels=2, latent_channels=8, steps=5)
+    assert cfg.arch.channels == 10 and cfg.steps == 5 and cfg.arch.widths == FrameAEConfig().widths
 
 
 @pytest.mark.skipif(shipped_weights() is None, reason="no trained frame codec in this checkout")

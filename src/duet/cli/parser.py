@@ -114,6 +114,9 @@ def _data(sub: Sub) -> None:
     db = dsub.add_parser("build", help="synthetic-world clips -> latent shards for a preset")
     db.add_argument("-o", "--output", required=True, help="shard directory")
     db.add_argument("--preset", default="demo", help="preset whose codecs and text encoder to use")
+    db.add_argument("--video-codec-weights", metavar="FILE",
+                    help="frame codec file to encode with instead of the preset's (`duet codec "
+                         "train`); train on the shards with codecs.video.weights set to it")
     db.add_argument("--clips", type=int, default=1024)
     db.add_argument("--start-seed", type=int, default=0)
     db.add_argument("--shard-size", type=int, default=256)
@@ -148,6 +151,9 @@ def _codec(sub: Sub) -> None:
     kt.add_argument("--latent-noise", type=float,
                     help="Gaussian noise on the latents while training, in units of each "
                          "channel's std (0.1)")
+    kt.add_argument("--latent-channels", type=int, help="learned latent channels (16)")
+    kt.add_argument("--chroma-channels", type=int, choices=(0, 2),
+                    help="2: add cell-averaged opponent-colour channels and encode luma only (0)")
     kt.add_argument("--seed", type=int)
     kt.add_argument("-q", "--quiet", action="store_true")
     kt.set_defaults(func=training.codec_train)

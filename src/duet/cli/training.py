@@ -26,10 +26,12 @@ def rl(args: argparse.Namespace) -> int:
 
 def data_build(args: argparse.Namespace) -> int:
     """Synthetic-world clips -> latent shards for a preset's codecs and text encoder."""
-    from duet.presets import get_preset
+    from duet.presets import codecs_with, get_preset
     from duet.data.dataset import build_shards, world_config_for
 
     preset = get_preset(args.preset)
+    if args.video_codec_weights:
+        preset = codecs_with(preset, {"video": {"weights": args.video_codec_weights}})
     overrides = {k: tuple(v.split(",")) for k, v in (("kinds", args.kinds), ("materials", args.materials)) if v}
     seeds = range(args.start_seed, args.start_seed + args.clips)
     paths = build_shards(args.output, preset, seeds, shard_size=args.shard_size,
@@ -62,7 +64,8 @@ def codec_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise,
-                           seed=args.seed)
+                           seed=args.seed, latent_channels=args.latent_channels,
+                           chroma_channels=args.chroma_channels)
     r = train_frame_codec(cfg, progress=not args.quiet)
     print(f"wrote {args.output}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, held-out PSNR "
           f"{r['heldout_psnr_db']:.2f} dB, {r['params'] / 1e6:.2f}M parameters, {r['wall_s']:.0f} s")

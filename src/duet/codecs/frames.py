@@ -16,6 +16,16 @@ Latents are standardised per channel with statistics measured on training frames
 with the weights, like Wan's `latents_mean/std`), so the flow-matching noise has the scale
 of the data. The file is one safetensors: the module's weights, `latent_mean`,
 `latent_std`, and the architecture as JSON in the metadata; `duet.train.codec` writes it.
+
+Chroma channels (`FrameAEConfig.chroma_channels=2`): the learned encoder then sees only the
+luma plane, and the latent gets two more channels that are not learned: the frame's two
+opponent-colour planes averaged over each stride x stride cell (JPEG's chroma subsampling,
+16x). Why: in a latent learned from RGB, a ball's colour is entangled with where it sits in
+its cell (colour means 0.3-1.5 apart against a within-colour spread of 3.6), so a video
+tower learns the caption's colour word only after thousands of steps. A cell-averaged
+chroma plane names the colour by its direction whatever the position, and the luma-only
+encoder cannot hide colour elsewhere, so the decoder must take the hue from those two
+channels: a tower that gets them right draws the right colour (docs/default-model.md).
 """
 
 from __future__ import annotations
@@ -44,17 +54,37 @@ class FrameAEConfig:
     """Architecture: `len(widths) - 1` stride-2 stages, so the spatial stride is
     2 ** (len(widths) - 1); `widths[0]` is the full-resolution width."""
 
-    latent_channels: int = 16
+    latent_channels: int = 16  # learned channels
     widths: tuple[int, ...] = (16, 32, 64, 96, 128)
+    chroma_channels: int = 0  # 0, or 2: cell-averaged opponent colour, luma-only encoder
 
     def __post_init__(self) -> None:
         if self.latent_channels < 1 or len(self.widths) < 2 or min(self.widths) < 1:
             raise ConfigError(f"frame autoencoder needs latent_channels >= 1 and >= 2 positive "
                               f"widths, got {self.latent_channels}, {self.widths}")
+        if self.chroma_channels not in (0, 2):
+            raise ConfigError(f"chroma_channels must be 0 (colour learned from RGB) or 2 (cell-"
+                              f"averaged opponent colour), got {self.chroma_channels}")
 
     @property
     def spatial_stride(self) -> int:
         return 2 ** (len(self.widths) - 1)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the latent the codec hands the video tower: learned + chroma."""
+        return self.latent_channels + self.chroma_channels
+
+
+#: RGB -> (luma, red-green, yellow-blue): an orthonormal basis, so the three planes carry
+#: the frame's energy unchanged.
+_OPPONENT = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
+_OPPONENT = _OPPONENT / _OPPONENT.norm(dim=1, keepdim=True)
+
+
+def opponent(x: Tensor) -> Tensor:
+    """`[N, 3, H, W]` RGB -> `[N, 3, H, W]` (luma, red-green, yellow-blue)."""
+    return torch.einsum("oc,nchw->nohw", _OPPONENT.to(x), x)
 
 
 class _Res(nn.Module):
@@ -77,20 +107,24 @@ class FrameAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         w = config.widths
-        self.enc_in = nn.Conv2d(3, w[0], 3, padding=1)
+        self.enc_in = nn.Conv2d(1 if config.chroma_channels else 3, w[0], 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in zip(w, w[1:]))
         self.enc_res = nn.ModuleList(_Res(b) for b in w[1:])
         self.enc_out = nn.Conv2d(w[-1], config.latent_channels, 1)
-        self.dec_in = nn.Conv2d(config.latent_channels, w[-1], 3, padding=1)
+        self.dec_in = nn.Conv2d(config.channels, w[-1], 3, padding=1)
         self.dec_res = nn.ModuleList(_Res(b) for b in reversed(w[1:]))
         self.up = nn.ModuleList(nn.Conv2d(b, a, 3, padding=1) for a, b in reversed(list(zip(w, w[1:]))))
         self.dec_out = nn.Conv2d(w[0], 3, 3, padding=1)
 
     def encode(self, x: Tensor) -> Tensor:
+        if self.config.chroma_channels:
+            planes = opponent(x)
+            x, chroma = planes[:, :1], F.avg_pool2d(planes[:, 1:], self.config.spatial_stride)
         h = self.enc_in(x)
         for down, res in zip(self.down, self.enc_res):
             h = res(down(F.silu(h)))
-        return self.enc_out(F.silu(h))
+        z = self.enc_out(F.silu(h))
+        return torch.cat([z, chroma], dim=1) if self.config.chroma_channels else z
 
     def decode(self, z: Tensor) -> Tensor:
         h = self.dec_in(z)
@@ -109,24 +143,37 @@ def save_frame_codec(model: FrameAutoencoder, mean: Tensor, std: Tensor, path: s
     save_weights(tensors, path, metadata={"duet_frame_codec": json.dumps(dataclasses.asdict(model.config))})
 
 
-def shipped_weights() -> Path | None:
-    """The frame codec inside the package, or None in a checkout where it is not trained yet."""
-    path = Path(str(resources.files("duet") / "assets" / "codecs" / SHIPPED))
+def shipped_weights(name: str = SHIPPED) -> Path | None:
+    """The frame codec file `name` inside the package, or None where it is not there (a
+    checkout in which it is not trained yet)."""
+    path = Path(str(resources.files("duet") / "assets" / "codecs" / name))
     return path if path.is_file() else None
+
+
+def _resolve(weights: str | None) -> Path:
+    """A file path, or the bare name of a codec shipped in the package (what a shipped
+    bundle's config names, since it cannot know where the package is installed)."""
+    if weights is None:
+        path = shipped_weights()
+        if path is None:
+            raise ConfigError(
+                "the frame codec has no shipped weights in this installation; train one with "
+                "`duet codec train -o frames.safetensors` and pass codecs.video.weights")
+        return path
+    path = Path(weights)
+    if not path.is_file() and path.name == weights:
+        return shipped_weights(weights) or path
+    return path
 
 
 class FrameCodec:
     """VideoCodec over a trained `FrameAutoencoder`; see the module docstring.
 
-    `weights`: a file written by `save_frame_codec` (`duet codec train`); None = the codec
-    shipped in the package."""
+    `weights`: a file written by `save_frame_codec` (`duet codec train`), or the name of one
+    shipped in the package's assets/codecs; None = the shipped default."""
 
     def __init__(self, weights: str | None = None) -> None:
-        path = Path(weights) if weights is not None else shipped_weights()
-        if path is None:
-            raise ConfigError(
-                "the frame codec has no shipped weights in this installation; train one with "
-                "`duet codec train -o frames.safetensors` and pass codecs.video.weights")
+        path = _resolve(weights)
         self.weights = str(path)
         config, tensors = _read(path)
         self.mean = tensors.pop("latent_mean")
@@ -138,7 +185,7 @@ class FrameCodec:
             raise ConfigError(f"frame codec weights {path} do not match their own architecture "
                               f"{config}: {str(e).splitlines()[0]}") from None
         s = config.spatial_stride
-        self.latent_channels: int = config.latent_channels
+        self.latent_channels: int = config.channels
         self.stride: tuple[int, int, int] = (1, s, s)
 
     def __repr__(self) -> str:
@@ -197,4 +244,5 @@ def _read(path: Path) -> tuple[FrameAEConfig, dict[str, Tensor]]:
                           "latent statistics); write one with `duet codec train`")
     cfg = json.loads(meta["duet_frame_codec"])
     return FrameAEConfig(latent_channels=int(cfg["latent_channels"]),
-                         widths=tuple(int(w) for w in cfg["widths"])), tensors
+                         widths=tuple(int(w) for w in cfg["widths"]),
+                         chroma_channels=int(cfg.get("chroma_channels", 0))), tensors

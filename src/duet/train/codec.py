@@ -131,10 +131,15 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
 
 
 def config_from_args(out: str | Path, **overrides: object) -> CodecTrainConfig:
-    """A config from CLI-style overrides (None = default)."""
+    """A config from CLI-style overrides (None = default); `FrameAEConfig` fields among
+    them set the architecture."""
     known = {f.name for f in dataclasses.fields(CodecTrainConfig)}
+    arch_keys = {f.name for f in dataclasses.fields(FrameAEConfig)}
     kwargs = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(kwargs) - known)
+    unknown = sorted(set(kwargs) - known - arch_keys)
     if unknown:
         raise ConfigError(f"unknown codec training options {unknown}")
+    arch = {k: kwargs.pop(k) for k in list(kwargs) if k in arch_keys}
+    if arch:
+        kwargs["arch"] = dataclasses.replace(FrameAEConfig(), **arch)
     return CodecTrainConfig(out=str(out), **kwargs)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from duet.config_files import apply_overrides, check_keys, read_config_file
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.model.alignment import check_alignment
-from duet.presets import get_preset
+from duet.presets import codecs_with, get_preset
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
@@ -38,6 +38,9 @@ class TrainConfig:
     preset: str = "tiny"  # base preset: its model shape, media rates and codecs go in the bundle
     # TowerConfig overrides: top-level keys apply to both towers, "video"/"audio" sub-dicts to one
     model: dict[str, Any] = field(default_factory=dict)
+    # codec spec overrides per kind, written into the bundle (presets.codecs_with), e.g.
+    # {"video": {"weights": FILE}} for data built with `duet data build --video-codec-weights`
+    codecs: dict[str, Any] = field(default_factory=dict)
     # bundle directory with starting weights (strictly loaded), or {"video": dir, "audio": dir}
     # to take each tower from its own bundle (Ovi: video from Wan, audio from its stage 1)
     init_from: str | dict[str, str] | None = None
@@ -202,7 +205,7 @@ class TrainConfig:
         return self.get_stage().betas if self.betas is None else self.betas
 
     def base_preset(self) -> Preset:
-        return get_preset(self.preset)
+        return codecs_with(get_preset(self.preset), self.codecs)
 
     def twin(self) -> TwinConfig:
         """The model this run trains: the base preset's with the `model` overrides."""
