@@ -12,7 +12,8 @@ from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opp
                                 save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
-from duet.train.codec import CodecTrainConfig, config_from_args, psnr, render_frames, train_frame_codec
+from duet.train.codec import (CodecTrainConfig, config_from_args, psnr, reconstruction_loss,
+                              render_frames, train_frame_codec)
 
 SMALL = FrameAEConfig(latent_channels=4, widths=(4, 8, 8))  # stride 4
 
@@ -102,6 +103,29 @@ def test_chroma_channels_are_cell_averaged_opponent_colour(tmp_path):
         FrameAEConfig(chroma_channels=3)
     cfg = config_from_args("x.safetensors", chroma_channels=2, latent_channels=8, steps=5)
     assert cfg.arch.channels == 10 and cfg.steps == 5 and cfg.arch.widths == FrameAEConfig().widths
+
+
+def test_chroma_weight_scales_the_colour_error_only():
+    class Shift(torch.nn.Module):  # a "codec" whose output is its input plus a fixed error
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z + self.error
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    grey = torch.full((1, 3, 1, 1), 0.1)  # a luma error
+    hue = torch.tensor([0.1, -0.1, 0.0]).reshape(1, 3, 1, 1)  # a red-green error
+    w = 1.0 + 8.0 * (x - torch.nn.functional.avg_pool2d(x, 9, 1, 4, count_include_pad=False)).abs().sum(1, keepdim=True)
+    plain = reconstruction_loss(Shift(hue), x, 0.0, 8.0)
+    torch.testing.assert_close(plain, (hue.square() * w).mean())  # RGB MSE
+    torch.testing.assert_close(reconstruction_loss(Shift(hue), x, 0.0, 8.0, chroma_weight=4.0), 4 * plain)
+    torch.testing.assert_close(reconstruction_loss(Shift(grey), x, 0.0, 8.0, chroma_weight=4.0),
+                               reconstruction_loss(Shift(grey), x, 0.0, 8.0))
 
 
 @pytest.mark.skipif(shipped_weights() is None, reason="no trained frame codec in this checkout")

@@ -151,6 +151,8 @@ def _codec(sub: Sub) -> None:
     kt.add_argument("--latent-noise", type=float,
                     help="Gaussian noise on the latents while training, in units of each "
                          "channel's std (0.1)")
+    kt.add_argument("--chroma-weight", type=float,
+                    help="weight of the colour error against the luma error (1: plain RGB MSE)")
     kt.add_argument("--latent-channels", type=int, help="learned latent channels (16)")
     kt.add_argument("--chroma-channels", type=int, choices=(0, 2),
                     help="2: add cell-averaged opponent-colour channels and encode luma only (0)")

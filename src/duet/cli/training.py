@@ -64,7 +64,8 @@ def codec_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise,
-                           seed=args.seed, latent_channels=args.latent_channels,
+                           seed=args.seed, chroma_weight=args.chroma_weight,
+                           latent_channels=args.latent_channels,
                            chroma_channels=args.chroma_channels)
     r = train_frame_codec(cfg, progress=not args.quiet)
     print(f"wrote {args.output}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, held-out PSNR "

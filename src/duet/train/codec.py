@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from duet.codecs.frames import FrameAEConfig, FrameAutoencoder, save_frame_codec
+from duet.codecs.frames import FrameAEConfig, FrameAutoencoder, opponent, save_frame_codec
 from duet.data.world import HELDOUT_SEED_START, WorldConfig, iter_clips
 from duet.errors import ConfigError
 
@@ -41,6 +41,7 @@ class CodecTrainConfig:
     warmup_steps: int = 50
     latent_noise: float = 0.1
     detail_weight: float = 8.0
+    chroma_weight: float = 1.0  # weight of the colour planes' error against luma's (opponent space)
     heldout_clips: int = 16
     seed: int = 0
     arch: FrameAEConfig = field(default_factory=FrameAEConfig)
@@ -50,8 +51,10 @@ class CodecTrainConfig:
         for name in ("clips", "steps", "batch_size", "heldout_clips"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"codec training {name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or self.latent_noise < 0 or self.detail_weight < 0:
-            raise ConfigError("codec training needs lr > 0, latent_noise >= 0, detail_weight >= 0")
+        if (not self.lr > 0 or self.latent_noise < 0 or self.detail_weight < 0
+                or self.chroma_weight < 0):
+            raise ConfigError("codec training needs lr > 0, latent_noise >= 0, detail_weight >= 0, "
+                              "chroma_weight >= 0")
         s = self.arch.spatial_stride
         if self.world.height % s or self.world.width % s:
             raise ConfigError(f"world frames {self.world.height}x{self.world.width} are not a "
@@ -73,12 +76,16 @@ def _detail(x: Tensor) -> Tensor:
 
 
 def reconstruction_loss(net: FrameAutoencoder, x: Tensor, latent_noise: float,
-                        detail_weight: float) -> Tensor:
+                        detail_weight: float, chroma_weight: float = 1.0) -> Tensor:
+    """Squared error in opponent colour space (the same as RGB's at chroma_weight 1, the
+    basis being orthonormal), weighted toward detail; chroma_weight > 1 makes a wrong hue
+    on a small ball cost what its few pixels would not."""
     z = net.encode(x)
     if latent_noise:
         z = z + latent_noise * z.detach().std(dim=(0, 2, 3), keepdim=True) * torch.randn_like(z)
     w = 1.0 + detail_weight * _detail(x)
-    return ((net.decode(z) - x).square() * w).mean()
+    planes = torch.tensor([1.0, chroma_weight, chroma_weight], device=x.device)[:, None, None]
+    return (opponent(net.decode(z) - x).square() * planes * w).mean()
 
 
 @torch.no_grad()
@@ -111,7 +118,8 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
     first = last = float("nan")
     for step in bar:
         idx = torch.randint(len(frames), (cfg.batch_size,), generator=gen)
-        loss = reconstruction_loss(net, _to_float(frames[idx]), cfg.latent_noise, cfg.detail_weight)
+        loss = reconstruction_loss(net, _to_float(frames[idx]), cfg.latent_noise, cfg.detail_weight,
+                                   cfg.chroma_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
