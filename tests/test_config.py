@@ -70,3 +70,21 @@ def test_a_bad_bundle_config_names_the_file(official, tmp_path):
          "model": {"video": {**official["video"], "window_size": [8, 8]}, "audio": official["audio"]}}))
     with pytest.raises(CheckpointError, match="config.json: video tower: window_size"):
         read_config(tmp_path)
+
+
+def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl():
+    from duet.presets import codecs_with
+    from duet.train.config import TrainConfig
+    from duet.train.rl.config import RLConfig
+
+    demo = get_preset("demo")
+    merged = codecs_with(demo, {"video": {"weights": "chroma.safetensors"}})
+    assert merged.codecs["video"] == {"name": "frames", "weights": "chroma.safetensors"}
+    assert merged.codecs["audio"] == demo.codecs["audio"] and "weights" not in demo.codecs["video"]
+    assert codecs_with(demo, {"video": {"name": "pixels", "stride": [1, 16, 16]}}).codecs["video"] == {
+        "name": "pixels", "stride": [1, 16, 16]}  # a new name starts a fresh spec
+    with pytest.raises(ConfigError, match="codecs.vidoe: expected a table"):
+        codecs_with(demo, {"vidoe": {}})
+    spec = {"video": {"weights": "chroma.safetensors"}}
+    assert TrainConfig(preset="demo", codecs=spec).bundle_preset().codecs == merged.codecs
+    assert RLConfig(preset="demo", codecs=spec).train_config().bundle_preset().codecs == merged.codecs

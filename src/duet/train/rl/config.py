@@ -20,7 +20,7 @@ from duet.config import Preset
 from duet.config_files import apply_overrides, check_keys, read_config_file
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
-from duet.presets import get_preset
+from duet.presets import codecs_with, get_preset
 from duet.sampling.solvers import get_solver
 from duet.train.config import TrainConfig, _matches
 from duet.train.rl.rewards import get_reward
@@ -33,6 +33,7 @@ class RLConfig:
     # model (as in TrainConfig)
     preset: str = "demo"
     model: dict[str, Any] = field(default_factory=dict)  # TowerConfig overrides
+    codecs: dict[str, Any] = field(default_factory=dict)  # codec spec overrides (as in TrainConfig)
     init_from: str | None = None  # bundle directory to fine-tune (None: seeded random init)
     stage: str = "full"  # which parameters train (duet.train.stages)
     freeze: tuple[str, ...] = ()
@@ -168,15 +169,15 @@ class RLConfig:
         return self.prompts_per_step * self.group_size
 
     def base_preset(self) -> Preset:
-        return get_preset(self.preset)
+        return codecs_with(get_preset(self.preset), self.codecs)
 
     def train_config(self) -> TrainConfig:
         """The trainer's view of this run: model, optimizer, parallelism and output keys.
         Its EMA slot carries the old policy (decay set per step), its LR is constant after
         warmup; `TrainConfig` checks every value and names the key."""
         return TrainConfig(
-            preset=self.preset, model=self.model, init_from=self.init_from, stage=self.stage,
-            freeze=self.freeze, lora=self.lora, batch_size=self.batch_size, steps=self.steps,
+            preset=self.preset, model=self.model, codecs=self.codecs, init_from=self.init_from,
+            stage=self.stage, freeze=self.freeze, lora=self.lora, batch_size=self.batch_size, steps=self.steps,
             lr=self.lr, min_lr=self.lr, warmup_steps=self.warmup_steps, betas=self.betas,
             eps=self.eps, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             ema_decay=0.0, bf16=self.bf16, gradient_checkpointing=self.gradient_checkpointing,
