@@ -294,7 +294,7 @@ def test_data_build_train_generate_end_to_end(tmp_path, capsys):
 
 def test_a_new_frame_codec_goes_from_data_build_to_the_bundle(tmp_path):
     """`data build --video-codec-weights` encodes with that codec; a run whose config names it
-    under codecs.video writes it into the bundle, so `generate` decodes with it."""
+    under codecs.video copies it into the bundle, so `generate` decodes with it."""
     import json
 
     import torch
@@ -317,13 +317,16 @@ def test_a_new_frame_codec_goes_from_data_build_to_the_bundle(tmp_path):
     assert main(["train", str(tmp_path / "train.json"), "-q"]) == 0
     bundle = tmp_path / "run" / "final"
     written = json.loads((bundle / "config.json").read_text())["codecs"]["video"]
-    assert written == {"name": "frames", "weights": str(tmp_path / "c.safetensors")}
+    assert written == {"name": "frames", "weights": "video_codec/c.safetensors"}
+    (tmp_path / "c.safetensors").unlink()  # the bundle carries its own copy
     out = tmp_path / "chroma.mp4"
     assert main(["generate", "a red ball bounces", "-o", str(out), "--model", str(bundle),
                  "--steps", "1", "--duration", "0.5", "-q"]) == 0
     assert read_mp4(out).frames.shape == (13, 64, 64, 3)
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "codecs": {"vidoe": {}}}))
     assert main(["train", str(tmp_path / "bad.json")]) == 2
+    (tmp_path / "bad.json").write_text(json.dumps({**cfg, "out_dir": str(tmp_path / "run2")}))
+    assert main(["train", str(tmp_path / "bad.json")]) == 2  # the codec file is gone
 
 
 def test_generate_from_video_and_from_audio(tmp_path):

@@ -72,7 +72,7 @@ def test_a_bad_bundle_config_names_the_file(official, tmp_path):
         read_config(tmp_path)
 
 
-def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl():
+def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl(tmp_path):
     from duet.presets import codecs_with
     from duet.train.config import TrainConfig
     from duet.train.rl.config import RLConfig
@@ -85,6 +85,10 @@ def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl():
         "name": "pixels", "stride": [1, 16, 16]}  # a new name starts a fresh spec
     with pytest.raises(ConfigError, match="codecs.vidoe: expected a table"):
         codecs_with(demo, {"vidoe": {}})
-    spec = {"video": {"weights": "chroma.safetensors"}}
+    spec = {"video": {"weights": str(tmp_path / "chroma.safetensors")}}
+    with pytest.raises(ConfigError, match="codecs.video.weights = .* does not exist"):
+        TrainConfig(preset="demo", codecs=spec)
+    (tmp_path / "chroma.safetensors").write_bytes(b"")
+    merged = codecs_with(demo, spec)
     assert TrainConfig(preset="demo", codecs=spec).bundle_preset().codecs == merged.codecs
     assert RLConfig(preset="demo", codecs=spec).train_config().bundle_preset().codecs == merged.codecs

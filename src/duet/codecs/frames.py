@@ -143,37 +143,24 @@ def save_frame_codec(model: FrameAutoencoder, mean: Tensor, std: Tensor, path: s
     save_weights(tensors, path, metadata={"duet_frame_codec": json.dumps(dataclasses.asdict(model.config))})
 
 
-def shipped_weights(name: str = SHIPPED) -> Path | None:
-    """The frame codec file `name` inside the package, or None where it is not there (a
-    checkout in which it is not trained yet)."""
-    path = Path(str(resources.files("duet") / "assets" / "codecs" / name))
+def shipped_weights() -> Path | None:
+    """The frame codec inside the package, or None in a checkout where it is not trained yet."""
+    path = Path(str(resources.files("duet") / "assets" / "codecs" / SHIPPED))
     return path if path.is_file() else None
-
-
-def _resolve(weights: str | None) -> Path:
-    """A file path, or the bare name of a codec shipped in the package (what a shipped
-    bundle's config names, since it cannot know where the package is installed)."""
-    if weights is None:
-        path = shipped_weights()
-        if path is None:
-            raise ConfigError(
-                "the frame codec has no shipped weights in this installation; train one with "
-                "`duet codec train -o frames.safetensors` and pass codecs.video.weights")
-        return path
-    path = Path(weights)
-    if not path.is_file() and path.name == weights:
-        return shipped_weights(weights) or path
-    return path
 
 
 class FrameCodec:
     """VideoCodec over a trained `FrameAutoencoder`; see the module docstring.
 
-    `weights`: a file written by `save_frame_codec` (`duet codec train`), or the name of one
-    shipped in the package's assets/codecs; None = the shipped default."""
+    `weights`: a file written by `save_frame_codec` (`duet codec train`); None = the codec
+    shipped in the package."""
 
     def __init__(self, weights: str | None = None) -> None:
-        path = _resolve(weights)
+        path = Path(weights) if weights is not None else shipped_weights()
+        if path is None:
+            raise ConfigError(
+                "the frame codec has no shipped weights in this installation; train one with "
+                "`duet codec train -o frames.safetensors` and pass codecs.video.weights")
         self.weights = str(path)
         config, tensors = _read(path)
         self.mean = tensors.pop("latent_mean")

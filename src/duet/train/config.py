@@ -26,6 +26,7 @@ from duet.presets import codecs_with, get_preset
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
+from duet.weights import PATH_OPTIONS
 
 if typing.TYPE_CHECKING:
     from duet.train.data import LatentDataset
@@ -103,6 +104,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _check_codec_files(self.codecs)
         positive = ("batch_size", "grad_accum", "steps", "checkpoint_every", "keep_checkpoints",
                     "log_every")
         for key in positive:
@@ -259,6 +261,16 @@ def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
         if ctx[0] > tower.text_len:
             raise ConfigError(f"data: {m}_context has {ctx[0]} tokens, more than model.text_len "
                               f"{tower.text_len}")
+
+
+def _check_codec_files(codecs: dict[str, Any]) -> None:
+    """A file a run's `codecs` names is copied into every bundle: it must exist before any
+    step is spent, not only at the export."""
+    for kind, spec in codecs.items():
+        for key, value in (spec.items() if isinstance(spec, dict) else ()):
+            if key in PATH_OPTIONS and isinstance(value, str) and not Path(value).exists():
+                raise ConfigError(f"codecs.{kind}.{key} = {value!r} does not exist; point it at "
+                                  "the trained file (e.g. from `duet codec train`)")
 
 
 def _check_types(cfg: TrainConfig) -> None:

@@ -19,7 +19,7 @@ from duet.train.config import TrainConfig
 from duet.train.parallel import (Runtime, full_tensor, load_model_state, load_optimizer_state,
                                  model_state, optimizer_state)
 from duet.train.setup import Ema
-from duet.weights import BUNDLE_WEIGHTS, save_weights, write_config
+from duet.weights import BUNDLE_WEIGHTS, bundle_codec_files, save_weights, write_config
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def export_bundle(directory: Path, cfg: TrainConfig, rt: Runtime, model: nn.Modu
         save_weights(weights, directory / BUNDLE_WEIGHTS)
         note = (f"trained with duet.train: stage {cfg.stage}, {step} steps, EMA decay "
                 f"{cfg.ema_decay}, {cfg.export_dtype}")
-        write_config(directory, cfg.bundle_preset(), {"random_init": False, "note": note})
+        preset = bundle_codec_files(cfg.bundle_preset(), directory, cfg.codecs)
+        write_config(directory, preset, {"random_init": False, "note": note})
         log.info("exported %s", directory)
     rt.barrier()
     return directory

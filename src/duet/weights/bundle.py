@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from duet.atomic import atomic_write
@@ -62,6 +63,28 @@ def resolve_codec_paths(preset: Preset, directory: str | os.PathLike) -> Preset:
     codecs = {kind: {k: str(base / v) if k in PATH_OPTIONS and isinstance(v, str)
                      and not Path(v).is_absolute() else v for k, v in opts.items()}
               for kind, opts in preset.codecs.items()}
+    return dataclasses.replace(preset, codecs=codecs)
+
+
+def bundle_codec_files(preset: Preset, directory: str | os.PathLike,
+                       options: Mapping[str, Mapping[str, Any]]) -> Preset:
+    """`preset` with the codec files that `options` name (a run's `codecs` overrides)
+    linked or copied into the bundle at `directory`, under `<kind>_codec/`, and named
+    relative to it (what `resolve_codec_paths` reads back), so the bundle is self-contained."""
+    base = Path(directory)
+    codecs = {kind: dict(spec) for kind, spec in preset.codecs.items()}
+    for kind, given in options.items():
+        for key, value in given.items():
+            if key not in PATH_OPTIONS or not isinstance(value, str):
+                continue
+            src = Path(value)
+            if not src.exists():
+                raise CheckpointError(f"codecs.{kind}.{key} = {value!r} does not exist; the "
+                                      "bundle cannot carry it. Point it at the trained file")
+            rel = f"{kind}_codec/{src.name}"
+            if not (base / rel).exists() or not (base / rel).samefile(src):
+                _link_or_copy(src, base / rel)
+            codecs[kind][key] = rel
     return dataclasses.replace(preset, codecs=codecs)
 
 
