@@ -74,7 +74,7 @@ def test_a_bad_bundle_config_names_the_file(official, tmp_path):
 
 def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl(tmp_path):
     from duet.presets import codecs_with
-    from duet.train.config import TrainConfig
+    from duet.train.config import TrainConfig, check_codec_files
     from duet.train.rl.config import RLConfig
 
     demo = get_preset("demo")
@@ -87,7 +87,7 @@ def test_codec_overrides_merge_into_the_preset_and_reach_training_and_rl(tmp_pat
         codecs_with(demo, {"vidoe": {}})
     spec = {"video": {"weights": str(tmp_path / "chroma.safetensors")}}
     with pytest.raises(ConfigError, match="codecs.video.weights = .* does not exist"):
-        TrainConfig(preset="demo", codecs=spec)
+        check_codec_files(TrainConfig(preset="demo", codecs=spec))
     (tmp_path / "chroma.safetensors").write_bytes(b"")
     merged = codecs_with(demo, spec)
     assert TrainConfig(preset="demo", codecs=spec).bundle_preset().codecs == merged.codecs

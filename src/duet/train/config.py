@@ -104,7 +104,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _check_codec_files(self.codecs)
         positive = ("batch_size", "grad_accum", "steps", "checkpoint_every", "keep_checkpoints",
                     "log_every")
         for key in positive:
@@ -263,10 +262,11 @@ def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
                               f"{tower.text_len}")
 
 
-def _check_codec_files(codecs: dict[str, Any]) -> None:
-    """A file a run's `codecs` names is copied into every bundle: it must exist before any
-    step is spent, not only at the export."""
-    for kind, spec in codecs.items():
+def check_codec_files(cfg: TrainConfig) -> None:
+    """A file the run's `codecs` names is copied into every bundle: it must exist before any
+    step is spent, not only at the export (checked at the start of a run, not when a config
+    loads, so that a recipe's configs load before its codec is trained)."""
+    for kind, spec in cfg.codecs.items():
         for key, value in (spec.items() if isinstance(spec, dict) else ()):
             if key in PATH_OPTIONS and isinstance(value, str) and not Path(value).exists():
                 raise ConfigError(f"codecs.{kind}.{key} = {value!r} does not exist; point it at "

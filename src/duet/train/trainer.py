@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from duet.errors import ConfigError, DuetError
-from duet.train.config import TrainConfig, check_batch, check_data
+from duet.train.config import TrainConfig, check_batch, check_codec_files, check_data
 from duet.train.data import BatchPlan, LatentDataset, mix_seed
 from duet.train.objectives import FlowConfig, flow_matching_loss
 from duet.train.parallel import Runtime, autocast, full_tensor, init_runtime
@@ -113,6 +113,7 @@ def _train(cfg: TrainConfig, rt: Runtime, dataset: LatentDataset | None,
            callback: Callback | None) -> Path:
     # 1. Everything that can be wrong with the config or the data fails here, before compute.
     check_batch(cfg, rt.world)
+    check_codec_files(cfg)
     if dataset is None:
         if not cfg.data:
             raise ConfigError("data is empty: list safetensors shards or directories of them")

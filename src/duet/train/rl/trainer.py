@@ -50,7 +50,7 @@ from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
 from duet.train.objectives import noisy_latent
-from duet.train.config import TrainConfig
+from duet.train.config import TrainConfig, check_codec_files
 from duet.train.parallel import Runtime, autocast, full_tensor, init_runtime
 from duet.train.plot import loss_curve_png
 from duet.train.rl.advantages import tower_advantages
@@ -105,6 +105,7 @@ def build_run(cfg: RLConfig, rt: Runtime) -> Run:
         raise ConfigError(f"prompts_per_step x group_size = {cfg.batch_size} samples per step do "
                           f"not split over {rt.world} ranks; pick a multiple of {rt.world}")
     tc = cfg.train_config()
+    check_codec_files(tc)
     preset = tc.bundle_preset()
     twin, media, sc = preset.model, preset.media, preset.sampler
     video_codec, audio_codec, text = build_codecs(preset)
