@@ -213,3 +213,24 @@ def test_x0_weighting_is_the_x0_error_of_a_velocity_prediction():
     assert plain > total  # t < 1: the plain loss weights the same error by 1/t² more
     with pytest.raises(ConfigError, match="loss_weighting"):
         FlowConfig(loss_weighting="snr")
+
+
+def test_video_channel_weights_weight_each_channels_error():
+    b = _clips(n=2, frames=3)
+    channels = b.video.shape[1]
+
+    class Guess(torch.nn.Module):
+        def forward(self, video, audio):
+            seen["xt"], seen["t"] = video.latent, video.timestep / 1000
+            return torch.ones_like(video.latent), None
+
+    seen = {}
+    weights = tuple(float(c) for c in range(channels))
+    cfg = FlowConfig(video_weight=1.0, audio_weight=0.0, loss_weighting="x0",
+                     video_channel_weights=weights)
+    total, _ = flow_matching_loss(Guess(), b, [_gen(i) for i in range(2)], cfg)
+    x0_hat = seen["xt"] - seen["t"].view(-1, 1, 1, 1, 1)
+    per_channel = (x0_hat - b.video).pow(2).mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(total, (per_channel * torch.tensor(weights)).mean())
+    with pytest.raises(ConfigError, match="video_channel_weights must be non-empty and >= 0"):
+        FlowConfig(video_channel_weights=(1.0, -1.0))

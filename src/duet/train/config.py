@@ -85,6 +85,7 @@ class TrainConfig:
     video_frames: int | None = None
     per_frame_t: bool = False
     loss_weighting: str = "velocity"  # velocity | x0 (see duet.train.objectives.FlowConfig)
+    video_channel_weights: tuple[float, ...] | None = None  # loss weight per video latent channel
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -190,7 +191,7 @@ class TrainConfig:
             shift=self.time_shift, independent_t=self.independent_t,
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
-            loss_weighting=self.loss_weighting,
+            loss_weighting=self.loss_weighting, video_channel_weights=self.video_channel_weights,
             video_patch=self.twin().video.patch_size)
 
     @property
@@ -245,6 +246,10 @@ def check_data(cfg: TrainConfig, dataset: LatentDataset) -> None:
                 raise ConfigError(
                     f"data: video latents (H, W) = {shape[2:]} are not divisible by "
                     f"model.patch_size {tower.patch_size[1:]}")
+            weights = cfg.video_channel_weights
+            if weights is not None and len(weights) != tower.out_dim:
+                raise ConfigError(f"video_channel_weights has {len(weights)} entries; the video "
+                                  f"tower predicts {tower.out_dim} channels")
             want = f"[C={tower.in_dim}, F, H, W]"
         else:
             ok = len(shape) == 2 and shape[1] == tower.in_dim

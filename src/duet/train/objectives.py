@@ -62,6 +62,9 @@ class FlowConfig:
     # items dominate; "x0": weight each element by t², the x0 error with the same weight at
     # every t, so the noisy times that decide a picture's layout and its caption count as much
     loss_weighting: str = "velocity"
+    # a weight per video latent channel (None: all 1), e.g. to make the frame codec's two
+    # colour channels count more than their 2-in-18 share of the loss
+    video_channel_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -84,6 +87,10 @@ class FlowConfig:
         if self.video_frames is not None and self.video_frames < 1:
             raise ConfigError(f"video_frames must be >= 1 (or null for whole clips), got "
                               f"{self.video_frames}")
+        if self.video_channel_weights is not None and (
+                not self.video_channel_weights or min(self.video_channel_weights) < 0):
+            raise ConfigError(f"video_channel_weights must be non-empty and >= 0, got "
+                              f"{self.video_channel_weights}")
         if self.per_frame_t and self.video_patch[0] != 1:
             raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
                               f"{self.video_patch[0]}")
@@ -239,13 +246,18 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None =
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
 
 
-def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig) -> Tensor | None:
-    """Per-element weight of the velocity error: None (plain), or t² (x0 weighting)."""
-    if cfg.loss_weighting == "velocity":
-        return None
-    tt = t.to(pred.device)
-    tt = tt[:, None, :, None, None] if tt.dim() == 2 else tt.view(-1, *[1] * (pred.dim() - 1))
-    return tt.float().square()
+def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig, name: str) -> Tensor | None:
+    """Per-element weight of the velocity error: None (plain), or t² (x0 weighting), times
+    the video's per-channel weights."""
+    weight = None
+    if cfg.loss_weighting == "x0":
+        tt = t.to(pred.device)
+        tt = tt[:, None, :, None, None] if tt.dim() == 2 else tt.view(-1, *[1] * (pred.dim() - 1))
+        weight = tt.float().square()
+    if name == "video" and cfg.video_channel_weights is not None:
+        channels = torch.tensor(cfg.video_channel_weights, device=pred.device).view(1, -1, 1, 1, 1)
+        weight = channels if weight is None else weight * channels
+    return weight
 
 
 def _token_t(t: Tensor, x0: Tensor, cfg: FlowConfig) -> Tensor:
@@ -285,7 +297,7 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
     losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
-                         _loss_weight(times[name], pred, cfg))
+                         _loss_weight(times[name], pred, cfg, name))
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
