@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from video_quality import model_config, weights_with_ema
+from video_quality import frame_codec, model_config, weights_with_ema
 
 from duet.codecs.frames import FrameCodec
 from duet.components import build_text_encoder
@@ -85,10 +85,11 @@ def main() -> None:
     p.add_argument("weights", nargs="+", type=Path)
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--codec", default=None,
-                   help="frame codec weights the models' latents use (default: the shipped codec)")
+                   help="frame codec weights the models' latents use (default: the one the "
+                        "first WEIGHTS bundle names, else the shipped codec)")
     args = p.parse_args()
     preset = get_preset("demo")
-    codec = FrameCodec(args.codec)
+    codec = frame_codec(args.weights[0], args.codec)
     text = build_text_encoder(preset)
     clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce") for i in range(args.clips)]
     single = [c for c in clips if " and a " not in c.caption]

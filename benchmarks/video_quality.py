@@ -42,7 +42,7 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.train import checkpoint
 from duet.train.config import TrainConfig
-from duet.weights import load_into, load_weights, read_config
+from duet.weights import load_into, load_weights, read_config, resolve_codec_paths
 
 
 def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
@@ -52,6 +52,16 @@ def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
     if (path / "ema.safetensors").is_file() or checkpoint.is_sharded(path):
         return checkpoint.read_weights(path, "model") | checkpoint.read_weights(path, "ema")
     return checkpoint.read_weights(path, "model")
+
+
+def frame_codec(path: Path, weights: str | None) -> FrameCodec:
+    """`weights` if given, else the frame codec the bundle at `path` names (bundles carry
+    theirs), else the shipped one."""
+    folder = path if path.is_dir() else path.parent
+    if weights is None and (folder / "config.json").is_file():
+        spec = resolve_codec_paths(read_config(folder)[0], folder).codecs.get("video", {})
+        weights = spec.get("weights") if spec.get("name") == "frames" else None
+    return FrameCodec(weights)
 
 
 def model_config(path: Path) -> TwinConfig:
@@ -93,13 +103,14 @@ def main() -> None:
     p.add_argument("--shift", type=float, default=3.0)
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--codec", default=None,
-                   help="frame codec weights the models' latents use (default: the shipped codec)")
+                   help="frame codec weights the models' latents use (default: the one the "
+                        "first WEIGHTS bundle names, else the shipped codec)")
     p.add_argument("--strip", type=Path, default=None,
                    help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
                         "(every 4th frame) above its real held-out clip")
     args = p.parse_args()
     preset = get_preset("demo")
-    codec = FrameCodec(args.codec)
+    codec = frame_codec(args.weights[0], args.codec)
     clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce") for i in range(args.clips)]
     text = build_text_encoder(preset)
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)
