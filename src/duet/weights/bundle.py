@@ -10,8 +10,8 @@ import dataclasses
 import json
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from duet.atomic import atomic_write
