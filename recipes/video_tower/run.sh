@@ -4,7 +4,8 @@
 # clips encoded with it, then three `duet train` stages whose configs sit beside this
 # script, each from the previous one's bundle:
 #   codec     `duet codec train --chroma-channels 2 --chroma-weight 4` (18 latent channels);
-#   pictures  8,000 steps x 64 single frames (video_frames 1), x0 head, x0 loss weighting;
+#   pictures  8,000 steps x 64 single frames (video_frames 1), x0 head, x0 loss weighting,
+#             the two chroma channels' loss weighted 8x (every stage);
 #   clips     2,000 steps x 8 whole clips;
 #   uncond    1,200 steps with text_dropout 0.1 (the unconditional prediction text CFG needs).
 # The stage configs name the codec under `codecs.video.weights`; every bundle carries a copy.
