@@ -26,7 +26,7 @@ from duet.presets import codecs_with, get_preset
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
-from duet.weights import PATH_OPTIONS
+from duet.weights import codec_files
 
 if typing.TYPE_CHECKING:
     from duet.train.data import LatentDataset
@@ -271,11 +271,10 @@ def check_codec_files(cfg: TrainConfig) -> None:
     """A file the run's `codecs` names is copied into every bundle: it must exist before any
     step is spent, not only at the export (checked at the start of a run, not when a config
     loads, so that a recipe's configs load before its codec is trained)."""
-    for kind, spec in cfg.codecs.items():
-        for key, value in (spec.items() if isinstance(spec, dict) else ()):
-            if key in PATH_OPTIONS and isinstance(value, str) and not Path(value).exists():
-                raise ConfigError(f"codecs.{kind}.{key} = {value!r} does not exist; point it at "
-                                  "the trained file (e.g. from `duet codec train`)")
+    for kind, key, path in codec_files(cfg.codecs):
+        if not path.exists():
+            raise ConfigError(f"codecs.{kind}.{key} = {str(path)!r} does not exist; point it at "
+                              "the trained file (e.g. from `duet codec train`)")
 
 
 def _check_types(cfg: TrainConfig) -> None:

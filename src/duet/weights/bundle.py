@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,22 @@ def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
 PATH_OPTIONS = ("path", "vae_path", "vocoder_path", "weights")  # codec options naming files
 
 
+def codec_files(codecs: Mapping[str, Any]) -> Iterator[tuple[str, str, Path]]:
+    """(kind, option, path) for each codec option that names a file (`PATH_OPTIONS`); the
+    one place that knows which options those are."""
+    for kind, spec in codecs.items():
+        if isinstance(spec, Mapping):
+            for key, value in spec.items():
+                if key in PATH_OPTIONS and isinstance(value, str):
+                    yield kind, key, Path(value)
+
+
 def resolve_codec_paths(preset: Preset, directory: str | os.PathLike) -> Preset:
     """A bundle's codec file options are relative to the bundle: make them absolute."""
-    base = Path(directory)
-    codecs = {kind: {k: str(base / v) if k in PATH_OPTIONS and isinstance(v, str)
-                     and not Path(v).is_absolute() else v for k, v in opts.items()}
-              for kind, opts in preset.codecs.items()}
+    codecs = {kind: dict(spec) for kind, spec in preset.codecs.items()}
+    for kind, key, path in codec_files(preset.codecs):
+        if not path.is_absolute():
+            codecs[kind][key] = str(Path(directory) / path)
     return dataclasses.replace(preset, codecs=codecs)
 
 
@@ -73,18 +83,14 @@ def bundle_codec_files(preset: Preset, directory: str | os.PathLike,
     relative to it (what `resolve_codec_paths` reads back), so the bundle is self-contained."""
     base = Path(directory)
     codecs = {kind: dict(spec) for kind, spec in preset.codecs.items()}
-    for kind, given in options.items():
-        for key, value in given.items():
-            if key not in PATH_OPTIONS or not isinstance(value, str):
-                continue
-            src = Path(value)
-            if not src.exists():
-                raise CheckpointError(f"codecs.{kind}.{key} = {value!r} does not exist; the "
-                                      "bundle cannot carry it. Point it at the trained file")
-            rel = f"{kind}_codec/{src.name}"
-            if not (base / rel).exists() or not (base / rel).samefile(src):
-                _link_or_copy(src, base / rel)
-            codecs[kind][key] = rel
+    for kind, key, src in codec_files(options):
+        if not src.exists():
+            raise CheckpointError(f"codecs.{kind}.{key} = {str(src)!r} does not exist; the "
+                                  "bundle cannot carry it. Point it at the trained file")
+        rel = f"{kind}_codec/{src.name}"
+        if not (base / rel).exists() or not (base / rel).samefile(src):
+            _link_or_copy(src, base / rel)
+        codecs[kind][key] = rel
     return dataclasses.replace(preset, codecs=codecs)
 
 
