@@ -215,6 +215,26 @@ def test_x0_weighting_is_the_x0_error_of_a_velocity_prediction():
         FlowConfig(loss_weighting="snr")
 
 
+def test_loss_weighting_per_modality():
+    """{"video": "x0"}: the video loss is x0-weighted as with "x0" for both, the audio loss
+    stays the plain velocity MSE as with "velocity" for both."""
+    class Guess(torch.nn.Module):  # a fixed, wrong velocity for both towers
+        def forward(self, video, audio):
+            return torch.ones_like(video.latent), torch.ones_like(audio.latent)
+
+    def parts(weighting):
+        cfg = FlowConfig(independent_t=True, loss_weighting=weighting)
+        return flow_matching_loss(Guess(), _batch(), [_gen(i) for i in range(4)], cfg)[1]
+
+    mixed, x0, plain = parts({"video": "x0"}), parts("x0"), parts("velocity")
+    torch.testing.assert_close(mixed["video"], x0["video"])
+    torch.testing.assert_close(mixed["audio"], plain["audio"])
+    assert x0["audio"] < plain["audio"]  # the audio side did change with "x0" for both
+    for bad in ({"text": "x0"}, {}, {"video": "snr"}):
+        with pytest.raises(ConfigError, match="loss_weighting"):
+            FlowConfig(loss_weighting=bad)
+
+
 def test_video_channel_weights_weight_each_channels_error():
     b = _clips(n=2, frames=3)
     channels = b.video.shape[1]

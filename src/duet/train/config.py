@@ -84,7 +84,8 @@ class TrainConfig:
     # frame (Diffusion Forcing)
     video_frames: int | None = None
     per_frame_t: bool = False
-    loss_weighting: str = "velocity"  # velocity | x0 (see duet.train.objectives.FlowConfig)
+    # velocity | x0, or per modality {"video": "x0"} (see duet.train.objectives.FlowConfig)
+    loss_weighting: str | dict[str, str] = "velocity"
     video_channel_weights: tuple[float, ...] | None = None  # loss weight per video latent channel
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None

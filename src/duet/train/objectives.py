@@ -20,7 +20,7 @@ generator(s) passed in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -60,8 +60,10 @@ class FlowConfig:
     video_patch: tuple[int, int, int] = (1, 2, 2)  # the video tower's patch: tokens per frame
     # "velocity": the plain MSE on v, which is the x0 error weighted by 1/t², so nearly clean
     # items dominate; "x0": weight each element by t², the x0 error with the same weight at
-    # every t, so the noisy times that decide a picture's layout and its caption count as much
-    loss_weighting: str = "velocity"
+    # every t, so the noisy times that decide a picture's layout and its caption count as much;
+    # or a table per modality, e.g. {"video": "x0"} (a modality it leaves out: "velocity"), so
+    # that an x0-trained video tower keeps its weighting beside an audio tower that never had it
+    loss_weighting: str | Mapping[str, str] = "velocity"
     # a weight per video latent channel (None: all 1), e.g. to make the frame codec's two
     # colour channels count more than their 2-in-18 share of the loss
     video_channel_weights: tuple[float, ...] | None = None
@@ -81,9 +83,7 @@ class FlowConfig:
         if self.video_weight < 0 or self.audio_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got video {self.video_weight}, "
                               f"audio {self.audio_weight}")
-        if self.loss_weighting not in WEIGHTINGS:
-            raise ConfigError(f"loss_weighting {self.loss_weighting!r} is unknown; choose one "
-                              f"of {list(WEIGHTINGS)}")
+        check_loss_weighting(self.loss_weighting)
         if self.video_frames is not None and self.video_frames < 1:
             raise ConfigError(f"video_frames must be >= 1 (or null for whole clips), got "
                               f"{self.video_frames}")
@@ -94,6 +94,24 @@ class FlowConfig:
         if self.per_frame_t and self.video_patch[0] != 1:
             raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
                               f"{self.video_patch[0]}")
+
+
+    def weighting(self, modality: str) -> str:
+        """The loss weighting of one modality ("video" or "audio")."""
+        if isinstance(self.loss_weighting, str):
+            return self.loss_weighting
+        return self.loss_weighting.get(modality, "velocity")
+
+
+def check_loss_weighting(value: str | Mapping[str, str]) -> None:
+    """A weighting name, or a table {"video"/"audio": name}; anything else is a ConfigError."""
+    table = {"video": value} if isinstance(value, str) else value
+    if not isinstance(table, Mapping) or not table or set(table) - {"video", "audio"}:
+        raise ConfigError(f"loss_weighting is one of {list(WEIGHTINGS)} or a table with keys "
+                          f"'video' and/or 'audio', got {value!r}")
+    for name in table.values():
+        if name not in WEIGHTINGS:
+            raise ConfigError(f"loss_weighting {name!r} is unknown; choose one of {list(WEIGHTINGS)}")
 
 
 # ---- timestep samplers (t in (0, 1), float32) -------------------------------------------
@@ -250,7 +268,7 @@ def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig, name: str) -> Tensor 
     """Per-element weight of the velocity error: None (plain), or t² (x0 weighting), times
     the video's per-channel weights."""
     weight = None
-    if cfg.loss_weighting == "x0":
+    if cfg.weighting(name) == "x0":
         tt = t.to(pred.device)
         tt = tt[:, None, :, None, None] if tt.dim() == 2 else tt.view(-1, *[1] * (pred.dim() - 1))
         weight = tt.float().square()
