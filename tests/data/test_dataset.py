@@ -39,3 +39,33 @@ def test_build_shards_encodes_clips_with_the_presets_codecs(tmp_path):
     assert captions[2]["caption"] == clip.caption
     video = torch.from_numpy(clip.video).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     torch.testing.assert_close(second["video"], build_codecs(preset)[0].encode(video))
+
+
+def test_a_stopped_build_resumes_with_the_shards_it_finished(tmp_path, monkeypatch):
+    """A re-run with the same settings keeps the finished shards (their clips are not made
+    again) and ends with the files a build that never stopped writes; other settings
+    rebuild every shard."""
+    from duet.data import dataset
+
+    preset = get_preset("demo")
+    whole = build_shards(tmp_path / "whole", preset, range(10, 15), shard_size=2, progress=False)
+    part = tmp_path / "part"
+    build_shards(part, preset, range(10, 15), shard_size=2, progress=False)
+    (part / "shard-00001.safetensors").unlink()  # stopped: the second shard and the captions
+    (part / "captions.json").unlink()  # are missing
+    made = []
+    real = dataset.make_clip
+    monkeypatch.setattr(dataset, "make_clip", lambda seed, **kw: made.append(seed) or real(seed, **kw))
+    paths = build_shards(part, preset, range(10, 15), shard_size=2, progress=False)
+    assert made == [12, 13]
+    assert (part / "captions.json").read_text() == (tmp_path / "whole" / "captions.json").read_text()
+    for a, b in zip(paths, whole, strict=True):
+        assert load_file(a).keys() == load_file(b).keys()
+        for key, value in load_file(a).items():
+            torch.testing.assert_close(value, load_file(b)[key])
+    made.clear()
+    config = world_config_for(preset, kinds=("bounce",))
+    build_shards(part, preset, range(10, 13), shard_size=2, config=config, progress=False)
+    assert made == [10, 11, 12]  # other settings: nothing kept
+    assert sorted(p.name for p in part.glob("shard-*")) == ["shard-00000.safetensors",
+                                                            "shard-00001.safetensors"]

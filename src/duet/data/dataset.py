@@ -2,13 +2,19 @@
 
 Encoding is done once, before training, so the trainer only reads tensors (the format is
 `duet.data.shards`'s: `video`, `audio`, `context` stacked per shard). Shards are written
-atomically, one per `shard_size` clips, with the captions beside them.
+atomically, one per `shard_size` clips, with the captions beside them. Each shard's header
+records its captions and a fingerprint of what made it (preset, codecs and their files,
+world settings, seeds), so a build that was stopped resumes: a re-run with the same
+settings keeps the shards that match and makes only the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,13 +24,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from duet.config import Preset
-from duet.data.shards import shard_path, write_captions, write_shard
-from duet.data.world import WorldClip, WorldConfig, make_clip
+from duet.data.shards import existing_shards, read_metadata, shard_path, write_captions, write_shard
+from duet.data.world import WorldConfig, make_clip
 from duet.errors import InputError
 from duet.components import build_codecs
 from duet.text.encoder import TextEncoder
+from duet.weights import codec_files
 
 log = logging.getLogger(__name__)
+
+_FINGERPRINT, _CAPTIONS = "duet.build", "duet.captions"  # shard header keys of a build
 
 
 class Clip(Protocol):
@@ -70,22 +79,32 @@ def encode_texts(text_encoder: TextEncoder, texts: list[str], text_len: int) -> 
     return context
 
 
-def _batches(seeds: Iterable[int], size: int, config: WorldConfig) -> Iterator[list[WorldClip]]:
-    batch: list[WorldClip] = []
-    for seed in seeds:
-        batch.append(make_clip(seed, config=config))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def build_fingerprint(preset: Preset, config: WorldConfig) -> str:
+    """What decides a shard's contents besides its seeds: the preset's media, codecs (with
+    the bytes of every codec file they name) and text length, and the world's settings."""
+    files = {f"{kind}.{key}": hashlib.sha256(path.read_bytes()).hexdigest()
+             for kind, key, path in codec_files(preset.codecs) if path.is_file()}
+    made_of = {"preset": preset.name, "media": dataclasses.asdict(preset.media),
+               "codecs": preset.codecs, "files": files, "text_len": preset.model.video.text_len,
+               "world": dataclasses.asdict(config)}
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished(path: Path, fingerprint: str, seeds: range) -> list[dict[str, Any]] | None:
+    """The captions of a shard an earlier build wrote with these settings and seeds."""
+    meta = read_metadata(path)
+    if meta.get(_FINGERPRINT) != fingerprint:
+        return None
+    captions = json.loads(meta.get(_CAPTIONS, "[]"))
+    return captions if [c["seed"] for c in captions] == list(seeds) else None
 
 
 def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
                  shard_size: int = 256, config: WorldConfig | None = None,
                  progress: bool = True) -> list[Path]:
     """Generate world clips for `seeds`, encode them with the preset's codecs and text
-    encoder, and write `shard-XXXXX.safetensors` (no model is loaded)."""
+    encoder, and write `shard-XXXXX.safetensors` (no model is loaded). Shards that an
+    earlier run with the same settings finished are kept, not made again."""
     if len(seeds) == 0:
         raise InputError(f"no clips to build: the seed range {seeds!r} is empty; ask for at "
                          "least one clip (--clips 1 or more)")
@@ -93,16 +112,29 @@ def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
         raise InputError(f"shard_size must be at least 1 clip, got {shard_size}")
     out = Path(out_dir)
     config = config or world_config_for(preset)
-    codecs = build_codecs(preset)
+    fingerprint = build_fingerprint(preset, config)
+    parts = [seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size)]
+    done = [_finished(shard_path(out, k), fingerprint, part) for k, part in enumerate(parts)]
+    kept = sum(d is not None for d in done)
+    if kept:
+        log.info("keeping %d of %d shards finished by an earlier build", kept, len(parts))
+    codecs = build_codecs(preset) if kept < len(parts) else None
     paths, captions = [], []
     bar = tqdm(total=len(seeds), disable=not progress, desc="encoding clips")
-    for k, clips in enumerate(_batches(seeds, shard_size, config)):
-        path = write_shard(encode_clips(preset, codecs, clips), shard_path(out, k))
-        captions += [{"seed": s, "caption": c.caption, "events": list(c.events)}
-                     for s, c in zip(seeds[k * shard_size:], clips)]
+    for k, (part, finished) in enumerate(zip(parts, done)):
+        path = shard_path(out, k)
+        if finished is None:
+            clips = [make_clip(seed, config=config) for seed in part]
+            finished = [{"seed": seed, "caption": c.caption, "events": list(c.events)}
+                        for seed, c in zip(part, clips)]
+            write_shard(encode_clips(preset, codecs, clips), path,
+                        {_FINGERPRINT: fingerprint, _CAPTIONS: json.dumps(finished)})
+        captions += finished
         paths.append(path)
-        bar.update(len(clips))
+        bar.update(len(part))
     bar.close()
+    for stale in existing_shards(out)[len(paths):]:
+        stale.unlink()  # an earlier build of more clips left these
     write_captions(out, captions)
     log.info("wrote %d shards (%d clips) to %s", len(paths), len(seeds), out)
     return paths

@@ -48,9 +48,20 @@ def existing_shards(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob(_PATTERN))
 
 
-def write_shard(tensors: Mapping[str, Tensor], path: Path) -> Path:
-    """One shard, atomically; `tensors` are stacked items under the module's keys."""
-    return save_weights(dict(tensors), path)
+def write_shard(tensors: Mapping[str, Tensor], path: Path,
+                metadata: dict[str, str] | None = None) -> Path:
+    """One shard, atomically; `tensors` are stacked items under the module's keys, and
+    `metadata` strings go in its header (what wrote it, for a resumed build)."""
+    return save_weights(dict(tensors), path, metadata=metadata)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """A shard's header metadata ({} for a missing or unreadable file: it is rebuilt)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError):
+        return {}
 
 
 def write_captions(out_dir: Path, captions: list[dict[str, Any]]) -> Path:
