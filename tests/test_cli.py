@@ -296,6 +296,7 @@ def test_a_new_frame_codec_goes_from_data_build_to_the_bundle(tmp_path):
     """`data build --video-codec-weights` encodes with that codec; a run whose config names it
     under codecs.video copies it into the bundle, so `generate` decodes with it."""
     import json
+    import shutil
 
     import torch
 
@@ -323,6 +324,12 @@ def test_a_new_frame_codec_goes_from_data_build_to_the_bundle(tmp_path):
     assert main(["generate", "a red ball bounces", "-o", str(out), "--model", str(bundle),
                  "--steps", "1", "--duration", "0.5", "-q"]) == 0
     assert read_mp4(out).frames.shape == (13, 64, 64, 3)
+    from duet.pipeline import DuetPipeline  # save_pretrained carries the codec on
+
+    again = DuetPipeline.from_pretrained(bundle).save_pretrained(tmp_path / "again")
+    shutil.rmtree(bundle / "video_codec")
+    assert main(["generate", "a red ball bounces", "-o", str(out), "--model", str(again),
+                 "--steps", "1", "--duration", "0.5", "-q"]) == 0
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "codecs": {"vidoe": {}}}))
     assert main(["train", str(tmp_path / "bad.json")]) == 2
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "out_dir": str(tmp_path / "run2")}))

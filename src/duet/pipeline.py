@@ -41,7 +41,8 @@ from duet.sampling.sampler import sample
 from duet.sampling.schedule import flow_sigmas
 from duet.stitch import ClipBuffer, held_by
 from duet.text.encoder import TextEncoder
-from duet.weights import BUNDLE_WEIGHTS, locate, ovi_preset, save_weights, write_config
+from duet.weights import (BUNDLE_WEIGHTS, bundle_codec_files, locate, ovi_preset, save_weights,
+                          write_config)
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,14 @@ class DuetPipeline:
         return self
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors; `from_pretrained(directory)` reads them back."""
+        """Write config.json + model.safetensors, and a copy (or hard link) of every codec
+        file the preset names, so that `from_pretrained(directory)` reads them back even
+        where the files it was loaded with are gone."""
         directory = Path(directory)
         refuse_quantized(self.model, "save a bundle")  # bundles hold full-precision weights
         save_weights(self.model.state_dict(), directory / BUNDLE_WEIGHTS)
-        write_config(directory, self.preset, {"random_init": self.random_init})
+        preset = bundle_codec_files(self.preset, directory, self.preset.codecs)
+        write_config(directory, preset, {"random_init": self.random_init})
         return directory
 
     # ---- generation -----------------------------------------------------------------
