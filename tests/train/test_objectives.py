@@ -7,7 +7,8 @@ import torch
 
 from duet.errors import ConfigError, InputError
 from duet.train import FlowConfig, LatentBatch, flow_matching_loss
-from duet.train.objectives import (crop_video, draw, logit_normal_t, noisy_latent, sample_t, shift_t,
+from duet.train.objectives import (crop_video, draw, logit_normal_t, motion_weight, noisy_latent,
+                                   sample_t, shift_t,
                                    uniform_t, velocity_target)
 
 
@@ -254,3 +255,36 @@ def test_video_channel_weights_weight_each_channels_error():
     torch.testing.assert_close(total, (per_channel * torch.tensor(weights)).mean())
     with pytest.raises(ConfigError, match="video_channel_weights must be non-empty and >= 0"):
         FlowConfig(video_channel_weights=(1.0, -1.0))
+
+
+def test_motion_weight_favours_the_cells_that_change():
+    """A clip whose only change is a "ball" moving from one cell to another: the cell it is
+    in gets 4x the weight of every other (1 + 3·1 against 1), the clip's mean weight stays
+    1; a clip that never changes gets 1 everywhere."""
+    x0 = torch.zeros(2, 3, 6, 4, 4)
+    x0[0, :, :3, 1, 1] = 2.0  # the "ball" sits in (1, 1) for 3 frames, then in (2, 3)
+    x0[0, :, 3:, 2, 3] = 2.0
+    w = motion_weight(x0, 3.0)
+    assert w.shape == (2, 1, 6, 4, 4)
+    torch.testing.assert_close(w.mean(dim=(1, 2, 3, 4)), torch.ones(2))
+    torch.testing.assert_close(w[1], torch.ones(1, 6, 4, 4))  # static clip
+    ball = torch.zeros(6, 4, 4, dtype=torch.bool)
+    ball[:3, 1, 1] = ball[3:, 2, 3] = True
+    torch.testing.assert_close(w[0, 0][ball], torch.full((6,), 4.0) * w[0, 0][~ball][0])
+    assert torch.all(w[0, 0][~ball] == w[0, 0][~ball][0])
+    with pytest.raises(ConfigError, match="video_motion_weight must be >= 0"):
+        FlowConfig(video_motion_weight=-1.0)
+
+
+def test_motion_weight_enters_the_video_loss_only():
+    class Guess(torch.nn.Module):
+        def forward(self, video, audio):
+            return torch.ones_like(video.latent), torch.ones_like(audio.latent)
+
+    def parts(strength):
+        cfg = FlowConfig(video_motion_weight=strength)
+        return flow_matching_loss(Guess(), _batch(), [_gen(i) for i in range(4)], cfg)[1]
+
+    plain, moving = parts(0.0), parts(4.0)
+    torch.testing.assert_close(moving["audio"], plain["audio"])
+    assert not torch.allclose(moving["video"], plain["video"])

@@ -67,6 +67,10 @@ class FlowConfig:
     # a weight per video latent channel (None: all 1), e.g. to make the frame codec's two
     # colour channels count more than their 2-in-18 share of the loss
     video_channel_weights: tuple[float, ...] | None = None
+    # extra weight on the video latent cells that differ from their clip's temporal median
+    # (what moves: a small ball, a mouth), so the static background they sit on does not
+    # outweigh them in the loss; 0 disables it (see `motion_weight`)
+    video_motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -91,6 +95,9 @@ class FlowConfig:
                 not self.video_channel_weights or min(self.video_channel_weights) < 0):
             raise ConfigError(f"video_channel_weights must be non-empty and >= 0, got "
                               f"{self.video_channel_weights}")
+        if self.video_motion_weight < 0:
+            raise ConfigError(f"video_motion_weight must be >= 0 (0: off), got "
+                              f"{self.video_motion_weight}")
         if self.per_frame_t and self.video_patch[0] != 1:
             raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
                               f"{self.video_patch[0]}")
@@ -264,9 +271,21 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None =
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
 
 
-def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig, name: str) -> Tensor | None:
+def motion_weight(x0: Tensor, strength: float) -> Tensor:
+    """Loss weight per latent cell of clean clips x0 [B, C, F, H, W], as (B, 1, F, H, W):
+    1 + strength·m, where m is the cell's distance (over channels) from the clip's temporal
+    median, over the clip's largest such distance, then scaled to mean 1 per clip, so the
+    loss keeps its size and only its share between static and changing cells moves."""
+    dev = (x0 - x0.median(dim=2, keepdim=True).values).norm(dim=1, keepdim=True)
+    peak = dev.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1, 1)
+    weight = 1 + strength * dev / peak
+    return weight / weight.mean(dim=(1, 2, 3, 4), keepdim=True)
+
+
+def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig, name: str,
+                 x0: Tensor) -> Tensor | None:
     """Per-element weight of the velocity error: None (plain), or t² (x0 weighting), times
-    the video's per-channel weights."""
+    the video's per-channel and motion weights."""
     weight = None
     if cfg.weighting(name) == "x0":
         tt = t.to(pred.device)
@@ -275,6 +294,9 @@ def _loss_weight(t: Tensor, pred: Tensor, cfg: FlowConfig, name: str) -> Tensor 
     if name == "video" and cfg.video_channel_weights is not None:
         channels = torch.tensor(cfg.video_channel_weights, device=pred.device).view(1, -1, 1, 1, 1)
         weight = channels if weight is None else weight * channels
+    if name == "video" and cfg.video_motion_weight > 0:
+        moving = motion_weight(x0, cfg.video_motion_weight)
+        weight = moving if weight is None else weight * moving
     return weight
 
 
@@ -301,7 +323,7 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
     if cfg.video_frames is not None and batch.video is not None:
         batch = crop_video(batch, cfg.video_frames, generator)
     d = draw(batch, generator, cfg)
-    inputs, targets = {}, {}
+    inputs, targets, clean = {}, {}, {}
     per_modality = (("video", batch.video, d.video_t, d.video_noise, batch.video_context),
                     ("audio", batch.audio, d.audio_t, d.audio_noise, batch.audio_context))
     for name, x0, t, eps, ctx in per_modality:
@@ -312,10 +334,11 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
             ctx = _drop_text(ctx, null_context, d.text_dropped)  # type: ignore[arg-type]
         inputs[name] = ModalityInput(noisy_latent(x0, eps, t), TIME_SCALE * _token_t(t, x0, cfg), ctx)
         targets[name] = velocity_target(x0, eps)
+        clean[name] = x0
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
     losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
-                         _loss_weight(times[name], pred, cfg, name))
+                         _loss_weight(times[name], pred, cfg, name, clean[name]))
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
