@@ -14,7 +14,9 @@ clip is decoded and measured with `duet.eval.sync`: visual events per clip (floo
 the ruler finds; real clips have one per bounce) and the caption's ball colours seen
 (Jaccard score). Flicker, balls that change colour and blobs that come and go all read as
 extra events, so events per clip against the real clips' count is the coherence number.
-Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
+Balls that rest or hover where real ones fall, or that blink out, make fewer events, so the
+balls' vertical travel (`vertical_travel`, pixels per clip, as a fraction of the real
+clips') is printed beside it: the motion number. Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
 tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when converged).
 """
 
@@ -34,7 +36,7 @@ from duet.config import TwinConfig
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
-from duet.eval.visual import visual_events
+from duet.eval.visual import vertical_travel, visual_events
 from duet.model import ModalityInput, TwinModel
 from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
@@ -116,11 +118,13 @@ def main() -> None:
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)
     null = encode_texts(text, [""], preset.model.video.text_len).expand_as(context)
     real = np.mean([len(visual_events(c.video, preset.media.fps, "bounce")) for c in clips])
+    real_travel = np.mean([vertical_travel(c.video) for c in clips])
     pixels = torch.stack([torch.as_tensor(c.video) for c in clips]).permute(0, 4, 1, 2, 3)
     real_change = frame_change(codec.encode(pixels.float() / 127.5 - 1))
-    print(f"real clips: {real:.1f} visual events per clip, latent frame change {real_change:.3f}\n")
-    print("| weights | events / clip | colour score | latent frame change | x0 spread at t = 1 |\n"
-          "|---|---|---|---|---|")
+    print(f"real clips: {real:.1f} visual events per clip, vertical travel {real_travel:.0f} px "
+          f"per clip, latent frame change {real_change:.3f}\n")
+    print("| weights | events / clip | travel / real | colour score | latent frame change "
+          "| x0 spread at t = 1 |\n|---|---|---|---|---|---|")
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
     for n, path in enumerate(args.weights):
@@ -136,7 +140,8 @@ def main() -> None:
         events = np.mean([len(visual_events(f, preset.media.fps, "bounce")) for f in frames])
         colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
                           for f, c in zip(frames, clips)])
-        print(f"| {path} | {events:.1f} | {colour:.2f} | {frame_change(latents):.3f} "
+        travel = np.mean([vertical_travel(f) for f in frames]) / real_travel
+        print(f"| {path} | {events:.1f} | {travel:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
               f"| {noise_spread(model, context, shape):.3f} |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import pytest
 from duet.data.world import make_clip
 from duet.errors import InputError
 from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
-from duet.eval.visual import detect_kind, visual_events
+from duet.eval.visual import detect_kind, vertical_travel, visual_events
 from duet.media import write_mp4
 
 FPS, SR = 24.0, 16000
@@ -42,6 +42,19 @@ def test_detectors_find_every_ground_truth_event(clips):
         assert np.abs(seen - truth).max() < 0.005, c.attributes["seed"]  # sub-frame (41.7 ms)
         nearest = np.abs(heard[None, :] - truth[:, None]).min(axis=1)
         assert nearest.max() < 0.005, c.attributes["seed"]
+
+
+def test_vertical_travel_counts_falls_not_rest_or_blinks(clips):
+    """A real bounce clip's balls travel more than the frame height; the same clip frozen on its
+    last frame travels nothing; with every other frame blanked, the ball is tracked in
+    none of the consecutive pairs, so blinking does not pass for motion."""
+    c = next(c for c in clips if c.kind == "bounce")
+    real = vertical_travel(c.video)
+    assert real > c.video.shape[1]  # more than the frame height
+    assert vertical_travel(np.repeat(c.video[-1:], len(c.video), axis=0)) == 0.0
+    blinking = c.video.copy()
+    blinking[::2] = np.median(c.video, axis=0).astype(np.uint8)  # the ball gone every other frame
+    assert vertical_travel(blinking) < 0.1 * real
 
 
 def test_ground_truth_is_in_sync(clips):

@@ -19,7 +19,8 @@ import numpy as np
 from duet.data.world import PALETTE
 from duet.errors import InputError
 
-__all__ = ["ball_tracks", "contact_times", "detect_kind", "mouth_area", "visual_events"]
+__all__ = ["ball_tracks", "contact_times", "detect_kind", "mouth_area", "vertical_travel",
+           "visual_events"]
 
 
 def _frames_float(frames: Any) -> np.ndarray:
@@ -109,6 +110,14 @@ def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
         y[mass < 0.8 * full] = np.nan  # entering the frame, or gone
         tracks[name] = y
     return tracks
+
+
+def vertical_travel(frames: np.ndarray) -> float:
+    """Pixels the balls of a bounce clip travel up and down, summed over the balls and over
+    consecutive frames where each is tracked: a ball that falls and bounces covers the
+    frame's height several times, one that rests or hovers covers almost nothing, and one
+    that blinks out stops counting, so the event count alone cannot hide either."""
+    return float(sum(np.nansum(np.abs(np.diff(y))) for y in ball_tracks(frames).values()))
 
 
 def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
