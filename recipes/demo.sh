@@ -2,21 +2,25 @@
 # The recipe of Duet's default model (the `demo` preset), end to end on a 2-core CPU:
 #
 #   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/align3/final
-#   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/video/final bash recipes/demo.sh runs/unscaled
+#   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/uncond/final bash recipes/demo.sh runs/unscaled
 #                                                           # the unscaled-RoPE comparison model
 #
-# 0. codec: the learned frame codec (duet codec train, ~15 min), written into the package as
-#    the shipped one when it is not there yet (it is part of the default model);
-# 1. data: 5,120 world clips (seeds 0-5119, half bounce half talk) -> demo-codec latents and
-#    MiniLM contexts, built by two processes at once (DATA, default data/world; OUT/data
-#    links to it);
+# 0. codec: the frame codec with two chroma channels (`duet codec train --chroma-channels 2
+#    --chroma-weight 4`, ~10 min) -> OUT/codec/frames.safetensors; every stage names it
+#    (`codecs.video.weights`) and every bundle carries a copy;
+# 1. data: 5,120 world clips (seeds 0-5119, half bounce half talk) -> latents of that codec
+#    (18 channels), mel latents and MiniLM contexts, built by two processes at once (DATA,
+#    default data/world-chroma; OUT/data links to it);
 # 2. the `duet train` stages, whose configs are recipes/demo/<stage>.json (paths in them are
 #    relative to OUT), each from the previous one's bundle (docs/default-model.md):
-#    audio (Ovi stage 1: the audio tower alone, with its RoPE scale from the start); video
-#    (the video tower alone; it does not depend on the audio RoPE, so a comparison run may
-#    reuse it: VIDEO_FROM); fusion (Ovi stage 2: each tower from its stage, the cross-modal
-#    layers new, FFNs frozen); joint, partner (sync stages); align, align2, align3 (the
-#    temporal-alignment prior, then times shifted toward noise).
+#    audio (Ovi stage 1: the audio tower alone, with its RoPE scale from the start);
+#    pictures, clips, uncond (the video tower alone: single frames, whole clips, then text
+#    dropout; x0 head and x0 loss weighting, the chroma channels' loss weighted 8x; it does
+#    not depend on the audio RoPE, so a comparison run may reuse it: VIDEO_FROM);
+#    fusion (Ovi stage 2: each tower from its stage, the cross-modal layers new, FFNs frozen);
+#    joint, partner (sync stages); align, align2, align3 (the temporal-alignment prior, then
+#    times shifted toward noise). Every stage after the video tower keeps text dropout 0.1,
+#    the unconditional prediction the default guidance needs.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
 #    bfloat16, the form the package ships and `duet generate` loads by default.
 # STAGES (default: all of them, in order) runs a subset; a stage whose final bundle exists is
@@ -27,21 +31,23 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo" && pwd)
 OUT=${1:-runs/demo}
-DATA=${DATA:-data/world}
-STAGES=${STAGES:-audio video fusion joint partner align align2 align3}
+DATA=${DATA:-data/world-chroma}
+STAGES=${STAGES:-audio pictures clips uncond fusion joint partner align align2 align3}
 export OMP_NUM_THREADS=${THREADS:-2}
 SET=()
 if [ -n "${ROPE_SCALE:-}" ]; then SET+=(--set "model.audio.rope_time_scale=$ROPE_SCALE"); fi
-VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-$OUT/video/final}")
+VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-$OUT/uncond/final}")
 
-CODEC=$(python -c "from duet.codecs.frames import SHIPPED; from importlib import resources; print(resources.files('duet') / 'assets' / 'codecs' / SHIPPED)")
+mkdir -p "$OUT/codec"
+CODEC=$(realpath "$OUT/codec/frames.safetensors")
 if [ ! -f "$CODEC" ]; then
-    mkdir -p "$(dirname "$CODEC")"
-    duet codec train -o "$CODEC" -q
+    duet codec train -o "$CODEC" --chroma-channels 2 --chroma-weight 4 -q
 fi
-if [ ! -d "$DATA/part1" ]; then
-    OMP_NUM_THREADS=1 duet data build -o "$DATA/part0" --clips 2560 --start-seed 0 -q &
-    OMP_NUM_THREADS=1 duet data build -o "$DATA/part1" --clips 2560 --start-seed 2560 -q &
+if [ ! -f "$DATA/part0/captions.json" ] || [ ! -f "$DATA/part1/captions.json" ]; then
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part0" --clips 2560 --start-seed 0 \
+        --video-codec-weights "$CODEC" -q &
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part1" --clips 2560 --start-seed 2560 \
+        --video-codec-weights "$CODEC" -q &
     wait
 fi
 mkdir -p "$OUT"

@@ -2,11 +2,11 @@
 # The `demo-bridge` comparison model (MOVA's asymmetric towers at demo scale), on the same
 # data and video tower as the default model, on a 2-core CPU:
 #
-#   VIDEO_FROM=runs/demo/video/final bash recipes/demo_bridge.sh [OUT=runs/demo-bridge]
+#   VIDEO_FROM=runs/demo/uncond/final bash recipes/demo_bridge.sh [OUT=runs/demo-bridge]
 #
-# Run `recipes/demo.sh` first: this recipe reuses its frame codec, its data (DATA, default
-# data/world; OUT/data links to it) and its `video` stage (the bridge preset keeps the
-# demo's video tower). The `duet train` configs are recipes/demo_bridge/<stage>.json, with
+# Run `recipes/demo.sh` first: this recipe reuses its frame codec (../demo/codec from OUT),
+# its data (DATA, default data/world-chroma; OUT/data links to it) and its video tower, the
+# `uncond` stage (the bridge preset keeps the demo's video tower). The `duet train` configs are recipes/demo_bridge/<stage>.json, with
 # paths relative to OUT:
 # 1. audio: the small audio tower (dim 128, 2 blocks) alone, with the aligned time axis of
 #    the bridge preset (audio RoPE unscaled: the bridge maps the two rates);
@@ -21,8 +21,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo_bridge" && pwd)
 OUT=${1:-runs/demo-bridge}
-DATA=${DATA:-data/world}
-VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-runs/demo/video/final}")
+DATA=${DATA:-data/world-chroma}
+VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-runs/demo/uncond/final}")
 export OMP_NUM_THREADS=${THREADS:-2}
 
 mkdir -p "$OUT"

@@ -51,16 +51,16 @@ def test_stages_chain_inside_the_run_folder(folder, script):
         assert cfg.out_dir == name and cfg.data == ("data/part0", "data/part1")
         for source in _sources(cfg):
             stage = source.removesuffix("/final")
-            assert source.endswith("/final") and (stage in order[:i] or stage == "../demo/video")
+            assert source.endswith("/final") and (stage in order[:i] or stage == "../demo/uncond")
 
 
 def test_the_scripts_variants_load():
     """ROPE_SCALE and VIDEO_FROM of recipes/demo.sh; SHORT, FULL and the ablations of
     recipes/rl_demo.sh."""
     fusion = _load(ROOT / "demo" / "fusion.json", ("model.audio.rope_time_scale=1.0",
-                                                   "init_from.video=/runs/demo/video/final"))
+                                                   "init_from.video=/runs/demo/uncond/final"))
     assert fusion.twin().audio.rope_time_scale == 1.0
-    assert fusion.init_from == {"video": "/runs/demo/video/final", "audio": "audio/final"}
+    assert fusion.init_from == {"video": "/runs/demo/uncond/final", "audio": "audio/final"}
     rl = ROOT / "rl_demo" / "omninft.json"
     short = _load(rl, ("steps=2", "group_size=2", "sampling_steps=2", "timestep_fraction=0.5",
                        "lr=1e-5", "lora=null", "out_dir=routing", "advantage_routing=false"))

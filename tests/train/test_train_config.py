@@ -105,15 +105,17 @@ def test_json_and_toml_files(tmp_path):
         TrainConfig.from_file(tmp_path / "c.toml")
 
 
-def test_the_video_tower_recipe_configs_load():
-    """recipes/video_tower/*.json are the configs docs/default-model.md measures."""
-    root = Path(__file__).resolve().parents[2] / "recipes" / "video_tower"
-    stages = {p.stem: TrainConfig.from_file(p) for p in sorted(root.glob("*.json"))}
-    assert set(stages) == {"pictures", "clips", "uncond"}
+def test_the_video_tower_stages_of_the_demo_recipe():
+    """recipes/demo/{pictures,clips,uncond}.json: the video tower docs/default-model.md
+    measures, on the chroma frame codec (18 channels, x0 head, chroma loss weighted 8x)."""
+    root = Path(__file__).resolve().parents[2] / "recipes" / "demo"
+    stages = {n: TrainConfig.from_file(root / f"{n}.json") for n in ("pictures", "clips", "uncond")}
     assert stages["pictures"].video_frames == 1 and stages["pictures"].batch_size == 64
-    assert stages["clips"].init_from == "runs/video_tower/pictures/final"
+    assert stages["clips"].init_from == "pictures/final"
     assert stages["uncond"].text_dropout == 0.1
-    assert all(c.loss_weighting == "x0" for c in stages.values())
+    for c in stages.values():
+        assert c.flow().weighting("video") == "x0" and c.twin().video.in_dim == 18
+        assert c.video_channel_weights[-2:] == (8, 8)
 
 
 def test_set_overrides_keys_and_tables(tmp_path):
