@@ -24,7 +24,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from duet.config import Preset
-from duet.data.shards import existing_shards, read_metadata, shard_path, write_captions, write_shard
+from duet.data.shards import (drop_shards_after, read_metadata, shard_path, write_captions,
+                              write_shard)
 from duet.data.world import WorldConfig, make_clip
 from duet.errors import InputError
 from duet.components import build_codecs
@@ -133,8 +134,7 @@ def build_shards(out_dir: str | Path, preset: Preset, seeds: range, *,
         paths.append(path)
         bar.update(len(part))
     bar.close()
-    for stale in existing_shards(out)[len(paths):]:
-        stale.unlink()  # an earlier build of more clips left these
+    drop_shards_after(out, len(paths))
     write_captions(out, captions)
     log.info("wrote %d shards (%d clips) to %s", len(paths), len(seeds), out)
     return paths

@@ -48,6 +48,12 @@ def existing_shards(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob(_PATTERN))
 
 
+def drop_shards_after(out_dir: Path, count: int) -> None:
+    """Remove the shards past the first `count`: an earlier run that wrote more left them."""
+    for stale in existing_shards(out_dir)[count:]:
+        stale.unlink()
+
+
 def write_shard(tensors: Mapping[str, Tensor], path: Path,
                 metadata: dict[str, str] | None = None) -> Path:
     """One shard, atomically; `tensors` are stacked items under the module's keys, and

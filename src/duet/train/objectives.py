@@ -102,7 +102,6 @@ class FlowConfig:
             raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
                               f"{self.video_patch[0]}")
 
-
     def weighting(self, modality: str) -> str:
         """The loss weighting of one modality ("video" or "audio")."""
         if isinstance(self.loss_weighting, str):

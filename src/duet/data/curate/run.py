@@ -28,7 +28,7 @@ from duet.atomic import atomic_write
 from duet.data.curate.config import CurateConfig
 from duet.data.curate.parallel import Job, logger_levels, run_pool, run_ray
 from duet.data.curate.parts import part_key, read_parts
-from duet.data.shards import existing_shards, shard_path, write_captions, write_shard
+from duet.data.shards import drop_shards_after, shard_path, write_captions, write_shard
 from duet.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ class _ShardWriter:
     def close(self) -> list[Path]:
         if self.pending:
             self._write(self.pending)
-        for stale in existing_shards(self.out)[len(self.paths):]:
-            stale.unlink()  # an earlier run with more clips left these
+        drop_shards_after(self.out, len(self.paths))
         return self.paths
 
     def _write(self, n: int) -> None:
