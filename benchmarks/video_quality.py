@@ -2,7 +2,7 @@
 stage (or any stage) before spending hours on the stages after it.
 
     python benchmarks/video_quality.py WEIGHTS [WEIGHTS ...] [--clips 8] [--steps 25] \
-        [--shift 3] [--guidance 1] [--codec FILE] [--strip DIR]
+        [--shift 3] [--guidance 1] [--stg 0 --stg-blocks 2] [--codec FILE] [--strip DIR]
 
 WEIGHTS: a bundle directory, a `model.safetensors`, or a training checkpoint folder (its
 EMA weights are laid over its raw ones: the EMA file holds the trainable parameters only).
@@ -16,7 +16,11 @@ the ruler finds; real clips have one per bounce) and the caption's ball colours 
 extra events, so events per clip against the real clips' count is the coherence number.
 Balls that rest or hover where real ones fall, or that blink out, make fewer events, so the
 balls' vertical travel (`vertical_travel`, pixels per clip, as a fraction of the real
-clips') is printed beside it: the motion number. Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
+clips') is printed beside it: the motion number, and so is the balls' `height_jitter`
+(median |second difference| of the tracked height): balls that jump from place to place
+instead of falling travel as far as real ones but jitter by pixels where real ones stay
+under one. `--stg` adds spatiotemporal skip guidance (a weak pass that skips
+`--stg-blocks`). Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
 tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when converged).
 """
 
@@ -36,7 +40,7 @@ from duet.config import TwinConfig
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
-from duet.eval.visual import vertical_travel, visual_events
+from duet.eval.visual import height_jitter, vertical_travel, visual_events
 from duet.model import ModalityInput, TwinModel
 from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
@@ -104,6 +108,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--shift", type=float, default=3.0)
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--stg", type=float, default=0.0, help="STG scale on the video (0 = off)")
+    p.add_argument("--stg-blocks", type=lambda s: tuple(int(b) for b in s.split(",")), default=(2,),
+                   help="blocks the STG pass skips, comma-separated")
     p.add_argument("--codec", default=None,
                    help="frame codec weights the models' latents use (default: the one the "
                         "first WEIGHTS bundle names, else the shipped codec)")
@@ -119,14 +126,16 @@ def main() -> None:
     null = encode_texts(text, [""], preset.model.video.text_len).expand_as(context)
     real = np.mean([len(visual_events(c.video, preset.media.fps, "bounce")) for c in clips])
     real_travel = np.mean([vertical_travel(c.video) for c in clips])
+    real_jitter = np.nanmedian([height_jitter(c.video) for c in clips])
     pixels = torch.stack([torch.as_tensor(c.video) for c in clips]).permute(0, 4, 1, 2, 3)
     real_change = frame_change(codec.encode(pixels.float() / 127.5 - 1))
     print(f"real clips: {real:.1f} visual events per clip, vertical travel {real_travel:.0f} px "
-          f"per clip, latent frame change {real_change:.3f}\n")
-    print("| weights | events / clip | travel / real | colour score | latent frame change "
-          "| x0 spread at t = 1 |\n|---|---|---|---|---|---|")
+          f"per clip, height jitter {real_jitter:.2f} px, latent frame change {real_change:.3f}\n")
+    print("| weights | events / clip | travel / real | jitter px | colour score | latent frame change "
+          "| x0 spread at t = 1 |\n|---|---|---|---|---|---|---|")
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
-    guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=())
+    guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=(),
+                        stg_video=args.stg, stg_blocks=args.stg_blocks if args.stg else ())
     for n, path in enumerate(args.weights):
         model = TwinModel.from_config(model_config(path)).eval()
         load_into(model, weights_with_ema(path), dtype=torch.float32)
@@ -141,7 +150,8 @@ def main() -> None:
         colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
                           for f, c in zip(frames, clips)])
         travel = np.mean([vertical_travel(f) for f in frames]) / real_travel
-        print(f"| {path} | {events:.1f} | {travel:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
+        jitter = np.nanmedian([height_jitter(f) for f in frames])
+        print(f"| {path} | {events:.1f} | {travel:.2f} | {jitter:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
               f"| {noise_spread(model, context, shape):.3f} |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)

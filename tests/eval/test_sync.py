@@ -13,7 +13,7 @@ import pytest
 from duet.data.world import make_clip
 from duet.errors import InputError
 from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
-from duet.eval.visual import detect_kind, vertical_travel, visual_events
+from duet.eval.visual import detect_kind, height_jitter, vertical_travel, visual_events
 from duet.media import write_mp4
 
 FPS, SR = 24.0, 16000
@@ -56,6 +56,19 @@ def test_vertical_travel_counts_falls_not_rest_or_blinks(clips):
     blinking[::2] = np.median(c.video, axis=0).astype(np.uint8)  # the ball gone every other frame
     assert vertical_travel(blinking) < 0.1 * real
 
+
+
+def test_height_jitter_separates_falls_from_a_shaken_ball(clips):
+    """Real falls are parabolas (constant second difference: a few hundredths of a pixel off
+    it); shifting every other frame down by 2 px, the ball placed slightly off from frame
+    to frame, alternates the second difference by ±4 px."""
+    c = next(c for c in clips if c.kind == "bounce")
+    assert height_jitter(c.video) < 0.25
+    shaken = c.video.copy()
+    shaken[::2, 2:] = c.video[::2, :-2]
+    assert 3.0 < height_jitter(shaken) < 5.0
+    assert np.isnan(height_jitter(np.repeat(np.median(c.video, axis=0, keepdims=True).astype(np.uint8),
+                                            len(c.video), axis=0)))
 
 def test_ground_truth_is_in_sync(clips):
     report = merge(measure(c.video, c.audio, FPS, SR) for c in clips)

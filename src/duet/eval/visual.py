@@ -120,6 +120,22 @@ def vertical_travel(frames: np.ndarray) -> float:
     return float(sum(np.nansum(np.abs(np.diff(y))) for y in ball_tracks(frames).values()))
 
 
+
+def height_jitter(frames: np.ndarray) -> float:
+    """Median deviation of the balls' height second differences from gravity, in pixels per
+    frame²: a falling ball's height is a parabola, whose second difference is the same in
+    every frame (each track's median, gravity), so real clips deviate by a fraction of a
+    pixel; a ball placed a little off from frame to frame deviates by pixels, which the
+    ruler reads as contacts. The median ignores the few frames of each real bounce. NaN
+    without a track."""
+    dev = []
+    for y in ball_tracks(frames).values():
+        d2 = y[2:] - 2 * y[1:-1] + y[:-2]
+        d2 = d2[np.isfinite(d2)]
+        if d2.size:
+            dev.append(np.abs(d2 - np.median(d2)))
+    return float(np.median(np.concatenate(dev))) if dev else float("nan")
+
 def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
     """Polynomial (degree <= 2) through the points, centred at t0."""
     return np.polyfit(t - t0, y, min(2, len(t) - 1))
