@@ -20,6 +20,7 @@ from duet.train.config import TrainConfig
 from duet.train.parallel import Runtime, full_tensor, load_model_state, parallelize, shard_like
 from duet.train.stages import apply_stage
 from duet.weights import BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config
+from duet.weights.inflate import inflate_temporal_patch
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class Ema:
 def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
     """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or each
     tower from its own bundle, or a seeded random init (for towers no bundle gives). The
-    bundles' presence and configs are checked on every rank."""
+    bundles' presence and configs are checked on every rank. A video tower trained with a
+    shorter temporal patch is inflated to this run's (`duet.weights.inflate`)."""
     twin = cfg.twin()
     sources = cfg.init_from if isinstance(cfg.init_from, dict) else (
         {"": cfg.init_from} if cfg.init_from is not None else {})
@@ -85,15 +87,17 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
                         "strictly into this run's model", bundle)
     if not rt.is_main:
         return {}
+    patch_t = twin.video.patch_size[0]
     if "" in sources:
-        return _with_prior(load_weights(Path(sources[""]) / BUNDLE_WEIGHTS), cfg)
+        state = inflate_temporal_patch(load_weights(Path(sources[""]) / BUNDLE_WEIGHTS), patch_t)
+        return _with_prior(state, cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         state = TwinModel.from_config(twin).state_dict()
     for tower, bundle in sources.items():
         prefix = f"{tower}_model."
-        weights = {k: v for k, v in load_weights(Path(bundle) / BUNDLE_WEIGHTS).items()
-                   if k.startswith(prefix)}
+        weights = inflate_temporal_patch(load_weights(Path(bundle) / BUNDLE_WEIGHTS), patch_t)
+        weights = {k: v for k, v in weights.items() if k.startswith(prefix)}
         unused = sorted(k for k in weights if k not in state)  # e.g. Ovi fusion layers -> bridge model
         if unused:
             log.info("init_from %s: %d %s tensors this model does not have are not used (%s ...)",
