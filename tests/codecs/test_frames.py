@@ -12,8 +12,8 @@ from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opp
                                 save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
-from duet.train.codec import (CodecTrainConfig, config_from_args, psnr, reconstruction_loss,
-                              render_frames, train_frame_codec)
+from duet.train.codec import (CodecTrainConfig, _triplets, config_from_args, interpolation_loss, psnr,
+                              reconstruction_loss, render_frames, train_frame_codec)
 
 SMALL = FrameAEConfig(latent_channels=4, widths=(4, 8, 8))  # stride 4
 
@@ -127,6 +127,52 @@ def test_chroma_weight_scales_the_colour_error_only():
     torch.testing.assert_close(reconstruction_loss(Shift(grey), x, 0.0, 8.0, chroma_weight=4.0),
                                reconstruction_loss(Shift(grey), x, 0.0, 8.0))
 
+
+
+def test_interpolation_loss_decodes_the_mean_of_the_neighbours_latents():
+    """With an identity "codec" the mean of the neighbours' latents is the mean of the
+    neighbours: a frame halfway between them costs nothing, the same frame again costs
+    what reconstructing it from itself does."""
+    class Identity(torch.nn.Module):
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    assert interpolation_loss(Identity(), a, (a + b) / 2, b, 8.0).item() == 0.0
+    shifted = type("Shift", (Identity,), {"decode": lambda self, z: z + 0.1})()
+    torch.testing.assert_close(interpolation_loss(shifted, a, a, a, 8.0, chroma_weight=4.0),
+                               reconstruction_loss(shifted, a, 0.0, 8.0, chroma_weight=4.0))
+
+
+def test_triplets_are_frames_g_apart_inside_one_clip():
+    per_clip, clips = 7, 5
+    index = torch.arange(per_clip * clips, dtype=torch.uint8)  # frame k holds the value k
+    frames = index[:, None, None, None].expand(-1, 3, 2, 2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        before, mid, after = (_as_index(t) for t in _triplets(frames, per_clip, 16, gen))
+        gap = mid - before
+        assert torch.equal(after - mid, gap) and gap.unique().numel() == 1 and gap[0] in (1, 2)
+        assert torch.equal(before // per_clip, after // per_clip)  # never across two clips
+
+
+def _as_index(t):
+    return ((t[:, 0, 0, 0] + 1.0) * 127.5).round().long()
+
+
+def test_training_with_the_interpolation_term_lowers_the_loss(tmp_path):
+    world = WorldConfig(frames=37, height=32, width=32)
+    cfg = CodecTrainConfig(out=str(tmp_path / "c.safetensors"), clips=4, steps=60, batch_size=16,
+                           lr=3e-3, warmup_steps=5, heldout_clips=2, arch=SMALL, world=world,
+                           interp_weight=1.0)
+    r = train_frame_codec(cfg, progress=False)
+    assert r["loss_last"] < 0.6 * r["loss_first"]  # reconstruction + interpolation
+    with pytest.raises(ConfigError, match="interp_weight >= 0"):
+        dataclasses.replace(cfg, interp_weight=-1.0)
 
 @pytest.mark.skipif(shipped_weights() is None, reason="no trained frame codec in this checkout")
 def test_shipped_codec_reconstructs_held_out_frames():

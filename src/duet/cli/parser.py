@@ -153,6 +153,9 @@ def _codec(sub: Sub) -> None:
                          "channel's std (0.1)")
     kt.add_argument("--chroma-weight", type=float,
                     help="weight of the colour error against the luma error (1: plain RGB MSE)")
+    kt.add_argument("--interp-weight", type=float,
+                    help="weight of the term that makes the mean of two frames' latents decode "
+                         "to the frame between them (0: off)")
     kt.add_argument("--latent-channels", type=int, help="learned latent channels (16)")
     kt.add_argument("--chroma-channels", type=int, choices=(0, 2),
                     help="2: add cell-averaged opponent-colour channels and encode luma only (0)")

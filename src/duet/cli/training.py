@@ -65,6 +65,7 @@ def codec_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args.output, clips=args.clips, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, latent_noise=args.latent_noise,
                            seed=args.seed, chroma_weight=args.chroma_weight,
+                           interp_weight=args.interp_weight,
                            latent_channels=args.latent_channels,
                            chroma_channels=args.chroma_channels)
     r = train_frame_codec(cfg, progress=not args.quiet)

@@ -5,6 +5,10 @@ mouths; a small ball is ~1 % of the frame and plain MSE would let it fade), deco
 latents perturbed by Gaussian noise of `latent_noise` times each channel's batch std.
 The noise is scale-free (the encoder cannot outgrow it) and trains the decoder to turn
 slightly-off latents, which is what a diffusion sampler delivers, into clean frames.
+With `interp_weight` > 0, the average of the latents of frames i - g and i + g (g = 1 or 2)
+must also decode to frame i: a tower unsure where a moving ball is predicts something
+between the latents of its likely places, and this makes that decode as a ball in between
+instead of two faint ones (`benchmarks/codec_interpolation.py` measures it).
 
 Held-out frames (world seeds >= HELDOUT_SEED_START) give the PSNR printed at the end.
 """
@@ -42,6 +46,7 @@ class CodecTrainConfig:
     latent_noise: float = 0.1
     detail_weight: float = 8.0
     chroma_weight: float = 1.0  # weight of the colour planes' error against luma's (opponent space)
+    interp_weight: float = 0.0  # weight of the latent-interpolation term (0: off)
     heldout_clips: int = 16
     seed: int = 0
     arch: FrameAEConfig = field(default_factory=FrameAEConfig)
@@ -52,9 +57,11 @@ class CodecTrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"codec training {name} must be >= 1, got {getattr(self, name)}")
         if (not self.lr > 0 or self.latent_noise < 0 or self.detail_weight < 0
-                or self.chroma_weight < 0):
+                or self.chroma_weight < 0 or self.interp_weight < 0):
             raise ConfigError("codec training needs lr > 0, latent_noise >= 0, detail_weight >= 0, "
-                              "chroma_weight >= 0")
+                              "chroma_weight >= 0, interp_weight >= 0")
+        if self.interp_weight and self.world.frames < 5:
+            raise ConfigError(f"interp_weight needs clips of >= 5 frames, got {self.world.frames}")
         s = self.arch.spatial_stride
         if self.world.height % s or self.world.width % s:
             raise ConfigError(f"world frames {self.world.height}x{self.world.width} are not a "
@@ -83,9 +90,29 @@ def reconstruction_loss(net: FrameAutoencoder, x: Tensor, latent_noise: float,
     z = net.encode(x)
     if latent_noise:
         z = z + latent_noise * z.detach().std(dim=(0, 2, 3), keepdim=True) * torch.randn_like(z)
+    return _weighted_error(net.decode(z), x, detail_weight, chroma_weight)
+
+
+def interpolation_loss(net: FrameAutoencoder, before: Tensor, x: Tensor, after: Tensor,
+                       detail_weight: float, chroma_weight: float = 1.0) -> Tensor:
+    """The reconstruction error of frame `x` decoded from the mean of the latents of the
+    frames `before` and `after` it (weighted as `reconstruction_loss`)."""
+    z = 0.5 * (net.encode(before) + net.encode(after))
+    return _weighted_error(net.decode(z), x, detail_weight, chroma_weight)
+
+
+def _weighted_error(pred: Tensor, x: Tensor, detail_weight: float, chroma_weight: float) -> Tensor:
     w = 1.0 + detail_weight * _detail(x)
     planes = torch.tensor([1.0, chroma_weight, chroma_weight], device=x.device)[:, None, None]
-    return (opponent(net.decode(z) - x).square() * planes * w).mean()
+    return (opponent(pred - x).square() * planes * w).mean()
+
+
+def _triplets(frames: Tensor, per_clip: int, batch: int, gen: torch.Generator) -> tuple[Tensor, ...]:
+    """Frames i - g, i and i + g of random clips (g = 1 or 2 for the whole batch), as floats."""
+    gap = int(torch.randint(1, 3, (1,), generator=gen))
+    clip = torch.randint(len(frames) // per_clip, (batch,), generator=gen)
+    mid = clip * per_clip + torch.randint(gap, per_clip - gap, (batch,), generator=gen)
+    return tuple(_to_float(frames[i]) for i in (mid - gap, mid, mid + gap))
 
 
 @torch.no_grad()
@@ -120,6 +147,10 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
         idx = torch.randint(len(frames), (cfg.batch_size,), generator=gen)
         loss = reconstruction_loss(net, _to_float(frames[idx]), cfg.latent_noise, cfg.detail_weight,
                                    cfg.chroma_weight)
+        if cfg.interp_weight:
+            triplet = _triplets(frames, cfg.world.frames, cfg.batch_size, gen)
+            loss = loss + cfg.interp_weight * interpolation_loss(net, *triplet, cfg.detail_weight,
+                                                                 cfg.chroma_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
