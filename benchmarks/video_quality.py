@@ -2,7 +2,8 @@
 stage (or any stage) before spending hours on the stages after it.
 
     python benchmarks/video_quality.py WEIGHTS [WEIGHTS ...] [--clips 8] [--steps 25] \
-        [--shift 3] [--guidance 1] [--stg 0 --stg-blocks 2] [--codec FILE] [--strip DIR]
+        [--shift 3] [--guidance 1] [--stg 0 --stg-blocks 2] [--codec FILE] [--strip DIR] \
+        [--denoise 0.3 0.5]
 
 WEIGHTS: a bundle directory, a `model.safetensors`, or a training checkpoint folder (its
 EMA weights are laid over its raw ones: the EMA file holds the trainable parameters only).
@@ -22,6 +23,9 @@ instead of falling travel as far as real ones but jitter by pixels where real on
 under one. `--stg` adds spatiotemporal skip guidance (a weak pass that skips
 `--stg-blocks`). Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
 tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when converged).
+`--denoise T ...` also prints, per T, the tower's one-step x0 from the real clips' latents
+noised to T, decoded and measured the same way: whether the tower keeps a ball it is
+shown (a good denoiser keeps nearly all of the travel at T = 0.3) or smooths it away.
 """
 
 from __future__ import annotations
@@ -100,6 +104,21 @@ def frame_change(latents: torch.Tensor) -> float:
     return (latents[:, :, 1:] - latents[:, :, :-1]).float().pow(2).mean().sqrt().item()
 
 
+def decode(codec: FrameCodec, latents: torch.Tensor) -> np.ndarray:
+    frames = ((codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255)
+    return frames.to(torch.uint8).numpy()
+
+
+def measure(frames: np.ndarray, clips: list, fps: float, real_travel: float) -> tuple[float, ...]:
+    """Events per clip, travel against the real clips', height jitter, colour score."""
+    events = np.mean([len(visual_events(f, fps, "bounce")) for f in frames])
+    travel = np.mean([vertical_travel(f) for f in frames]) / real_travel
+    jitter = np.nanmedian([height_jitter(f) for f in frames])
+    colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
+                      for f, c in zip(frames, clips)])
+    return events, travel, jitter, colour
+
+
 @torch.no_grad()
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +133,8 @@ def main() -> None:
     p.add_argument("--codec", default=None,
                    help="frame codec weights the models' latents use (default: the one the "
                         "first WEIGHTS bundle names, else the shipped codec)")
+    p.add_argument("--denoise", type=float, nargs="*", default=[],
+                   help="noise levels t at which to measure the one-step x0 of real clips")
     p.add_argument("--strip", type=Path, default=None,
                    help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
                         "(every 4th frame) above its real held-out clip")
@@ -128,7 +149,8 @@ def main() -> None:
     real_travel = np.mean([vertical_travel(c.video) for c in clips])
     real_jitter = np.nanmedian([height_jitter(c.video) for c in clips])
     pixels = torch.stack([torch.as_tensor(c.video) for c in clips]).permute(0, 4, 1, 2, 3)
-    real_change = frame_change(codec.encode(pixels.float() / 127.5 - 1))
+    real_latents = codec.encode(pixels.float() / 127.5 - 1)
+    real_change = frame_change(real_latents)
     print(f"real clips: {real:.1f} visual events per clip, vertical travel {real_travel:.0f} px "
           f"per clip, height jitter {real_jitter:.2f} px, latent frame change {real_change:.3f}\n")
     print("| weights | events / clip | travel / real | jitter px | colour score | latent frame change "
@@ -144,15 +166,17 @@ def main() -> None:
         noise = torch.randn(args.clips, *shape, generator=torch.Generator().manual_seed(0))
         latents, _ = sample(denoise, noise, None, flow_sigmas(args.steps, args.shift, dtype=torch.float64),
                             disable=True)
-        frames = ((codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255)
-        frames = frames.to(torch.uint8).numpy()
-        events = np.mean([len(visual_events(f, preset.media.fps, "bounce")) for f in frames])
-        colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
-                          for f, c in zip(frames, clips)])
-        travel = np.mean([vertical_travel(f) for f in frames]) / real_travel
-        jitter = np.nanmedian([height_jitter(f) for f in frames])
+        frames = decode(codec, latents)
+        events, travel, jitter, colour = measure(frames, clips, preset.media.fps, real_travel)
         print(f"| {path} | {events:.1f} | {travel:.2f} | {jitter:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
               f"| {noise_spread(model, context, shape):.3f} |", flush=True)
+        for t in args.denoise:
+            noise = torch.randn(real_latents.shape, generator=torch.Generator().manual_seed(1))
+            noisy = (1 - t) * real_latents + t * noise
+            v = model.video_model(ModalityInput(noisy, torch.full((args.clips,), 1000.0 * t), context))
+            m = measure(decode(codec, noisy - t * v), clips, preset.media.fps, real_travel)
+            print(f"|   one-step x0 of real clips at t = {t} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.2f} "
+                  f"| {m[3]:.2f} | - | - |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)
             rows = [np.concatenate(list(v[::4]), axis=1) for f, c in zip(frames, clips) for v in (f, c.video)]
