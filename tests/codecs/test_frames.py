@@ -12,8 +12,9 @@ from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opp
                                 save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
-from duet.train.codec import (CodecTrainConfig, _triplets, config_from_args, interpolation_loss, psnr,
-                              reconstruction_loss, render_frames, train_frame_codec)
+from duet.train.codec import (CodecTrainConfig, config_from_args, frame_triplets,
+                              interpolation_loss, psnr, reconstruction_loss, render_frames,
+                              train_frame_codec)
 
 SMALL = FrameAEConfig(latent_channels=4, widths=(4, 8, 8))  # stride 4
 
@@ -154,7 +155,7 @@ def test_triplets_are_frames_g_apart_inside_one_clip():
     frames = index[:, None, None, None].expand(-1, 3, 2, 2)
     gen = torch.Generator().manual_seed(0)
     for _ in range(50):
-        before, mid, after = (_as_index(t) for t in _triplets(frames, per_clip, 16, gen))
+        before, mid, after = (_as_index(t) for t in frame_triplets(frames, per_clip, 16, gen))
         gap = mid - before
         assert torch.equal(after - mid, gap) and gap.unique().numel() == 1 and gap[0] in (1, 2)
         assert torch.equal(before // per_clip, after // per_clip)  # never across two clips

@@ -120,7 +120,6 @@ def vertical_travel(frames: np.ndarray) -> float:
     return float(sum(np.nansum(np.abs(np.diff(y))) for y in ball_tracks(frames).values()))
 
 
-
 def height_jitter(frames: np.ndarray) -> float:
     """Median deviation of the balls' height second differences from gravity, in pixels per
     frame²: a falling ball's height is a parabola, whose second difference is the same in
@@ -135,6 +134,7 @@ def height_jitter(frames: np.ndarray) -> float:
         if d2.size:
             dev.append(np.abs(d2 - np.median(d2)))
     return float(np.median(np.concatenate(dev))) if dev else float("nan")
+
 
 def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
     """Polynomial (degree <= 2) through the points, centred at t0."""

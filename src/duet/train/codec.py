@@ -107,7 +107,7 @@ def _weighted_error(pred: Tensor, x: Tensor, detail_weight: float, chroma_weight
     return (opponent(pred - x).square() * planes * w).mean()
 
 
-def _triplets(frames: Tensor, per_clip: int, batch: int, gen: torch.Generator) -> tuple[Tensor, ...]:
+def frame_triplets(frames: Tensor, per_clip: int, batch: int, gen: torch.Generator) -> tuple[Tensor, ...]:
     """Frames i - g, i and i + g of random clips (g = 1 or 2 for the whole batch), as floats."""
     gap = int(torch.randint(1, 3, (1,), generator=gen))
     clip = torch.randint(len(frames) // per_clip, (batch,), generator=gen)
@@ -148,7 +148,7 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
         loss = reconstruction_loss(net, _to_float(frames[idx]), cfg.latent_noise, cfg.detail_weight,
                                    cfg.chroma_weight)
         if cfg.interp_weight:
-            triplet = _triplets(frames, cfg.world.frames, cfg.batch_size, gen)
+            triplet = frame_triplets(frames, cfg.world.frames, cfg.batch_size, gen)
             loss = loss + cfg.interp_weight * interpolation_loss(net, *triplet, cfg.detail_weight,
                                                                  cfg.chroma_weight)
         opt.zero_grad(set_to_none=True)
