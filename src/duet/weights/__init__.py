@@ -5,6 +5,7 @@
     bundle.py    Duet bundles (config.json + model.safetensors), and bundles made from the
                  official download
     official.py  the official Ovi/Wan/MMAudio layout, its codec table and key maps
+    inflate.py   a video tower's patch embedding and head inflated to a longer temporal patch
 
 Training checkpoints live with the trainer (`duet.train.checkpoint`) and use `keys.py`;
 `duet doctor`'s checks of an official folder load each file with its codec's loader, so
