@@ -416,6 +416,11 @@ def test_codec_train_options_reach_the_trainer(tmp_path, capsys, monkeypatch):
     out = tmp_path / "c.safetensors"
     assert main(["codec", "train", "-o", str(out), "--latent-noise", "0.3", "--steps", "7", "-q"]) == 0
     assert seen[0].latent_noise == 0.3 and seen[0].steps == 7 and seen[0].clips == 384
+    assert seen[0].interp_weight == 0.0 and seen[0].arch.spatial_stride == 16
+    assert main(["codec", "train", "-o", str(out), "--interp-weight", "1", "--widths", "16,32,64,96",
+                 "-q"]) == 0
+    assert seen[1].interp_weight == 1.0 and seen[1].arch.widths == (16, 32, 64, 96)
+    assert seen[1].arch.spatial_stride == 8
     assert "held-out PSNR 30.00 dB" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["codec", "train", "-o", str(out), "--latent-noise", "lots"])

@@ -157,6 +157,9 @@ def _codec(sub: Sub) -> None:
                     help="weight of the term that makes the mean of two frames' latents decode "
                          "to the frame between them (0: off)")
     kt.add_argument("--latent-channels", type=int, help="learned latent channels (16)")
+    kt.add_argument("--widths", type=lambda v: tuple(int(w) for w in v.split(",")),
+                    help="encoder widths per stage, comma-separated; each stage after the first "
+                         "halves the size (16,32,64,96,128: stride 16; 16,32,64,96: stride 8)")
     kt.add_argument("--chroma-channels", type=int, choices=(0, 2),
                     help="2: add cell-averaged opponent-colour channels and encode luma only (0)")
     kt.add_argument("--seed", type=int)

@@ -67,6 +67,7 @@ def codec_train(args: argparse.Namespace) -> int:
                            seed=args.seed, chroma_weight=args.chroma_weight,
                            interp_weight=args.interp_weight,
                            latent_channels=args.latent_channels,
+                           widths=args.widths,
                            chroma_channels=args.chroma_channels)
     r = train_frame_codec(cfg, progress=not args.quiet)
     print(f"wrote {args.output}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, held-out PSNR "
