@@ -18,15 +18,11 @@ import argparse
 
 import numpy as np
 import torch
+from video_quality import decode
 
 from duet.codecs.frames import FrameCodec
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.visual import ball_tracks
-
-
-def decode(codec: FrameCodec, latents: torch.Tensor) -> np.ndarray:
-    frames = (codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5
-    return frames.round().clamp(0, 255).to(torch.uint8).numpy()[0]
 
 
 @torch.no_grad()
@@ -40,7 +36,7 @@ def main() -> None:
     clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce") for i in range(args.clips)]
     latents = [codec.encode(torch.as_tensor(c.video).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
                for c in clips]
-    truth = [ball_tracks(decode(codec, z)) for z in latents]  # the codec's own round trip
+    truth = [ball_tracks(decode(codec, z)[0]) for z in latents]  # the codec's own round trip
     print("| frames apart | median height error px | p90 px | ball lost |\n|---|---|---|---|")
     for gap in args.gaps:
         k = gap // 2
@@ -48,7 +44,7 @@ def main() -> None:
         for z, true in zip(latents, truth):
             mid = z.clone()
             mid[:, :, k:-k] = 0.5 * (z[:, :, :-gap] + z[:, :, gap:])
-            seen = ball_tracks(decode(codec, mid))
+            seen = ball_tracks(decode(codec, mid)[0])
             for name, y in true.items():
                 moving = np.abs(y[gap:] - y[:-gap]) > 2  # frames k..-k whose ball moves
                 got = seen.get(name, np.full_like(y, np.nan))[k:-k][moving]

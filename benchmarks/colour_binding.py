@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from video_quality import frame_codec, model_config, weights_with_ema
+from video_quality import decode, frame_codec, model_config, weights_with_ema
 
 from duet.codecs.frames import FrameCodec
 from duet.components import build_text_encoder
@@ -72,8 +72,7 @@ def picture_score(model: TwinModel, codec: FrameCodec, context: torch.Tensor,
     noise = torch.randn(len(captions), *shape, generator=torch.Generator().manual_seed(0))
     latents, _ = sample(denoise, noise, None, flow_sigmas(25, 3.0, dtype=torch.float64),
                         disable=True)
-    frames = ((codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255)
-    frames = frames.to(torch.uint8).numpy()
+    frames = decode(codec, latents)
     # The ruler reads clips: a picture held for 8 frames is a still clip of it.
     return float(np.mean([prompt_adherence(np.repeat(f, 8, 0), np.zeros(16000), c)["colour_score"]
                           for f, c in zip(frames, captions)]))

@@ -105,6 +105,7 @@ def frame_change(latents: torch.Tensor) -> float:
 
 
 def decode(codec: FrameCodec, latents: torch.Tensor) -> np.ndarray:
+    """Latents [B, C, F, h, w] -> uint8 frames [B, F, H, W, 3], as the ruler reads them."""
     frames = ((codec.decode(latents).permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255)
     return frames.to(torch.uint8).numpy()
 

@@ -96,8 +96,9 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
         state = TwinModel.from_config(twin).state_dict()
     for tower, bundle in sources.items():
         prefix = f"{tower}_model."
-        weights = inflate_temporal_patch(load_weights(Path(bundle) / BUNDLE_WEIGHTS), patch_t)
-        weights = {k: v for k, v in weights.items() if k.startswith(prefix)}
+        weights = {k: v for k, v in load_weights(Path(bundle) / BUNDLE_WEIGHTS).items()
+                   if k.startswith(prefix)}
+        weights = inflate_temporal_patch(weights, patch_t)  # a no-op for the audio tower
         unused = sorted(k for k in weights if k not in state)  # e.g. Ovi fusion layers -> bridge model
         if unused:
             log.info("init_from %s: %d %s tensors this model does not have are not used (%s ...)",
