@@ -65,12 +65,25 @@ def weights_with_ema(path: Path) -> dict[str, torch.Tensor]:
 
 
 def frame_codec(path: Path, weights: str | None) -> FrameCodec:
-    """`weights` if given, else the frame codec the bundle at `path` names (bundles carry
-    theirs), else the shipped one."""
+    """`weights` if given, else the frame codec the bundle or training checkpoint at `path`
+    names, else the shipped one. A bundle carries its codec; a checkpoint's config names it
+    relative to the directory the run was started in, which is `out_dir`'s parent (the
+    checkpoint lives in OUT_DIR/checkpoints/step_N)."""
     folder = path if path.is_dir() else path.parent
     if weights is None and (folder / "config.json").is_file():
         spec = resolve_codec_paths(read_config(folder)[0], folder).codecs.get("video", {})
         weights = spec.get("weights") if spec.get("name") == "frames" else None
+    elif weights is None and (folder / "trainer.json").is_file():
+        cfg = TrainConfig.from_dict(checkpoint.read_json(folder, "trainer")["config"])
+        written = cfg.codecs.get("video", {}).get("weights")
+        if written is not None and Path(written).is_absolute():
+            weights = written
+        elif written is not None and not Path(cfg.out_dir).is_absolute():
+            out_dir = folder.resolve().parents[1]
+            weights = str(out_dir.parents[len(Path(cfg.out_dir).parts) - 1] / written)
+        elif written is not None:
+            raise SystemExit(f"{path}: the run names its codec as {written!r}, relative to a "
+                             "directory its checkpoint does not record; pass --codec FILE")
     return FrameCodec(weights)
 
 
@@ -133,7 +146,7 @@ def main() -> None:
                    help="blocks the STG pass skips, comma-separated")
     p.add_argument("--codec", default=None,
                    help="frame codec weights the models' latents use (default: the one the "
-                        "first WEIGHTS bundle names, else the shipped codec)")
+                        "first WEIGHTS bundle or checkpoint names, else the shipped codec)")
     p.add_argument("--denoise", type=float, nargs="*", default=[],
                    help="noise levels t at which to measure the one-step x0 of real clips")
     p.add_argument("--strip", type=Path, default=None,

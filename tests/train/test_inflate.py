@@ -58,14 +58,17 @@ def test_a_patch_that_does_not_divide_is_refused():
         inflate_temporal_patch(state, 3)
 
 
-def test_a_training_run_with_a_longer_patch_starts_from_the_inflated_bundle(tmp_path):
+def test_a_training_run_with_a_longer_patch_starts_from_the_inflated_bundle(tmp_path, caplog):
     data = write_shards(tmp_path / "data")
     base = dict(preset="tiny", data=(str(data),), batch_size=4, warmup_steps=0, progress=False,
                 seed=3, ema_decay=0.0, steps=1, lr=0.0)
     bundle = train(TrainConfig(**base, model=TINY_MODEL, out_dir=str(tmp_path / "one")))
     two = {**TINY_MODEL, "video": {**TINY_MODEL["video"], "patch_size": [2, 2, 2]}}
     cfg = TrainConfig(**base, model=two, init_from=str(bundle), out_dir=str(tmp_path / "two"))
-    state = initial_state(cfg, Runtime(torch.device("cpu")))
+    with caplog.at_level("INFO", logger="duet"):
+        state = initial_state(cfg, Runtime(torch.device("cpu")))
+    assert "inflated from a temporal patch of 1 frames to 2" in caplog.text
+    assert "another model config" not in caplog.text  # the patch is converted, not a mismatch
     source = initial_state(TrainConfig(**base, model=TINY_MODEL, init_from=str(bundle)),
                            Runtime(torch.device("cpu")))
     w = state["video_model.patch_embedding.weight"]

@@ -5,12 +5,14 @@ AdamW and the EMA of the trainable weights."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from duet.components import build_text_encoder
+from duet.config import TwinConfig
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora
@@ -70,6 +72,16 @@ class Ema:
             self.shadow[name] = shard_like(None if state is None else state[name], t)
 
 
+def _same_but_temporal_patch(saved: TwinConfig, run: TwinConfig) -> bool:
+    """True when the bundle's towers are this run's except, at most, the video tower's
+    temporal patch, which `inflate_temporal_patch` converts (and reports itself), and the
+    audio RoPE factor that follows from the patch (`duet.config.audio_rope_time_scale`)."""
+    patch_t = run.video.patch_size[0]
+    video = replace(saved.video, patch_size=(patch_t, *saved.video.patch_size[1:]))
+    scale = round(saved.audio.rope_time_scale * saved.video.patch_size[0] / patch_t, 5)
+    return replace(saved, video=video, audio=replace(saved.audio, rope_time_scale=scale)) == run
+
+
 def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
     """Starting weights on rank 0 (other ranks get {}): the `init_from` bundle, or each
     tower from its own bundle, or a seeded random init (for towers no bundle gives). The
@@ -82,7 +94,7 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
         preset, _ = read_config(bundle)
         if not (Path(bundle) / BUNDLE_WEIGHTS).is_file():
             raise CheckpointError(f"init_from: {Path(bundle) / BUNDLE_WEIGHTS} is missing")
-        if preset.model != twin and rt.is_main:
+        if not _same_but_temporal_patch(preset.model, twin) and rt.is_main:
             log.warning("init_from %s was saved with another model config; loading its weights "
                         "strictly into this run's model", bundle)
     if not rt.is_main:
