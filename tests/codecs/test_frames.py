@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from duet.codecs import VideoCodec, get_video_codec
 from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opponent,
                                 save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
+from duet.train import codec as codec_training
 from duet.train.codec import (CodecTrainConfig, config_from_args, frame_triplets,
                               interpolation_loss, psnr, reconstruction_loss, render_frames,
-                              train_frame_codec)
+                              resume_path, train_frame_codec)
 
 SMALL = FrameAEConfig(latent_channels=4, widths=(4, 8, 8))  # stride 4
 
@@ -182,3 +185,29 @@ def test_shipped_codec_reconstructs_held_out_frames():
     assert codec.stride == (1, 16, 16) and codec.latent_channels == 16
     frames = render_frames(HELDOUT_SEED_START, 3, WorldConfig())
     assert psnr(codec.net, frames) > 30.0
+
+
+def test_an_interrupted_codec_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch, caplog):
+    world = WorldConfig(frames=37, height=32, width=32)
+    base = dict(clips=2, steps=6, batch_size=8, lr=3e-3, warmup_steps=2, heldout_clips=1,
+                arch=SMALL, world=world, interp_weight=1.0, checkpoint_every=3)
+    whole = CodecTrainConfig(out=str(tmp_path / "whole.safetensors"), **base)
+    train_frame_codec(whole, progress=False)
+    cut = CodecTrainConfig(out=str(tmp_path / "cut.safetensors"), **base)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(codec_training, "save_frame_codec", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train_frame_codec(cut, progress=False)
+    assert resume_path(cut.out).is_file() and not Path(cut.out).exists()
+    with pytest.raises(ConfigError, match="other options; rerun with the same options"):
+        train_frame_codec(dataclasses.replace(cut, lr=1e-3), progress=False)
+    with caplog.at_level("INFO", logger="duet.train.codec"):
+        train_frame_codec(cut, progress=False)
+    assert "resumes from step 3" in caplog.text  # steps 3-5 only, not a rerun from 0
+    assert not resume_path(cut.out).exists()
+    a, b = load_file(whole.out), load_file(cut.out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

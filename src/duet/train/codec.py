@@ -11,6 +11,11 @@ between the latents of its likely places, and this makes that decode as a ball i
 instead of two faint ones (`benchmarks/codec_interpolation.py` measures it).
 
 Held-out frames (world seeds >= HELDOUT_SEED_START) give the PSNR printed at the end.
+
+A run writes its state (weights, AdamW, schedule, both random generators) to OUT.resume.pt
+every `checkpoint_every` steps, atomically; started again with the same options it goes on
+from there and ends with the weights an uninterrupted run writes. The file is removed once
+the codec is saved.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from duet.atomic import atomic_write
 from duet.codecs.frames import FrameAEConfig, FrameAutoencoder, opponent, save_frame_codec
 from duet.data.world import HELDOUT_SEED_START, WorldConfig, iter_clips
 from duet.errors import ConfigError
@@ -49,11 +55,12 @@ class CodecTrainConfig:
     interp_weight: float = 0.0  # weight of the latent-interpolation term (0: off)
     heldout_clips: int = 16
     seed: int = 0
+    checkpoint_every: int = 100  # steps between resume states (OUT.resume.pt)
     arch: FrameAEConfig = field(default_factory=FrameAEConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
 
     def __post_init__(self) -> None:
-        for name in ("clips", "steps", "batch_size", "heldout_clips"):
+        for name in ("clips", "steps", "batch_size", "heldout_clips", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"codec training {name} must be >= 1, got {getattr(self, name)}")
         if (not self.lr > 0 or self.latent_noise < 0 or self.detail_weight < 0
@@ -141,8 +148,10 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
                                               * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.steps), desc="codec", disable=not progress, dynamic_ncols=True)
-    first = last = float("nan")
+    resume = resume_path(cfg.out)
+    start, first, last = _resume(resume, cfg, net, opt, sched, gen)
+    bar = tqdm(range(start, cfg.steps), desc="codec", disable=not progress, dynamic_ncols=True,
+               initial=start, total=cfg.steps)
     for step in bar:
         idx = torch.randint(len(frames), (cfg.batch_size,), generator=gen)
         loss = reconstruction_loss(net, _to_float(frames[idx]), cfg.latent_noise, cfg.detail_weight,
@@ -159,14 +168,46 @@ def train_frame_codec(cfg: CodecTrainConfig, progress: bool = True) -> dict[str,
         last = loss.item() if step == 0 or not math.isfinite(last) else 0.95 * last + 0.05 * loss.item()
         first = last if step == 0 else first
         bar.set_postfix(loss=f"{last:.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            state = {"config": dataclasses.asdict(cfg), "step": step + 1, "first": first,
+                     "last": last, "net": net.state_dict(), "opt": opt.state_dict(),
+                     "sched": sched.state_dict(), "gen": gen.get_state(),
+                     "torch_rng": torch.get_rng_state()}
+            atomic_write(resume, lambda tmp: torch.save(state, tmp))
     net.eval()
     mean, std = latent_stats(net, frames[torch.randperm(len(frames), generator=gen)[:4096]])
     save_frame_codec(net, mean, std, cfg.out)
+    resume.unlink(missing_ok=True)
     result = {"loss_first": first, "loss_last": last, "heldout_psnr_db": psnr(net, heldout),
               "render_s": render_s, "wall_s": time.perf_counter() - t0,
               "params": float(sum(p.numel() for p in net.parameters()))}
     log.info("frame codec -> %s: %s", cfg.out, result)
     return result
+
+
+def resume_path(out: str | Path) -> Path:
+    """Where a codec run writing `out` keeps its resume state."""
+    return Path(f"{out}.resume.pt")
+
+
+def _resume(path: Path, cfg: CodecTrainConfig, net: FrameAutoencoder, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator,
+            ) -> tuple[int, float, float]:
+    """Load an interrupted run's state into the fresh objects: (next step, first, last loss).
+    A state from other options is refused rather than mixed into this run."""
+    if not path.is_file():
+        return 0, float("nan"), float("nan")
+    state = torch.load(path)
+    if state["config"] != dataclasses.asdict(cfg):
+        raise ConfigError(f"{path} holds an interrupted codec run with other options; rerun with "
+                          "the same options to finish it, or delete the file to start over")
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("codec training resumes from step %d (%s)", state["step"], path)
+    return state["step"], state["first"], state["last"]
 
 
 def config_from_args(out: str | Path, **overrides: object) -> CodecTrainConfig:
