@@ -5,20 +5,20 @@ AdamW and the EMA of the trainable weights."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from duet.components import build_text_encoder
-from duet.config import TwinConfig
+from duet.config import Preset, TwinConfig
 from duet.data.dataset import encode_texts
 from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
 from duet.train.config import TrainConfig
+from duet.train.model_setup import twin_with
 from duet.train.parallel import Runtime, full_tensor, load_model_state, parallelize, shard_like
 from duet.train.stages import apply_stage
 from duet.weights import BUNDLE_WEIGHTS, check_state_dict, load_into, load_weights, read_config
@@ -72,14 +72,11 @@ class Ema:
             self.shadow[name] = shard_like(None if state is None else state[name], t)
 
 
-def _same_but_temporal_patch(saved: TwinConfig, run: TwinConfig) -> bool:
-    """True when the bundle's towers are this run's except, at most, the video tower's
-    temporal patch, which `inflate_temporal_patch` converts (and reports itself), and the
-    audio RoPE factor that follows from the patch (`duet.config.audio_rope_time_scale`)."""
-    patch_t = run.video.patch_size[0]
-    video = replace(saved.video, patch_size=(patch_t, *saved.video.patch_size[1:]))
-    scale = round(saved.audio.rope_time_scale * saved.video.patch_size[0] / patch_t, 5)
-    return replace(saved, video=video, audio=replace(saved.audio, rope_time_scale=scale)) == run
+def _same_but_temporal_patch(saved: Preset, run: TwinConfig) -> bool:
+    """True when the bundle's towers, given this run's temporal patch, are this run's:
+    `inflate_temporal_patch` converts the patch (and reports it), and `twin_with` derives
+    the audio RoPE factor that follows from it, as it does for the run."""
+    return twin_with(saved, {"video": {"patch_size": run.video.patch_size}}) == run
 
 
 def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
@@ -94,7 +91,7 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
         preset, _ = read_config(bundle)
         if not (Path(bundle) / BUNDLE_WEIGHTS).is_file():
             raise CheckpointError(f"init_from: {Path(bundle) / BUNDLE_WEIGHTS} is missing")
-        if not _same_but_temporal_patch(preset.model, twin) and rt.is_main:
+        if not _same_but_temporal_patch(preset, twin) and rt.is_main:
             log.warning("init_from %s was saved with another model config; loading its weights "
                         "strictly into this run's model", bundle)
     if not rt.is_main:
