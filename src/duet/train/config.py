@@ -22,6 +22,7 @@ from duet.config_files import apply_overrides, check_keys, read_config_file
 from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.model.alignment import check_alignment
+from duet.model.locality import check_locality
 from duet.presets import codecs_with, get_preset
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
@@ -51,6 +52,10 @@ class TrainConfig:
     # the QK-norm gain on the reserved RoPE pairs; 0 leaves the starting weights as they are
     alignment_prior: float = 0.0
     alignment_pairs: int = 4  # fastest temporal RoPE pairs per head it reserves
+    # temporal-locality prior set on the video self-attention at the start, for a tower
+    # trained on single frames (duet.model.locality): QK-norm gain on the reserved pairs
+    video_locality_prior: float = 0.0
+    video_locality_pairs: int = 4
     # LoRA fine-tuning (duet.lora.LoraSpec keys: rank, alpha, targets, towers, dropout,
     # blocks); None trains the stage's parameters themselves. Needs init_from.
     lora: dict[str, Any] | None = None
@@ -146,6 +151,11 @@ class TrainConfig:
             raise ConfigError(f"alignment_prior must be >= 0 (0: off), got {self.alignment_prior}")
         if self.alignment_prior > 0:
             check_alignment(twin, self.alignment_prior, self.alignment_pairs)
+        if self.video_locality_prior < 0:
+            raise ConfigError(f"video_locality_prior must be >= 0 (0: off), got "
+                              f"{self.video_locality_prior}")
+        if self.video_locality_prior > 0:
+            check_locality(twin, self.video_locality_prior, self.video_locality_pairs)
         if self.lora is not None:
             self.lora_spec()
             if self.init_from is None:

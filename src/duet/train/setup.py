@@ -17,6 +17,7 @@ from duet.errors import CheckpointError, ConfigError, DuetError
 from duet.lora import add_lora
 from duet.model import TwinModel
 from duet.model.alignment import with_alignment_prior
+from duet.model.locality import with_locality_prior
 from duet.train.config import TrainConfig
 from duet.train.model_setup import twin_with
 from duet.train.parallel import Runtime, full_tensor, load_model_state, parallelize, shard_like
@@ -117,11 +118,14 @@ def initial_state(cfg: TrainConfig, rt: Runtime) -> dict[str, Tensor]:
 
 
 def _with_prior(state: dict[str, Tensor], cfg: TrainConfig) -> dict[str, Tensor]:
-    """The starting weights with the temporal-alignment prior when the config asks for it
-    (a resumed run then overwrites them with its checkpoint)."""
-    if cfg.alignment_prior == 0:
-        return state
-    return with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
+    """The starting weights with the temporal priors the config asks for (a resumed run
+    then overwrites them with its checkpoint)."""
+    if cfg.alignment_prior > 0:
+        state = with_alignment_prior(state, cfg.twin(), cfg.alignment_prior, cfg.alignment_pairs)
+    if cfg.video_locality_prior > 0:
+        state = with_locality_prior(state, cfg.twin(), cfg.video_locality_prior,
+                                    cfg.video_locality_pairs)
+    return state
 
 
 def empty_prompt_context(cfg: TrainConfig, text_len: int) -> Tensor | None:
