@@ -42,7 +42,7 @@ from duet.codecs.frames import FrameCodec
 from duet.components import build_text_encoder
 from duet.config import TwinConfig
 from duet.data.dataset import encode_texts
-from duet.data.world import HELDOUT_SEED_START, make_clip
+from duet.data.world import HELDOUT_SEED_START, WorldConfig, make_clip
 from duet.eval.adherence import prompt_adherence
 from duet.eval.visual import height_jitter, vertical_travel, visual_events
 from duet.model import ModalityInput, TwinModel
@@ -152,10 +152,15 @@ def main() -> None:
     p.add_argument("--strip", type=Path, default=None,
                    help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
                         "(every 4th frame) above its real held-out clip")
+    p.add_argument("--max-balls", type=int, choices=(1, 2), default=2,
+                   help="the world of the held-out prompts and real clips, as `duet data build` drew "
+                        "the training clips")
+    p.add_argument("--drop-in", type=float, default=0.5, metavar="P")
     args = p.parse_args()
     preset = get_preset("demo")
     codec = frame_codec(args.weights[0], args.codec)
-    clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce") for i in range(args.clips)]
+    world = WorldConfig(max_balls=args.max_balls, drop_in=args.drop_in)
+    clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce", config=world) for i in range(args.clips)]
     text = build_text_encoder(preset)
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)
     null = encode_texts(text, [""], preset.model.video.text_len).expand_as(context)

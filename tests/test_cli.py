@@ -270,6 +270,23 @@ def test_data_build_refuses_no_clips(tmp_path, capsys, clips):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_data_build_sets_the_world(tmp_path, capsys):
+    """--kinds, --max-balls and --drop-in reach the world the clips are drawn from; a value
+    outside the world's range is one line, before any clip is drawn."""
+    import json
+
+    data = tmp_path / "shards"
+    assert main(["data", "build", "-o", str(data), "--clips", "4", "--shard-size", "4", "-q",
+                 "--kinds", "bounce", "--max-balls", "1", "--drop-in", "0"]) == 0
+    texts = [c["caption"] for c in json.loads((data / "captions.json").read_text())]
+    assert len(texts) == 4 and all(" ball falls and bounces " in t for t in texts)
+    assert main(["data", "build", "-o", str(tmp_path / "bad"), "--clips", "2", "-q",
+                 "--drop-in", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "drop_in is a probability in [0, 1], got 1.5" in err and _one_line(err)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_data_build_train_generate_end_to_end(tmp_path, capsys):
     """World clips -> shards -> `duet train` (small demo-shaped model) -> `duet generate`."""
     import json

@@ -158,6 +158,22 @@ def test_split_convention():
         list(iter_clips(HELDOUT_SEED_START - 1, 2))
 
 
+def _ball_pixels(frame, colour: str) -> int:
+    return int((np.abs(frame.astype(int) - PALETTE[colour]).max(-1) < 30).sum())
+
+
+@pytest.mark.parametrize("drop_in, in_first_frame", [(0.0, True), (1.0, False)])
+def test_drop_in_sets_whether_balls_are_in_the_first_frame(drop_in, in_first_frame):
+    """drop_in 0: every ball is in flight from the first frame; 1: every ball drops in from
+    above later, so the first frame shows none."""
+    config = WorldConfig(drop_in=drop_in, max_balls=1)
+    for seed in range(8):
+        clip = make_clip(seed, "bounce", config)
+        (ball,) = clip.attributes["balls"]
+        assert (_ball_pixels(clip.video[0], ball["colour"]) > 5) == in_first_frame, seed
+        assert _ball_pixels(clip.video[-1], ball["colour"]) > 5  # it is there by the end
+
+
 def test_bad_arguments():
     with pytest.raises(InputError, match="kind"):
         make_clip(0, "juggle")
@@ -165,6 +181,8 @@ def test_bad_arguments():
         make_clip(-1)
     with pytest.raises(ConfigError, match="kinds"):
         WorldConfig(kinds=("juggle",))
+    with pytest.raises(ConfigError, match="drop_in is a probability"):
+        WorldConfig(drop_in=1.5)
     with pytest.raises(ConfigError, match="at least 1.5 s"):
         WorldConfig(frames=20)
     with pytest.raises(dataclasses.FrozenInstanceError):

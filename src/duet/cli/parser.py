@@ -123,6 +123,10 @@ def _data(sub: Sub) -> None:
     db.add_argument("--kinds", metavar="K[,K]", help="clip kinds to draw: bounce,talk (default both)")
     db.add_argument("--materials", metavar="M[,M...]",
                     help="ball materials (default rubber,metal,glass,wood; bronze is a new concept)")
+    db.add_argument("--max-balls", type=int, choices=(1, 2), help="balls per bounce clip, at most (default 2)")
+    db.add_argument("--drop-in", type=float, metavar="P",
+                    help="probability that a ball drops in from above mid-clip instead of being in "
+                         "flight from the first frame (default 0.5)")
     db.add_argument("-q", "--quiet", action="store_true")
     db.set_defaults(func=training.data_build)
 

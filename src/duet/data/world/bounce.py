@@ -117,7 +117,7 @@ def _draw_ball(rng: np.random.Generator, config: WorldConfig, lane: tuple[float,
     floor_y = round(_FLOOR * h)
     y_contact = floor_y - r
     top = r + 0.04 * h
-    if rng.random() < 0.5:  # in flight from the first frame
+    if rng.random() < 1.0 - config.drop_in:  # in flight from the first frame
         t0, y0 = 0.0, rng.uniform(top, y_contact - 0.45 * h)
         v_up = math.sqrt(2 * g * (y0 - top))  # fastest upward start that stays in frame
         v0 = rng.uniform(-min(v_up, 0.6 * h), 0.5 * h)

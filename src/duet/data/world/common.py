@@ -50,6 +50,9 @@ class WorldConfig:
     width: int = 64
     kinds: tuple[str, ...] = KINDS  # kinds drawn when `make_clip(kind=None)`
     max_balls: int = 2
+    # probability that a ball drops in from above the frame at a random moment in the first
+    # half of the clip, instead of being in flight from the first frame
+    drop_in: float = 0.5
     ambience: float = 0.5  # probability of a quiet room tone under the events
     min_event_gap: float = 0.1  # seconds between any two events, so each is observable
     materials: tuple[str, ...] = MATERIALS  # ball materials drawn (EXTRA_MATERIALS: new concepts)
@@ -73,6 +76,8 @@ class WorldConfig:
                               f"{MATERIALS + EXTRA_MATERIALS}")
         if self.max_balls not in (1, 2):
             raise ConfigError(f"max_balls must be 1 or 2, got {self.max_balls}")
+        if not 0.0 <= self.drop_in <= 1.0:
+            raise ConfigError(f"drop_in is a probability in [0, 1], got {self.drop_in}")
         if not 0.0 <= self.ambience <= 1.0:
             raise ConfigError(f"ambience is a probability in [0, 1], got {self.ambience}")
         if not 0.0 < self.min_event_gap < 0.5:
