@@ -65,20 +65,31 @@ def with_alignment_prior(state: dict[str, Tensor], cfg: TwinConfig, strength: fl
     check_alignment(cfg, strength, pairs)
     state = dict(state)
     for tower in (cfg.video, cfg.audio):
-        first, second = alignment_channels(tower.head_dim, tower.num_heads, pairs)
-        both = torch.cat([first, second])
+        channels = alignment_channels(tower.head_dim, tower.num_heads, pairs)
         for i in range(tower.num_layers):
             p = f"{tower.modality}_model.blocks.{i}.cross_attn."
-            for key in ("q.weight", "q.bias", "k_fusion.weight", "k_fusion.bias", "norm_q.weight",
-                        "norm_k_fusion.weight", "norm_k.weight"):
-                state[p + key] = state[p + key].clone()
             for proj, norm in (("q", "norm_q"), ("k_fusion", "norm_k_fusion")):
-                state[p + f"{proj}.weight"][both] = 0
-                state[p + f"{proj}.bias"][first] = 1
-                state[p + f"{proj}.bias"][second] = 0
-                state[p + f"{norm}.weight"][both] = strength
-            state[p + "norm_k.weight"][both] = 0
+                set_position_channels(state, p + proj, p + norm, channels, strength)
+            gain = state[p + "norm_k.weight"].clone()
+            gain[torch.cat(channels)] = 0
+            state[p + "norm_k.weight"] = gain
     return state
+
+
+def set_position_channels(state: dict[str, Tensor], proj: str, norm: str,
+                          channels: tuple[Tensor, Tensor], strength: float) -> None:
+    """Make the (first, second) channels of the projection `proj` (its weight and bias keys
+    in `state`) a constant (1, 0) with QK-norm gain `strength` in `norm`: the reserved pairs
+    then score by RoPE position alone. Replaces the three tensors in `state` with changed
+    copies."""
+    first, second = channels
+    both = torch.cat([first, second])
+    weight, bias, gain = (state[k].clone() for k in (f"{proj}.weight", f"{proj}.bias", f"{norm}.weight"))
+    weight[both] = 0
+    bias[first] = 1
+    bias[second] = 0
+    gain[both] = strength
+    state[f"{proj}.weight"], state[f"{proj}.bias"], state[f"{norm}.weight"] = weight, bias, gain
 
 
 @torch.no_grad()
