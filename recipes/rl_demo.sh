@@ -19,9 +19,9 @@
 #    the ruler, events per clip, colour, frame strips; OUT/eval), `duet eval sync` on its MP4s
 #    and benchmarks/video_quality.py (the video tower alone), before (the base bundle) and
 #    after each run.
-# Cost: a SHORT step (4 rollouts of 2 steps, 4 training passes, 4 decodes and rewards) took
-# 72 s on the shared 2-core machine, which puts a full step (16 rollouts of 8 steps, 32
-# training passes) at about 8 min there: STEPS=15 fits in 2 h (an idle machine affords more).
+# Cost: a full step (16 rollouts of 8 steps, 32 training passes) takes 24-36 s on an idle
+# 2-core machine (about 8 min beside other work), so the default 15 steps take 7.5 min and
+# STEPS=200 fits in 2 h (docs/rl.md).
 # The RL config is recipes/rl_demo/omninft.json (paths relative to OUT, where OUT/base links
 # to the starting bundle); SHORT, FULL, STEPS and each ablation change it with `duet rl --set`.
 # A finished run is skipped, an interrupted one resumes.
