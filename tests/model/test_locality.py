@@ -9,7 +9,7 @@ import torch
 from duet.config import TowerConfig, TwinConfig
 from duet.errors import ConfigError
 from duet.model import ModalityInput, TwinModel
-from duet.model.alignment import alignment_channels
+from duet.model.alignment import alignment_channels, module_inputs
 from duet.model.attention import attention_weights
 from duet.model.locality import with_locality_prior
 from duet.model.rope import apply_rope
@@ -33,15 +33,8 @@ def _own_frame_mass(model: TwinModel) -> list[float]:
     t = torch.tensor([900.0])
     video = ModalityInput(torch.randn(1, 4, FRAMES, 4, 4, generator=g), t, torch.randn(1, 6, 8, generator=g))
     audio = ModalityInput(torch.randn(1, 16, 5, generator=g), t, torch.randn(1, 6, 8, generator=g))
-    seen: dict[int, tuple] = {}
-    hooks = [block.self_attn.register_forward_pre_hook(lambda _m, args, i=i: seen.__setitem__(i, args))
-             for i, block in enumerate(model.video_model.blocks)]
-    try:
-        model(video, audio)
-    finally:
-        for h in hooks:
-            h.remove()
-    return [_mass(block.self_attn, *seen[i][:2]) for i, block in enumerate(model.video_model.blocks)]
+    attns = [block.self_attn for block in model.video_model.blocks]
+    return [_mass(sa, *args[:2]) for sa, args in zip(attns, module_inputs(model, attns, video, audio), strict=True)]
 
 
 @torch.no_grad()

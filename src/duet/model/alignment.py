@@ -20,7 +20,7 @@ constraint, and it uses only Ovi's parameters, so the model stays loadable by an
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from duet.config import TwinConfig
 from duet.errors import ConfigError
@@ -93,23 +93,30 @@ def set_position_channels(state: dict[str, Tensor], proj: str, norm: str,
 
 
 @torch.no_grad()
-def audio_to_video_attention(model: TwinModel, video: ModalityInput, audio: ModalityInput,
-                             ) -> list[Tensor]:
-    """The audio tower's cross-modal attention weights in every fusion block, one fused
-    forward pass: a list of [B, heads, audio tokens, video tokens] tensors."""
+def module_inputs(model: TwinModel, modules: list[nn.Module], video: ModalityInput,
+                  audio: ModalityInput) -> list[tuple]:
+    """The positional arguments each of `modules` received in one forward pass of `model`,
+    in the order given: what an attention layer saw, to recompute its weights."""
     seen: dict[int, tuple] = {}
-    hooks = [block.cross_attn.register_forward_pre_hook(
-                 lambda _m, args, i=i: seen.__setitem__(i, args))
-             for i, block in enumerate(model.audio_model.blocks)]
+    hooks = [m.register_forward_pre_hook(lambda _m, args, i=i: seen.__setitem__(i, args))
+             for i, m in enumerate(modules)]
     try:
         model(video, audio)
     finally:
         for h in hooks:
             h.remove()
+    return [seen[i] for i in range(len(modules))]
+
+
+@torch.no_grad()
+def audio_to_video_attention(model: TwinModel, video: ModalityInput, audio: ModalityInput,
+                             ) -> list[Tensor]:
+    """The audio tower's cross-modal attention weights in every fusion block, one fused
+    forward pass: a list of [B, heads, audio tokens, video tokens] tensors."""
+    attns = [block.cross_attn for block in model.audio_model.blocks]
     maps = []
-    for i in range(len(model.audio_model.blocks)):
-        ca = model.audio_model.blocks[i].cross_attn
-        x, _context, rope, other = seen[i][:4]
+    for ca, args in zip(attns, module_inputs(model, attns, video, audio), strict=True):
+        x, _context, rope, other = args[:4]
         q = apply_rope(ca.norm_q(ca.q(x)).unflatten(-1, (ca.heads, -1)), rope)
         k = ca.norm_k_fusion(ca.k_fusion(ca.pre_attn_norm_fusion(other.x)))
         k = apply_rope(k.unflatten(-1, (ca.heads, -1)), other.rope)
