@@ -17,10 +17,10 @@ def _clip(frames, audio, prompt="x") -> GeneratedClip:
 
 
 def test_builtins_are_registered_with_their_tags():
-    tags = {n: REWARDS[n].tag for n in ("sync", "video_adherence", "audio_adherence",
+    tags = {n: REWARDS[n].tag for n in ("sync", "video_adherence", "motion", "audio_adherence",
                                         "brightness", "loudness")}
-    assert tags == {"sync": "joint", "video_adherence": "video", "audio_adherence": "audio",
-                    "brightness": "video", "loudness": "audio"}
+    assert tags == {"sync": "joint", "video_adherence": "video", "motion": "video",
+                    "audio_adherence": "audio", "brightness": "video", "loudness": "audio"}
 
 
 def test_register_and_look_up_by_name_or_import_path():
@@ -60,7 +60,7 @@ def test_count_and_steady_scores():
     assert steady_score(still) == 1.0 and steady_score(noisy) == 0.0
 
 
-@pytest.mark.parametrize("seed", [3, 1])  # a bounce clip and a talk clip
+@pytest.mark.parametrize("seed", [1, 3])  # a bounce clip and a talk clip
 def test_world_rewards_score_real_clips_high_and_spoilt_ones_lower(seed):
     world = make_clip(seed)
     real = GeneratedClip(world.video, world.audio, 24.0, 16000, world.caption)
@@ -78,6 +78,28 @@ def test_world_rewards_score_real_clips_high_and_spoilt_ones_lower(seed):
     hiss = GeneratedClip(world.video, rng.normal(0, 0.3, world.audio.shape).astype(np.float32),
                          24.0, 16000, world.caption)
     assert REWARDS["audio_adherence"](hiss) < scores["audio_adherence"]
+
+
+def test_motion_scores_falling_balls_over_hovering_or_jumping_ones():
+    world = make_clip(1)
+    assert world.kind == "bounce"
+
+    def motion(frames) -> float:
+        return REWARDS["motion"](GeneratedClip(frames, world.audio, 24.0, 16000, world.caption))
+
+    real = motion(world.video)
+    # the ball held where it is in the middle frame: a steady track that goes nowhere
+    hover = motion(np.repeat(world.video[len(world.video) // 2][None], len(world.video), 0))
+    # every other pair of frames swapped: the ball covers its path but jumps back and forth
+    order = np.arange(len(world.video)).reshape(-1, 1)[: len(world.video) // 4 * 4]
+    order = order.reshape(-1, 4)[:, [0, 2, 1, 3]].ravel()
+    jump = motion(np.concatenate([world.video[order], world.video[len(order):]]))
+    assert real == 1.0 and hover == pytest.approx(0.5), (real, hover)
+    assert jump < 0.8, jump
+    talk = make_clip(3)
+    assert REWARDS["motion"](GeneratedClip(talk.video, talk.audio, 24.0, 16000, talk.caption)) == 1.0
+    still_face = np.repeat(talk.video[:1], len(talk.video), 0)
+    assert REWARDS["motion"](GeneratedClip(still_face, talk.audio, 24.0, 16000, talk.caption)) == 0.0
 
 
 def test_world_rewards_refuse_other_prompts():

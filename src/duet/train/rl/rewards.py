@@ -19,7 +19,7 @@ registers it before calling `train_rl`) or as "package.module:function" (the mod
 imported, which registers it; `duet rl` needs this form).
 
 Built in: `brightness` (video) and `loudness` (audio), simple known targets for tests, and
-the synthetic world's `sync` (joint), `video_adherence` and `audio_adherence`
+the synthetic world's `sync` (joint), `video_adherence`, `motion` and `audio_adherence`
 (`world_rewards.py`).
 """
 
@@ -108,3 +108,4 @@ def loudness(clip: GeneratedClip) -> float:
 register_reward("sync", "joint")(world_rewards.sync)
 register_reward("video_adherence", "video")(world_rewards.video_adherence)
 register_reward("audio_adherence", "audio")(world_rewards.audio_adherence)
+register_reward("motion", "video")(world_rewards.motion)
