@@ -150,3 +150,25 @@ def test_duet_train_and_rl_pass_set_to_the_config(tmp_path, caplog):
     rl.write_text(json.dumps({"preset": "demo", "rewards": {"sync": 1.0}}))
     assert main(["rl", str(rl), "--set", "group_size=1", "-q"]) == 2
     assert "group_size must be >= 2" in caplog.text
+
+
+def test_a_bundle_directory_is_a_base_preset(tmp_path):
+    """Fine-tuning a trained bundle takes its shape and codecs from its config.json; the
+    `model` and `codecs` keys still override on top; a wrong name says what else it may be."""
+    import dataclasses
+
+    from duet.train.model_setup import preset_with
+    from duet.weights import write_config
+
+    demo = get_preset("demo")
+    trained = preset_with(demo, {"video": {"in_dim": 18, "out_dim": 18}, "num_layers": 2})
+    trained = dataclasses.replace(trained, codecs={
+        **trained.codecs, "video": {"name": "frames", "weights": "video_codec/frames.safetensors"}})
+    write_config(tmp_path / "bundle", trained, {})
+    cfg = TrainConfig(preset=str(tmp_path / "bundle"))
+    assert cfg.twin() == trained.model
+    assert cfg.base_preset().codecs["video"]["weights"] == str(
+        tmp_path / "bundle" / "video_codec" / "frames.safetensors")
+    assert TrainConfig(preset=str(tmp_path / "bundle"), model={"num_layers": 3}).twin().video.num_layers == 3
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; .* or give a bundle directory"):
+        TrainConfig(preset="nope")

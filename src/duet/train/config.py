@@ -23,11 +23,11 @@ from duet.errors import ConfigError
 from duet.lora import LoraSpec
 from duet.model.alignment import check_alignment
 from duet.model.locality import check_locality
-from duet.presets import codecs_with, get_preset
+from duet.presets import codecs_with
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
 from duet.train.stages import STAGES, Stage, get_stage
-from duet.weights import codec_files
+from duet.weights import codec_files, preset_or_bundle
 
 if typing.TYPE_CHECKING:
     from duet.train.data import LatentDataset
@@ -37,7 +37,8 @@ class TrainConfig:
     """A training run. `None` means "the stage's default" where noted."""
 
     # model
-    preset: str = "tiny"  # base preset: its model shape, media rates and codecs go in the bundle
+    preset: str = "tiny"  # base preset, or a bundle directory: its model shape, media rates
+    # and codecs go in the bundle
     # TowerConfig overrides: top-level keys apply to both towers, "video"/"audio" sub-dicts to one
     model: dict[str, Any] = field(default_factory=dict)
     # codec spec overrides per kind, written into the bundle (presets.codecs_with), e.g.
@@ -220,7 +221,7 @@ class TrainConfig:
         return self.get_stage().betas if self.betas is None else self.betas
 
     def base_preset(self) -> Preset:
-        return codecs_with(get_preset(self.preset), self.codecs)
+        return codecs_with(preset_or_bundle(self.preset), self.codecs)
 
     def twin(self) -> TwinConfig:
         """The model this run trains: the base preset's with the `model` overrides."""

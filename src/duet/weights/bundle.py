@@ -17,6 +17,7 @@ from typing import Any
 from duet.atomic import atomic_write
 from duet.config import Preset
 from duet.errors import CheckpointError, ConfigError
+from duet.presets import get_preset
 from duet.weights.files import load_weights, save_weights
 from duet.weights.official import check_dit, locate, official_codecs, ovi_preset
 
@@ -55,6 +56,19 @@ def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
 
 
 PATH_OPTIONS = ("path", "vae_path", "vocoder_path", "weights")  # codec options naming files
+
+
+def preset_or_bundle(name: str) -> Preset:
+    """A run's base preset: a preset by name, or a bundle directory's own config (its
+    towers, media, sampler and codecs, codec files made absolute), so that fine-tuning or RL
+    of a trained bundle takes the shape it was trained with instead of restating it."""
+    path = Path(name)
+    if (path / BUNDLE_CONFIG).is_file():
+        return resolve_codec_paths(read_config(path)[0], path)
+    try:
+        return get_preset(name)
+    except ConfigError as e:
+        raise ConfigError(f"{e}, or give a bundle directory (one with {BUNDLE_CONFIG})") from None
 
 
 def codec_files(codecs: Mapping[str, Any]) -> Iterator[tuple[str, str, Path]]:

@@ -141,3 +141,20 @@ def test_lora_on_a_bridged_model(tmp_path):
     assert not changed, changed[:3]  # the base weights stay as they were
     assert any(".lora_B." in k and v.abs().max() > 0 for k, v in after.items())
     assert (tmp_path / "lora" / "final" / ADAPTER_WEIGHTS).is_file()
+
+
+def test_rl_of_a_bundle_takes_its_shape_from_the_bundle(tmp_path):
+    """`preset` and `init_from` both naming a trained bundle: the run builds the bundle's model
+    (here narrower than the demo preset's) without restating it, and exports that shape."""
+    from duet.model import TwinModel
+    from duet.weights import BUNDLE_WEIGHTS, read_config, save_weights, write_config
+
+    shaped = _config(tmp_path, "shape")
+    base = TwinModel.from_config(shaped.train_config().twin())
+    save_weights(base.state_dict(), tmp_path / "base" / BUNDLE_WEIGHTS)
+    write_config(tmp_path / "base", shaped.train_config().bundle_preset(), {})
+    cfg = _config(tmp_path, "rl", preset=str(tmp_path / "base"), model={},
+                  init_from=str(tmp_path / "base"), group_size=2, micro_batch=2, steps=1)
+    assert cfg.train_config().twin() == base.cfg
+    _run(cfg)
+    assert read_config(tmp_path / "rl" / "final")[0].model == base.cfg

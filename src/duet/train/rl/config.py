@@ -20,10 +20,11 @@ from duet.config import Preset
 from duet.config_files import apply_overrides, check_keys, read_config_file
 from duet.data.world import HELDOUT_SEED_START, KINDS
 from duet.errors import ConfigError
-from duet.presets import codecs_with, get_preset
+from duet.presets import codecs_with
 from duet.sampling.solvers import get_solver
 from duet.train.config import TrainConfig, _matches
 from duet.train.rl.rewards import get_reward
+from duet.weights import preset_or_bundle
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class RLConfig:
     """An RL fine-tuning run (OmniNFT on DiffusionNFT). `None` means "the preset's"."""
 
     # model (as in TrainConfig)
-    preset: str = "demo"
+    preset: str = "demo"  # or a bundle directory: the shape and codecs of the bundle fine-tuned
     model: dict[str, Any] = field(default_factory=dict)  # TowerConfig overrides
     codecs: dict[str, Any] = field(default_factory=dict)  # codec spec overrides (as in TrainConfig)
     init_from: str | None = None  # bundle directory to fine-tune (None: seeded random init)
@@ -169,7 +170,7 @@ class RLConfig:
         return self.prompts_per_step * self.group_size
 
     def base_preset(self) -> Preset:
-        return codecs_with(get_preset(self.preset), self.codecs)
+        return codecs_with(preset_or_bundle(self.preset), self.codecs)
 
     def train_config(self) -> TrainConfig:
         """The trainer's view of this run: model, optimizer, parallelism and output keys.
