@@ -10,8 +10,8 @@ Prompts are captions of held-out world seeds (1,000,000 + i: never seen in train
 RL, which draws training seeds); each is generated `--samples` times (seeds 0..) with the
 preset's sampler and guidance (`--steps` overrides its step count). Per model, means over
 all clips of:
-- the RL rewards (`duet.train.rl`): sync, video adherence, audio adherence, computed from the
-  generated frames and waveform as the RL run computes them;
+- the RL rewards (`duet.train.rl`): sync, video adherence, motion, audio adherence, computed
+  from the generated frames and waveform as the RL run computes them;
 - the ruler from the written MP4 (what `duet eval sync` reports): paired events, median
   offset, within one frame, missed visual events, extra onsets;
 - visual events per clip (floor contacts or mouth openings; the real held-out clips' count
@@ -38,7 +38,7 @@ from duet.media import save_png
 from duet.pipeline import DuetPipeline
 from duet.train.rl import REWARDS, GeneratedClip
 
-REWARD_NAMES = ("sync", "video_adherence", "audio_adherence")
+REWARD_NAMES = ("sync", "video_adherence", "motion", "audio_adherence")
 
 
 def load(model: str) -> DuetPipeline:
@@ -96,9 +96,9 @@ def main() -> None:
     real = np.mean([len(visual_events(w.video, world.fps, w.kind)) for w in worlds])
     print(f"{args.prompts} held-out prompts (seeds {HELDOUT_SEED_START}..), {args.samples} "
           f"samples each; real clips: {real:.1f} visual events per clip\n")
-    print("| model | sync reward | video adherence | audio adherence | pairs | median offset ms "
-          "| median abs offset ms | within 1 frame | within 2 frames | missed | extra "
-          "| events / clip | colour score |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | sync reward | video adherence | motion | audio adherence | pairs "
+          "| median offset ms | median abs offset ms | within 1 frame | within 2 frames | missed "
+          "| extra | events / clip | colour score |\n" + "|---" * 14 + "|")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, pipe in pipes.items():
@@ -106,7 +106,7 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             r = evaluate(name, pipe, worlds, args.samples, args.steps, folder, args.strip)
             results.append(r)
-            print(f"| {name} | {r['sync']:.3f} | {r['video_adherence']:.3f} | "
+            print(f"| {name} | {r['sync']:.3f} | {r['video_adherence']:.3f} | {r['motion']:.3f} | "
                   f"{r['audio_adherence']:.3f} | {r['ruler']} | {r['events_per_clip']:.1f} | "
                   f"{r['colour_score']:.2f} |", flush=True)
     if args.json is not None:

@@ -5,6 +5,7 @@
 #   bash recipes/rl_demo.sh [OUT=runs/rl_demo]            # OmniNFT, <= 2 h, then evaluation
 #   ABLATIONS="full routing surgery reweighting" bash recipes/rl_demo.sh   # the paper's table
 #   SHORT=1 bash recipes/rl_demo.sh runs/rl_short          # a few minutes: checks the plumbing
+#   CONFIG=motion bash recipes/rl_demo.sh runs/rl_motion    # the video tower on the motion reward
 #
 # 1. RL (duet rl): world training captions (seeds 0-255), 2 prompts x 8 samples per step,
 #    8 UniPC steps with the preset's guidance, rewards sync (joint) + video adherence +
@@ -22,12 +23,16 @@
 # Cost: a full step (16 rollouts of 8 steps, 32 training passes) takes 24-36 s on an idle
 # 2-core machine (about 8 min beside other work), so the default 15 steps take 7.5 min and
 # STEPS=200 fits in 2 h (docs/rl.md).
-# The RL config is recipes/rl_demo/omninft.json (paths relative to OUT, where OUT/base links
-# to the starting bundle); SHORT, FULL, STEPS and each ablation change it with `duet rl --set`.
+# The RL config is recipes/rl_demo/$CONFIG.json (default omninft; motion: bounce prompts, the
+# motion and video-adherence rewards, the 4 noisiest of 8 times, 50 steps), with paths relative
+# to OUT, where OUT/base links to the starting bundle, which is also the config's `preset`: any
+# bundle (BASE) brings its own shape and codecs. SHORT, FULL, STEPS and each ablation change the
+# config with `duet rl --set`.
 # A finished run is skipped, an interrupted one resumes.
 # THREADS (default 2) sets torch's thread count; BASE overrides the starting bundle.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/rl_demo" && pwd)
+CONFIG=${CONFIG:-omninft}
 OUT=${1:-runs/rl_demo}
 ABLATIONS=${ABLATIONS:-full}
 export OMP_NUM_THREADS=${THREADS:-2}
@@ -56,7 +61,7 @@ for name in $ABLATIONS; do
     esac
     run=$OUT/$name
     if [ ! -f "$run/final/config.json" ] && [ ! -f "$run/final/adapter.json" ]; then
-        (cd "$OUT" && duet rl "$HERE/omninft.json" -q "${SET[@]}" --set "out_dir=$name" "${switch[@]}")
+        (cd "$OUT" && duet rl "$HERE/$CONFIG.json" -q "${SET[@]}" --set "out_dir=$name" "${switch[@]}")
     fi
     if [ -f "$run/final/adapter.json" ]; then  # LoRA: merge the adapter into a bundle
         python -c "import sys; from duet.pipeline import DuetPipeline as P; P.from_pretrained(sys.argv[1]).load_lora(sys.argv[2]).save_pretrained(sys.argv[3])" \

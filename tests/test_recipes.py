@@ -5,6 +5,7 @@ check tightens."""
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,21 @@ ROOT = Path(__file__).resolve().parents[1] / "recipes"
 RL_FOLDERS = {"rl_demo"}  # `duet rl` configs; every other folder holds `duet train` ones
 
 
+@pytest.fixture
+def run_folder(tmp_path, monkeypatch):
+    """The folder a script runs `duet rl` in: OUT, where OUT/base links to the starting
+    bundle (the shipped demo by default), which the RL configs name as preset and init_from."""
+    (tmp_path / "base").symlink_to(Path(str(resources.files("duet"))) / "assets" / "demo")
+    monkeypatch.chdir(tmp_path)
+
+
 def _load(path: Path, overrides: tuple[str, ...] = ()) -> TrainConfig | RLConfig:
     loader = RLConfig if path.parent.name in RL_FOLDERS else TrainConfig
     return loader.from_file(path, overrides)
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.rglob("*.json")), ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_recipe_config_loads(path):
+def test_every_recipe_config_loads(path, run_folder):
     _load(path)
 
 
@@ -54,7 +63,7 @@ def test_stages_chain_inside_the_run_folder(folder, script):
             assert source.endswith("/final") and (stage in order[:i] or stage == "../demo/uncond")
 
 
-def test_the_scripts_variants_load():
+def test_the_scripts_variants_load(run_folder):
     """ROPE_SCALE and VIDEO_FROM of recipes/demo.sh; SHORT, FULL and the ablations of
     recipes/rl_demo.sh."""
     fusion = _load(ROOT / "demo" / "fusion.json", ("model.audio.rope_time_scale=1.0",
@@ -66,3 +75,6 @@ def test_the_scripts_variants_load():
                        "lr=1e-5", "lora=null", "out_dir=routing", "advantage_routing=false"))
     assert short.lora is None and short.batch_size == 4 and not short.advantage_routing
     assert _load(rl).lora["rank"] == 32
+    motion = _load(ROOT / "rl_demo" / "motion.json")
+    assert set(motion.rewards) == {"motion", "video_adherence"} and motion.world_kinds == ("bounce",)
+    assert motion.train_config().twin() == _load(rl).train_config().twin()  # the base bundle's
