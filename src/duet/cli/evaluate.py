@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def eval_sync(args: argparse.Namespace) -> int:
@@ -27,12 +26,10 @@ def eval_sync(args: argparse.Namespace) -> int:
 
 def eval_seams(args: argparse.Namespace) -> int:
     """Picture and sound at the seams of a clip made in chunks."""
-    from duet.presets import get_preset
     from duet.eval.seams import VIDEO_LIMIT, measure_file
-    from duet.weights import read_config
+    from duet.weights import preset_or_bundle
 
-    path = Path(args.model)
-    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    preset = preset_or_bundle(args.model)
     seams = measure_file(args.clip, preset.media, args.overlap)
     if args.json:
         print(json.dumps([s.to_dict() for s in seams], indent=2, allow_nan=False))

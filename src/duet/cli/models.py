@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def info(args: argparse.Namespace) -> int:
     """Parameter counts, default clip and latent sizes of a bundle or preset, built on `meta`
     (no weights are read, so it works for presets this install has no weights for)."""
-    from duet.presets import get_preset
     from duet.model import TwinModel
-    from duet.weights import read_config
+    from duet.weights import preset_or_bundle
 
-    path = Path(args.model)
-    preset = read_config(path)[0] if path.is_dir() else get_preset(args.model)
+    preset = preset_or_bundle(args.model)
     model = TwinModel.from_config(preset.model, device="meta")
     count = lambda m: sum(p.numel() for p in m.parameters())
     fusion = sum(p.numel() for n, p in model.named_parameters()

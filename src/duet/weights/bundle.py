@@ -58,15 +58,15 @@ def read_config(directory: str | os.PathLike) -> tuple[Preset, dict[str, Any]]:
 PATH_OPTIONS = ("path", "vae_path", "vocoder_path", "weights")  # codec options naming files
 
 
-def preset_or_bundle(name: str) -> Preset:
+def preset_or_bundle(name: str | os.PathLike) -> Preset:
     """A run's base preset: a preset by name, or a bundle directory's own config (its
     towers, media, sampler and codecs, codec files made absolute), so that fine-tuning or RL
     of a trained bundle takes the shape it was trained with instead of restating it."""
     path = Path(name)
-    if (path / BUNDLE_CONFIG).is_file():
+    if path.is_dir():  # read_config names a folder that is not a bundle
         return resolve_codec_paths(read_config(path)[0], path)
     try:
-        return get_preset(name)
+        return get_preset(str(name))
     except ConfigError as e:
         raise ConfigError(f"{e}, or give a bundle directory (one with {BUNDLE_CONFIG})") from None
 
