@@ -156,10 +156,11 @@ def main() -> None:
                    help="the world of the held-out prompts and real clips, as `duet data build` drew "
                         "the training clips")
     p.add_argument("--drop-in", type=float, default=0.5, metavar="P")
+    p.add_argument("--gravity", type=float, default=6.25, metavar="G")
     args = p.parse_args()
     preset = get_preset("demo")
     codec = frame_codec(args.weights[0], args.codec)
-    world = WorldConfig(max_balls=args.max_balls, drop_in=args.drop_in)
+    world = WorldConfig(max_balls=args.max_balls, drop_in=args.drop_in, gravity=args.gravity)
     clips = [make_clip(HELDOUT_SEED_START + i, kind="bounce", config=world) for i in range(args.clips)]
     text = build_text_encoder(preset)
     context = encode_texts(text, [c.caption for c in clips], preset.model.video.text_len)

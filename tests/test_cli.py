@@ -271,13 +271,13 @@ def test_data_build_refuses_no_clips(tmp_path, capsys, clips):
 
 
 def test_data_build_sets_the_world(tmp_path, capsys):
-    """--kinds, --max-balls and --drop-in reach the world the clips are drawn from; a value
+    """--kinds, --max-balls, --drop-in and --gravity reach the world the clips are drawn from; a value
     outside the world's range is one line, before any clip is drawn."""
     import json
 
     data = tmp_path / "shards"
     assert main(["data", "build", "-o", str(data), "--clips", "4", "--shard-size", "4", "-q",
-                 "--kinds", "bounce", "--max-balls", "1", "--drop-in", "0"]) == 0
+                 "--kinds", "bounce", "--max-balls", "1", "--drop-in", "0", "--gravity", "2"]) == 0
     texts = [c["caption"] for c in json.loads((data / "captions.json").read_text())]
     assert len(texts) == 4 and all(" ball falls and bounces " in t for t in texts)
     assert main(["data", "build", "-o", str(tmp_path / "bad"), "--clips", "2", "-q",

@@ -174,6 +174,31 @@ def test_drop_in_sets_whether_balls_are_in_the_first_frame(drop_in, in_first_fra
         assert _ball_pixels(clip.video[-1], ball["colour"]) > 5  # it is there by the end
 
 
+def _fastest_fall(clip) -> float:
+    """Largest frame-to-frame move (px) of the ball's centre, from its pixels."""
+    (ball,) = clip.attributes["balls"]
+    mask = (np.abs(clip.video.astype(int) - PALETTE[ball["colour"]]).max(-1) < 30)
+    rows = np.arange(clip.video.shape[1])[None, :, None]
+    seen = mask.sum((1, 2)) > 5
+    cy = (mask * rows).sum((1, 2)) / np.maximum(mask.sum((1, 2)), 1)
+    both = seen[1:] & seen[:-1]
+    return float(np.abs(np.diff(cy))[both].max())
+
+
+def test_gravity_sets_how_fast_balls_fall():
+    """A quarter of the gravity halves the fastest fall per frame (speed goes as sqrt(g)) and
+    leaves fewer bounces per clip; the default world is the 6.25 one."""
+    fast, slow = WorldConfig(max_balls=1, drop_in=0.0), WorldConfig(max_balls=1, drop_in=0.0,
+                                                                    gravity=6.25 / 4)
+    assert WorldConfig().gravity == 6.25
+    clips = [(make_clip(s, "bounce", fast), make_clip(s, "bounce", slow)) for s in range(12)]
+    speed_fast = max(_fastest_fall(a) for a, _ in clips)
+    speed_slow = max(_fastest_fall(b) for _, b in clips)
+    assert 5.5 < speed_fast < 7.5 and 0.4 < speed_slow / speed_fast < 0.6
+    assert (np.mean([len(b.events) for _, b in clips])
+            < 0.7 * np.mean([len(a.events) for a, _ in clips]))
+
+
 def test_bad_arguments():
     with pytest.raises(InputError, match="kind"):
         make_clip(0, "juggle")
@@ -183,6 +208,8 @@ def test_bad_arguments():
         WorldConfig(kinds=("juggle",))
     with pytest.raises(ConfigError, match="drop_in is a probability"):
         WorldConfig(drop_in=1.5)
+    with pytest.raises(ConfigError, match="gravity must be in"):
+        WorldConfig(gravity=0.0)
     with pytest.raises(ConfigError, match="at least 1.5 s"):
         WorldConfig(frames=20)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -127,6 +127,9 @@ def _data(sub: Sub) -> None:
     db.add_argument("--drop-in", type=float, metavar="P",
                     help="probability that a ball drops in from above mid-clip instead of being in "
                          "flight from the first frame (default 0.5)")
+    db.add_argument("--gravity", type=float, metavar="G",
+                    help="frame heights per s^2 (default 6.25: a fall through the frame takes "
+                         "0.55 s); lower is a slower world")
     db.add_argument("-q", "--quiet", action="store_true")
     db.set_defaults(func=training.data_build)
 

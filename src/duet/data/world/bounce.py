@@ -22,13 +22,14 @@ _FLOORS: dict[str, tuple[int, int, int]] = {
 _MATERIAL_WORD = {"rubber": "rubber", "metal": "metal", "glass": "glass", "wood": "wooden",
                   "bronze": "bronze"}
 
-# Physics in units of the frame height H, so clips look the same at any resolution.
-_GRAVITY = 6.25  # H / s^2: a fall through the whole frame takes ~0.55 s
+# Physics in units of the frame height H, so clips look the same at any resolution; gravity
+# (H / s^2) is the world's `WorldConfig.gravity`.
 _FLOOR = 0.875  # floor line at this fraction of the height (the band below is the floor)
-# A ball whose rebound speed is below this stops (it would otherwise bounce forever); it
-# also bounds every flight to >= 2 * _V_MIN / _GRAVITY = 0.3 s, so the evaluator always
-# sees a few frames on each side of a contact.
-_V_MIN = 0.15 * _GRAVITY
+# A ball whose rebound speed (H / s) is below this stops (it would otherwise bounce forever):
+# every rebound rises at least _V_MIN^2 / 2g (4.5 px of a 64 px frame at the default gravity,
+# more in a slower world) and flies at least 2 _V_MIN / g (0.3 s), so the evaluator always
+# sees the ball leave the floor.
+_V_MIN = 0.9375
 _RESTITUTION = {"rubber": (0.78, 0.90), "metal": (0.65, 0.80), "glass": (0.65, 0.80),
                 "wood": (0.60, 0.75), "bronze": (0.60, 0.72)}
 
@@ -109,7 +110,7 @@ def _draw_ball(rng: np.random.Generator, config: WorldConfig, lane: tuple[float,
                taken: set[str]) -> dict[str, Any]:
     """Random ball parameters and their exact trajectory; `lane` is its horizontal range."""
     h, T = config.height, config.duration
-    g = _GRAVITY * h
+    g = config.gravity * h
     colour = str(rng.choice(sorted(set(PALETTE) - taken)))
     size = str(rng.choice(list(SIZES)))
     material = str(rng.choice(config.materials))
@@ -189,11 +190,11 @@ def make_bounce(rng: np.random.Generator, config: WorldConfig) -> WorldClip:
     img[:, floor_y:] = _FLOORS[floor]
     times = np.arange(config.frames) / config.fps
     audio = room_tone(rng, config) if ambience else np.zeros(config.samples)
-    v_ref = math.sqrt(2 * _GRAVITY * h * _FLOOR * h)  # speed of a fall from the top
+    v_ref = math.sqrt(2 * config.gravity * h * _FLOOR * h)  # speed of a fall from the top
     for b in balls:
         r, colour = b["radius"], np.asarray(PALETTE[b["colour"]], np.float64)
         cx = b["x0"] + b["vx"] * times
-        cy = _heights(b["segments"], times, _GRAVITY * h)
+        cy = _heights(b["segments"], times, config.gravity * h)
         paint(img, disc(cx, cy, r, h, w), colour)
         if b["material"] == "wood":  # a darker grain band across the middle
             band = disc(cx, cy, r, h, w) * (np.abs(np.arange(h)[None, :, None] + 0.5

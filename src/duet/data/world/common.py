@@ -53,6 +53,9 @@ class WorldConfig:
     # probability that a ball drops in from above the frame at a random moment in the first
     # half of the clip, instead of being in flight from the first frame
     drop_in: float = 0.5
+    # frame heights per s^2: 6.25 makes a fall through the whole frame take ~0.55 s, so a ball
+    # crosses up to 9 px of a 64 px frame per frame; lower is a slower world (docs/synthetic-world.md)
+    gravity: float = 6.25
     ambience: float = 0.5  # probability of a quiet room tone under the events
     min_event_gap: float = 0.1  # seconds between any two events, so each is observable
     materials: tuple[str, ...] = MATERIALS  # ball materials drawn (EXTRA_MATERIALS: new concepts)
@@ -78,6 +81,9 @@ class WorldConfig:
             raise ConfigError(f"max_balls must be 1 or 2, got {self.max_balls}")
         if not 0.0 <= self.drop_in <= 1.0:
             raise ConfigError(f"drop_in is a probability in [0, 1], got {self.drop_in}")
+        if not 0.5 <= self.gravity <= 50.0:
+            raise ConfigError(f"gravity must be in [0.5, 50] frame heights per s^2, got "
+                              f"{self.gravity}")
         if not 0.0 <= self.ambience <= 1.0:
             raise ConfigError(f"ambience is a probability in [0, 1], got {self.ambience}")
         if not 0.0 < self.min_event_gap < 0.5:
