@@ -288,3 +288,40 @@ def test_motion_weight_enters_the_video_loss_only():
     plain, moving = parts(0.0), parts(4.0)
     torch.testing.assert_close(moving["audio"], plain["audio"])
     assert not torch.allclose(moving["video"], plain["video"])
+
+
+def test_temporal_weight_adds_the_errors_frame_to_frame_change():
+    """With video_temporal_weight λ the video loss is the MSE plus λ times the mean squared
+    change of the error between neighbouring frames: an error that is the same in every
+    frame costs what it did, one of the same size that flips sign every frame costs
+    (1 + 4λ)·its MSE (each change is twice the error); the audio loss is untouched; the
+    x0 weighting's t² weights the change as it weights the error."""
+    b = _batch()
+    frames = b.video.shape[2]
+    sign = torch.tensor([(-1.0) ** f for f in range(frames)]).view(1, 1, -1, 1, 1)
+
+    class Off(torch.nn.Module):
+        def __init__(self, flip: bool):
+            super().__init__()
+            self.flip = flip
+
+        def forward(self, video, audio):
+            d = draw(b, [_gen(i) for i in range(4)], self.cfg)
+            target = velocity_target(b.video, d.video_noise)
+            error = 0.5 * (sign if self.flip else torch.ones_like(sign))
+            return target + error, velocity_target(b.audio, d.audio_noise) + 0.5
+
+    for weighting in ("velocity", "x0"):
+        losses = {}
+        for lam in (0.0, 3.0):
+            for flip in (False, True):
+                model = Off(flip)
+                model.cfg = FlowConfig(video_temporal_weight=lam, loss_weighting=weighting)
+                losses[lam, flip] = flow_matching_loss(model, b, [_gen(i) for i in range(4)],
+                                                       model.cfg)[1]
+        for flip in (False, True):
+            torch.testing.assert_close(losses[3.0, flip]["audio"], losses[0.0, flip]["audio"])
+        torch.testing.assert_close(losses[3.0, False]["video"], losses[0.0, False]["video"])
+        torch.testing.assert_close(losses[3.0, True]["video"], 13.0 * losses[0.0, True]["video"])
+    with pytest.raises(ConfigError, match="video_temporal_weight must be >= 0"):
+        FlowConfig(video_temporal_weight=-1.0)

@@ -94,6 +94,7 @@ class TrainConfig:
     loss_weighting: str | dict[str, str] = "velocity"
     video_channel_weights: tuple[float, ...] | None = None  # loss weight per video latent channel
     video_motion_weight: float = 0.0  # extra loss weight on what moves (FlowConfig; 0: off)
+    video_temporal_weight: float = 0.0  # weight of the error's frame-to-frame change (FlowConfig)
     video_weight: float | None = None  # loss weights (None: the stage's)
     audio_weight: float | None = None
     # numerics and parallelism
@@ -206,6 +207,7 @@ class TrainConfig:
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
             loss_weighting=self.loss_weighting, video_channel_weights=self.video_channel_weights,
             video_motion_weight=self.video_motion_weight,
+            video_temporal_weight=self.video_temporal_weight,
             video_patch=self.twin().video.patch_size)
 
     @property

@@ -71,6 +71,11 @@ class FlowConfig:
     # (what moves: a small ball, a mouth), so the static background they sit on does not
     # outweigh them in the loss; 0 disables it (see `motion_weight`)
     video_motion_weight: float = 0.0
+    # weight of the video error's frame-to-frame change, on top of the error itself: a tower
+    # whose prediction is off by a different amount in every frame draws a ball that wobbles
+    # (the ruler reads each wobble as a contact), one that is off by the same amount in
+    # neighbouring frames draws it steadily; 0 disables it
+    video_temporal_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -98,6 +103,9 @@ class FlowConfig:
         if self.video_motion_weight < 0:
             raise ConfigError(f"video_motion_weight must be >= 0 (0: off), got "
                               f"{self.video_motion_weight}")
+        if self.video_temporal_weight < 0:
+            raise ConfigError(f"video_temporal_weight must be >= 0 (0: off), got "
+                              f"{self.video_temporal_weight}")
         if self.per_frame_t and self.video_patch[0] != 1:
             raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
                               f"{self.video_patch[0]}")
@@ -253,19 +261,28 @@ def _drop_text(ctx: Tensor, null_context: Tensor, dropped: Tensor) -> Tensor:
     return torch.where(dropped.to(ctx.device).view(-1, 1, 1), null, ctx)
 
 
-def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None = None) -> Tensor:
-    """Mean squared error (each element times `weight`, broadcast); with `t`, over the items
-    whose t > 0 only. A held (clean) latent is the partner's condition, not a denoising task:
-    its target ε - x0 cannot be predicted from x0, so its loss would only teach the tower to
-    output -x0."""
-    if t is None and weight is None:
+def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None = None,
+         temporal: float = 0.0) -> Tensor:
+    """Mean squared error (each element times `weight`, broadcast), plus `temporal` times the
+    mean squared frame-to-frame change of the error (dim 2 of a video [B, C, F, H, W]); with
+    `t`, over the items whose t > 0 only. A held (clean) latent is the partner's condition,
+    not a denoising task: its target ε - x0 cannot be predicted from x0, so its loss would
+    only teach the tower to output -x0."""
+    if t is None and weight is None and temporal == 0:
         return F.mse_loss(pred, target)
-    err = (pred - target).pow(2)
+    err = pred - target
+    sq = err.pow(2)
     if weight is not None:
-        err = err * weight
+        sq = sq * weight
+    per_item = sq.flatten(1).mean(1)
+    if temporal > 0 and err.shape[2] > 1:
+        change = (err[:, :, 1:] - err[:, :, :-1]).pow(2)
+        if weight is not None:  # each difference weighted by its two frames' mean weight
+            w = weight.expand_as(sq)
+            change = change * 0.5 * (w[:, :, 1:] + w[:, :, :-1])
+        per_item = per_item + temporal * change.flatten(1).mean(1)
     if t is None:
-        return err.mean()
-    per_item = err.flatten(1).mean(1)
+        return per_item.mean()
     keep = (t.to(per_item.device).reshape(t.shape[0], -1).amax(1) > 0).to(per_item.dtype)
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
 
@@ -336,8 +353,9 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
         clean[name] = x0
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
+    temporal = {"video": cfg.video_temporal_weight, "audio": 0.0}
     losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
-                         _loss_weight(times[name], pred, cfg, name, clean[name]))
+                         _loss_weight(times[name], pred, cfg, name, clean[name]), temporal[name])
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
