@@ -94,8 +94,8 @@ def test_motion_scores_falling_balls_over_hovering_or_jumping_ones():
     order = np.arange(len(world.video)).reshape(-1, 1)[: len(world.video) // 4 * 4]
     order = order.reshape(-1, 4)[:, [0, 2, 1, 3]].ravel()
     jump = motion(np.concatenate([world.video[order], world.video[len(order):]]))
-    assert real == 1.0 and hover == pytest.approx(0.5), (real, hover)
-    assert jump == pytest.approx(0.5), jump  # full travel, no smoothness
+    assert real == 1.0 and hover == 0.0, (real, hover)  # smooth, no travel
+    assert jump == 0.0, jump  # full travel, no smoothness
     talk = make_clip(3)
     assert REWARDS["motion"](GeneratedClip(talk.video, talk.audio, 24.0, 16000, talk.caption)) == 1.0
     still_face = np.repeat(talk.video[:1], len(talk.video), 0)

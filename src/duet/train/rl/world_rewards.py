@@ -98,7 +98,9 @@ def video_adherence(clip: GeneratedClip) -> float:
 
 
 def motion(clip: GeneratedClip) -> float:
-    """Balls that fall and bounce (travel, smooth paths), or a mouth that moves with the words."""
+    """Balls that fall and bounce (travel, smooth paths), or a mouth that moves with the words.
+    The two bounce scores are multiplied (geometric mean): with their mean, a policy learnt to
+    collect the smoothness half with balls that hover (docs/rl.md)."""
     found = _caption(clip)
     if found["kind"] != "bounce":
         return _near(found["mouth_openings"], found["syllables_expected"])
@@ -107,7 +109,7 @@ def motion(clip: GeneratedClip) -> float:
     jitter = height_jitter(clip.frames)
     lo, hi = SMOOTH
     smooth = 0.0 if np.isnan(jitter) else float(np.clip(1.0 - (jitter - lo) / (hi - lo), 0.0, 1.0))
-    return (travel + smooth) / 2
+    return float(np.sqrt(travel * smooth))
 
 
 def audio_adherence(clip: GeneratedClip) -> float:
