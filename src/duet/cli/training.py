@@ -33,8 +33,8 @@ def data_build(args: argparse.Namespace) -> int:
     if args.video_codec_weights:
         preset = codecs_with(preset, {"video": {"weights": args.video_codec_weights}})
     overrides = {k: tuple(v.split(",")) for k, v in (("kinds", args.kinds), ("materials", args.materials)) if v}
-    overrides.update({k: v for k, v in (("max_balls", args.max_balls), ("drop_in", args.drop_in),
-                                                      ("gravity", args.gravity)) if v is not None})
+    numbers = (("max_balls", args.max_balls), ("drop_in", args.drop_in), ("gravity", args.gravity))
+    overrides.update({k: v for k, v in numbers if v is not None})
     seeds = range(args.start_seed, args.start_seed + args.clips)
     paths = build_shards(args.output, preset, seeds, shard_size=args.shard_size,
                          config=world_config_for(preset, **overrides), progress=not args.quiet)

@@ -54,7 +54,7 @@ class WorldConfig:
     # half of the clip, instead of being in flight from the first frame
     drop_in: float = 0.5
     # frame heights per s^2: 6.25 makes a fall through the whole frame take ~0.55 s, so a ball
-    # crosses up to 9 px of a 64 px frame per frame; lower is a slower world (docs/synthetic-world.md)
+    # crosses up to 7 px of a 64 px frame per frame; lower is a slower world (docs/synthetic-world.md)
     gravity: float = 6.25
     ambience: float = 0.5  # probability of a quiet room tone under the events
     min_event_gap: float = 0.1  # seconds between any two events, so each is observable
