@@ -158,8 +158,13 @@ def test_split_convention():
         list(iter_clips(HELDOUT_SEED_START - 1, 2))
 
 
+def _ball_mask(frames, colour: str) -> np.ndarray:
+    """Pixels of a frame (or of every frame) within 30 grey levels of the ball's colour."""
+    return np.abs(frames.astype(int) - PALETTE[colour]).max(-1) < 30
+
+
 def _ball_pixels(frame, colour: str) -> int:
-    return int((np.abs(frame.astype(int) - PALETTE[colour]).max(-1) < 30).sum())
+    return int(_ball_mask(frame, colour).sum())
 
 
 @pytest.mark.parametrize("drop_in, in_first_frame", [(0.0, True), (1.0, False)])
@@ -177,7 +182,7 @@ def test_drop_in_sets_whether_balls_are_in_the_first_frame(drop_in, in_first_fra
 def _fastest_fall(clip) -> float:
     """Largest frame-to-frame move (px) of the ball's centre, from its pixels."""
     (ball,) = clip.attributes["balls"]
-    mask = (np.abs(clip.video.astype(int) - PALETTE[ball["colour"]]).max(-1) < 30)
+    mask = _ball_mask(clip.video, ball["colour"])
     rows = np.arange(clip.video.shape[1])[None, :, None]
     seen = mask.sum((1, 2)) > 5
     cy = (mask * rows).sum((1, 2)) / np.maximum(mask.sum((1, 2)), 1)

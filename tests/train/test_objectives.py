@@ -301,9 +301,11 @@ def test_temporal_weight_adds_the_errors_frame_to_frame_change():
     sign = torch.tensor([(-1.0) ** f for f in range(frames)]).view(1, 1, -1, 1, 1)
 
     class Off(torch.nn.Module):
-        def __init__(self, flip: bool):
+        """Predicts the batch's targets (the same draw the loss makes) plus a known error."""
+
+        def __init__(self, cfg: FlowConfig, flip: bool):
             super().__init__()
-            self.flip = flip
+            self.cfg, self.flip = cfg, flip
 
         def forward(self, video, audio):
             d = draw(b, [_gen(i) for i in range(4)], self.cfg)
@@ -315,10 +317,9 @@ def test_temporal_weight_adds_the_errors_frame_to_frame_change():
         losses = {}
         for lam in (0.0, 3.0):
             for flip in (False, True):
-                model = Off(flip)
-                model.cfg = FlowConfig(video_temporal_weight=lam, loss_weighting=weighting)
-                losses[lam, flip] = flow_matching_loss(model, b, [_gen(i) for i in range(4)],
-                                                       model.cfg)[1]
+                cfg = FlowConfig(video_temporal_weight=lam, loss_weighting=weighting)
+                losses[lam, flip] = flow_matching_loss(Off(cfg, flip), b,
+                                                       [_gen(i) for i in range(4)], cfg)[1]
         for flip in (False, True):
             torch.testing.assert_close(losses[3.0, flip]["audio"], losses[0.0, flip]["audio"])
         torch.testing.assert_close(losses[3.0, False]["video"], losses[0.0, False]["video"])
