@@ -13,7 +13,7 @@ import pytest
 from duet.data.world import make_clip
 from duet.errors import InputError
 from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
-from duet.eval.visual import detect_kind, height_jitter, vertical_travel, visual_events
+from duet.eval.visual import ball_tracks, contact_times, detect_kind, height_jitter, vertical_travel, visual_events
 from duet.media import write_mp4
 
 FPS, SR = 24.0, 16000
@@ -42,6 +42,26 @@ def test_detectors_find_every_ground_truth_event(clips):
         assert np.abs(seen - truth).max() < 0.005, c.attributes["seed"]  # sub-frame (41.7 ms)
         nearest = np.abs(heard[None, :] - truth[:, None]).min(axis=1)
         assert nearest.max() < 0.005, c.attributes["seed"]
+
+
+def test_contacts_ignore_a_sub_pixel_wobble(clips):
+    """A height wobbling by 0.3 px per frame (invisible on a 64 px frame) adds kinks to every
+    track; only the ball's real floor contacts, where it falls and loses its downward speed,
+    count: the same contacts within a frame, and none for a ball wobbling at rest."""
+    rng = np.random.default_rng(0)
+    n_real = 0
+    for c in (c for c in clips if c.kind == "bounce"):
+        for y in ball_tracks(c.video).values():
+            clean = contact_times(y, FPS, 64)
+            noisy = contact_times(y + rng.normal(0.0, 0.3, y.shape), FPS, 64)
+            assert len(noisy) == len(clean)
+            assert np.abs(np.subtract(noisy, clean)).max(initial=0.0) < 1 / FPS
+            n_real += len(clean)
+    assert n_real >= 10
+    resting = 50.0 + rng.normal(0.0, 0.3, 97)
+    d2 = resting[2:] - 2 * resting[1:-1] + resting[:-2]
+    assert np.sum(d2 < -0.005 * 64) > 10  # the kinks a second difference alone would count
+    assert contact_times(resting, FPS, 64) == []
 
 
 def test_vertical_travel_counts_falls_not_rest_or_blinks(clips):

@@ -3,9 +3,10 @@ the instants `duet.eval.sync` pairs with audio onsets.
 
 * ``bounce`` clips: balls are segmented by colour against the per-row background, their
   vertical centroid is tracked with sub-pixel precision (coverage-weighted, so anti-aliased
-  edges count), a floor contact shows as a sharp negative second difference of the height,
-  and its instant is where the parabola fitted to the frames before the contact meets the
-  one fitted to the frames after it (sub-frame precision).
+  edges count), a floor contact shows as a sharp negative second difference of the height
+  where a falling ball loses much of its downward speed (a sub-pixel wobble makes the
+  first but not the second), and its instant is where the parabola fitted to the frames
+  before the contact meets the one fitted to the frames after it (sub-frame precision).
 * ``talk`` clips: the dark area inside the mouth region of the face; each opening is a
   rising ramp, extrapolated back to the closed level to time its start.
 """
@@ -141,17 +142,47 @@ def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
     return np.polyfit(t - t0, y, min(2, len(t) - 1))
 
 
+# Every ball of the world reaches the floor at >= 0.94 frame heights per second and leaves it
+# upward at that speed or comes to rest (the world's minimum rebound speed), so a contact is
+# a kink where the ball fell at least this fast over the frames before it and lost at least
+# this much downward speed across it: 0.3 of that minimum, which every ground-truth contact
+# clears by 1.5x, while the kinks of a height wobbling by 0.3 px per frame never do.
+# (A 0.005 * height second-difference threshold alone counted such invisible wobbles:
+# real clips with 0.2 px of per-frame jitter read three times their contacts.)
+CONTACT_SPEED = 0.28  # frame heights per second
+
+
+def _slope(y: np.ndarray, frames: range) -> float:
+    """Least-squares speed (pixels per frame) over the tracked frames in `frames`; NaN with
+    fewer than two."""
+    idx = np.asarray([i for i in frames if 0 <= i < len(y) and np.isfinite(y[i])], dtype=int)
+    return float(np.polyfit(idx, y[idx], 1)[0]) if idx.size >= 2 else float("nan")
+
+
 def contact_times(y: np.ndarray, fps: float, height: int) -> list[float]:
     """Floor contacts of one ball from its per-frame height (y down)."""
     d2 = np.full(len(y), np.nan)
     d2[1:-1] = y[2:] - 2 * y[1:-1] + y[:-2]
     kink = np.nan_to_num(d2, nan=0.0) < -0.005 * height
-    groups: list[tuple[int, int]] = []
+    kinks: list[tuple[int, int]] = []
     for j in np.flatnonzero(kink):
-        if groups and j == groups[-1][1] + 1:
-            groups[-1] = (groups[-1][0], j)
+        if kinks and j == kinks[-1][1] + 1:
+            kinks[-1] = (kinks[-1][0], j)
         else:
-            groups.append((j, j))
+            kinks.append((j, j))
+    speed = CONTACT_SPEED * height / fps  # pixels per frame
+    groups: list[tuple[int, int]] = []
+    drops: list[float] = []
+    for a, b in kinks:
+        falling, after = _slope(y, range(b - 3, b)), _slope(y, range(a + 1, a + 4))
+        if not (falling >= speed and after - falling <= -speed):  # False for NaN: unmeasurable
+            continue
+        if groups and a - groups[-1][1] <= 2:  # a wobble beside a contact: keep the sharper
+            if after - falling < drops[-1]:
+                groups[-1], drops[-1] = (a, b), after - falling
+            continue
+        groups.append((a, b))
+        drops.append(after - falling)
     times = np.arange(len(y)) / fps
     out: list[float] = []
     for g, (a, b) in enumerate(groups):
