@@ -146,9 +146,8 @@ def _fit_at(t: np.ndarray, y: np.ndarray, t0: float) -> np.ndarray:
 # upward at that speed or comes to rest (the world's minimum rebound speed), so a contact is
 # a kink where the ball fell at least this fast over the frames before it and lost at least
 # this much downward speed across it: 0.3 of that minimum, which every ground-truth contact
-# clears by 1.5x, while the kinks of a height wobbling by 0.3 px per frame never do.
-# (A 0.005 * height second-difference threshold alone counted such invisible wobbles:
-# real clips with 0.2 px of per-frame jitter read three times their contacts.)
+# clears by 1.5x, while the kinks of a height wobbling by 0.3 px per frame, invisible but
+# enough for the second-difference threshold, never do (benchmarks/ruler_jitter.py).
 CONTACT_SPEED = 0.28  # frame heights per second
 
 
@@ -174,15 +173,16 @@ def contact_times(y: np.ndarray, fps: float, height: int) -> list[float]:
     groups: list[tuple[int, int]] = []
     drops: list[float] = []
     for a, b in kinks:
-        falling, after = _slope(y, range(b - 3, b)), _slope(y, range(a + 1, a + 4))
-        if not (falling >= speed and after - falling <= -speed):  # False for NaN: unmeasurable
+        v_before, v_after = _slope(y, range(b - 3, b)), _slope(y, range(a + 1, a + 4))
+        drop = v_after - v_before
+        if not (v_before >= speed and drop <= -speed):  # False for NaN: unmeasurable
             continue
         if groups and a - groups[-1][1] <= 2:  # a wobble beside a contact: keep the sharper
-            if after - falling < drops[-1]:
-                groups[-1], drops[-1] = (a, b), after - falling
+            if drop < drops[-1]:
+                groups[-1], drops[-1] = (a, b), drop
             continue
         groups.append((a, b))
-        drops.append(after - falling)
+        drops.append(drop)
     times = np.arange(len(y)) / fps
     out: list[float] = []
     for g, (a, b) in enumerate(groups):
