@@ -3,7 +3,7 @@ stage (or any stage) before spending hours on the stages after it.
 
     python benchmarks/video_quality.py WEIGHTS [WEIGHTS ...] [--clips 8] [--steps 25] \
         [--shift 3] [--guidance 1] [--stg 0 --stg-blocks 2] [--codec FILE] [--strip DIR] \
-        [--denoise 0.3 0.5]
+        [--denoise 0.3 0.5] [--resample 0.3 0.5 0.9]
 
 WEIGHTS: a bundle directory, a `model.safetensors`, or a training checkpoint folder (its
 EMA weights are laid over its raw ones: the EMA file holds the trainable parameters only).
@@ -26,6 +26,8 @@ tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when 
 `--denoise T ...` also prints, per T, the tower's one-step x0 from the real clips' latents
 noised to T, decoded and measured the same way: whether the tower keeps a ball it is
 shown (a good denoiser keeps nearly all of the travel at T = 0.3) or smooths it away.
+`--resample T0 ...` samples each real clip's latents noised to T0 over the rest of the
+schedule (SDEdit): from how much noise the tower still follows a real path.
 """
 
 from __future__ import annotations
@@ -149,6 +151,9 @@ def main() -> None:
                         "first WEIGHTS bundle or checkpoint names, else the shipped codec)")
     p.add_argument("--denoise", type=float, nargs="*", default=[],
                    help="noise levels t at which to measure the one-step x0 of real clips")
+    p.add_argument("--resample", type=float, nargs="*", default=[],
+                   help="noise levels t0 from which to sample the real clips' latents noised to t0 "
+                        "with the same solver (the rest of the schedule)")
     p.add_argument("--strip", type=Path, default=None,
                    help="folder for frame strips: one PNG per WEIGHTS, each generated clip "
                         "(every 4th frame) above its real held-out clip")
@@ -197,6 +202,14 @@ def main() -> None:
             m = measure(decode(codec, noisy - t * v), clips, preset.media.fps, real_travel)
             print(f"|   one-step x0 of real clips at t = {t} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.2f} "
                   f"| {m[3]:.2f} | - | - |", flush=True)
+        for t0 in args.resample:
+            noise = torch.randn(real_latents.shape, generator=torch.Generator().manual_seed(0))
+            grid = flow_sigmas(args.steps, args.shift, dtype=torch.float64)
+            grid = torch.cat([grid.new_tensor([t0]), grid[grid < t0]])
+            resampled, _ = sample(denoise, (1 - t0) * real_latents + t0 * noise, None, grid, disable=True)
+            m = measure(decode(codec, resampled), clips, preset.media.fps, real_travel)
+            print(f"|   real clips resampled from t = {t0} ({len(grid) - 1} steps) | {m[0]:.1f} | {m[1]:.2f} "
+                  f"| {m[2]:.2f} | {m[3]:.2f} | - | - |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)
             rows = [np.concatenate(list(v[::4]), axis=1) for f, c in zip(frames, clips) for v in (f, c.video)]
