@@ -17,13 +17,7 @@ import argparse
 import numpy as np
 
 from duet.data.world import HELDOUT_SEED_START, WorldConfig, make_clip
-from duet.eval.visual import ball_tracks, contact_times
-
-
-def kinks(y: np.ndarray, height: int) -> int:
-    """Runs of frames whose second difference is below -0.005 * height."""
-    d2 = np.nan_to_num(y[2:] - 2 * y[1:-1] + y[:-2], nan=0.0) < -0.005 * height
-    return int(np.sum(d2[1:] & ~d2[:-1]) + d2[0])
+from duet.eval.visual import ball_tracks, contact_times, kinks
 
 
 def main() -> None:
@@ -46,7 +40,7 @@ def main() -> None:
             for y in ts.values():
                 noisy = y + rng.normal(0.0, sigma, y.shape)
                 found += len(contact_times(noisy, world.fps, h))
-                seen += kinks(noisy, h)
+                seen += len(kinks(noisy, h))
         print(f"| {sigma:g} | {found / len(clips):.1f} | {seen / len(clips):.1f} |")
 
 

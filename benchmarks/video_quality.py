@@ -183,14 +183,14 @@ def main() -> None:
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=(),
                         stg_video=args.stg, stg_blocks=args.stg_blocks if args.stg else ())
+    sigmas = flow_sigmas(args.steps, args.shift, dtype=torch.float64)
     for n, path in enumerate(args.weights):
         model = TwinModel.from_config(model_config(path)).eval()
         load_into(model, weights_with_ema(path), dtype=torch.float32)
         denoise = functools.partial(guided_velocity, model, cond=Conditioning(context, None),
                                     uncond=Conditioning(null, None), guidance=guidance)
         noise = torch.randn(args.clips, *shape, generator=torch.Generator().manual_seed(0))
-        latents, _ = sample(denoise, noise, None, flow_sigmas(args.steps, args.shift, dtype=torch.float64),
-                            disable=True)
+        latents, _ = sample(denoise, noise, None, sigmas, disable=True)
         frames = decode(codec, latents)
         events, travel, jitter, colour = measure(frames, clips, preset.media.fps, real_travel)
         print(f"| {path} | {events:.1f} | {travel:.2f} | {jitter:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
@@ -204,8 +204,7 @@ def main() -> None:
                   f"| {m[3]:.2f} | - | - |", flush=True)
         for t0 in args.resample:
             noise = torch.randn(real_latents.shape, generator=torch.Generator().manual_seed(0))
-            grid = flow_sigmas(args.steps, args.shift, dtype=torch.float64)
-            grid = torch.cat([grid.new_tensor([t0]), grid[grid < t0]])
+            grid = torch.cat([sigmas.new_tensor([t0]), sigmas[sigmas < t0]])
             resampled, _ = sample(denoise, (1 - t0) * real_latents + t0 * noise, None, grid, disable=True)
             m = measure(decode(codec, resampled), clips, preset.media.fps, real_travel)
             print(f"|   real clips resampled from t = {t0} ({len(grid) - 1} steps) | {m[0]:.1f} | {m[1]:.2f} "

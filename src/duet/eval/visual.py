@@ -20,8 +20,8 @@ import numpy as np
 from duet.data.world import PALETTE
 from duet.errors import InputError
 
-__all__ = ["ball_tracks", "contact_times", "detect_kind", "mouth_area", "vertical_travel",
-           "visual_events"]
+__all__ = ["ball_tracks", "contact_times", "detect_kind", "kinks", "mouth_area",
+           "vertical_travel", "visual_events"]
 
 
 def _frames_float(frames: Any) -> np.ndarray:
@@ -158,21 +158,26 @@ def _slope(y: np.ndarray, frames: range) -> float:
     return float(np.polyfit(idx, y[idx], 1)[0]) if idx.size >= 2 else float("nan")
 
 
-def contact_times(y: np.ndarray, fps: float, height: int) -> list[float]:
-    """Floor contacts of one ball from its per-frame height (y down)."""
+def kinks(y: np.ndarray, height: int) -> list[tuple[int, int]]:
+    """First and last frame of each run of frames where the height's second difference is
+    below -0.005 * height: the candidates for floor contacts (and, alone, for wobbles)."""
     d2 = np.full(len(y), np.nan)
     d2[1:-1] = y[2:] - 2 * y[1:-1] + y[:-2]
-    kink = np.nan_to_num(d2, nan=0.0) < -0.005 * height
-    kinks: list[tuple[int, int]] = []
-    for j in np.flatnonzero(kink):
-        if kinks and j == kinks[-1][1] + 1:
-            kinks[-1] = (kinks[-1][0], j)
+    runs: list[tuple[int, int]] = []
+    for j in np.flatnonzero(np.nan_to_num(d2, nan=0.0) < -0.005 * height):
+        if runs and j == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], j)
         else:
-            kinks.append((j, j))
+            runs.append((j, j))
+    return runs
+
+
+def contact_times(y: np.ndarray, fps: float, height: int) -> list[float]:
+    """Floor contacts of one ball from its per-frame height (y down)."""
     speed = CONTACT_SPEED * height / fps  # pixels per frame
     groups: list[tuple[int, int]] = []
     drops: list[float] = []
-    for a, b in kinks:
+    for a, b in kinks(y, height):
         v_before, v_after = _slope(y, range(b - 3, b)), _slope(y, range(a + 1, a + 4))
         drop = v_after - v_before
         if not (v_before >= speed and drop <= -speed):  # False for NaN: unmeasurable
