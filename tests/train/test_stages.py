@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import torch
 
 from duet.errors import ConfigError
 from duet.model import TwinModel
 from duet.presets import get_preset
-from duet.train import STAGES, apply_stage, get_stage
+from duet.train import STAGES, apply_stage, get_stage, train
 from duet.train.config import TrainConfig
+from duet.train.stages import FUSION_LAYERS
+from duet.weights import load_weights
 
 from train_helpers import TINY_MODEL
 
@@ -80,3 +85,34 @@ def test_freeze_patterns_freeze_on_top_of_the_stage(model):
     assert TrainConfig.from_dict({"freeze": ["*.cross_attn.q.*"]}).freeze == ("*.cross_attn.q.*",)
     with pytest.raises(ConfigError, match="freeze"):
         TrainConfig.from_dict({"freeze": "*.q.*"})
+
+
+def test_keep_towers_freezes_a_tower_but_its_fusion_layers(model):
+    full = sum(p.numel() for p in model.parameters())
+    video = {n: p.numel() for n, p in model.named_parameters() if n.startswith("video_model.")}
+    fusion = {n for n in video if any(f".cross_attn.{layer}." in n for layer in FUSION_LAYERS)}
+    assert len(fusion) == 2 * 7  # k/v_fusion weight and bias, two norms' weights and a bias
+    kept = full - sum(n for name, n in video.items() if name not in fusion)
+    assert apply_stage(model, "full", keep_towers=("video",)) == kept
+    trainable = _trainable(model)
+    assert {n for n in trainable if n.startswith("video_model.")} == fusion
+    assert "audio_model.blocks.0.ffn.0.weight" in trainable
+    with pytest.raises(ConfigError, match="keep_towers names 'video' and/or 'audio'"):
+        apply_stage(model, "full", keep_towers=("vision",))
+    with pytest.raises(ConfigError, match="keep_towers"):
+        TrainConfig.from_dict({"keep_towers": ["vision"]})
+    with pytest.raises(ConfigError, match="trains no parameter"):
+        apply_stage(model, "video", keep_towers=("video",))
+
+
+def test_a_joint_stage_leaves_a_kept_tower_as_it_was(make_config, dataset):
+    """Three real training steps: the kept tower's own weights do not move, its fusion layers
+    and the other tower do."""
+    train(make_config(stage="fusion", keep_towers=["video"], steps=3, checkpoint_every=1),
+          dataset=dataset)
+    first, last = (load_weights(next(Path(make_config().out_dir).glob(f"checkpoints/step_*{s}"))
+                                / "model.safetensors") for s in (1, 3))
+    moved = {n for n in first if not torch.equal(first[n], last[n])}
+    assert "video_model.blocks.0.cross_attn.k_fusion.weight" in moved
+    assert "audio_model.blocks.0.self_attn.q.weight" in moved
+    assert not any(n.startswith("video_model.") and "fusion" not in n for n in moved)

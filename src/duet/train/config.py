@@ -49,6 +49,8 @@ class TrainConfig:
     init_from: str | dict[str, str] | None = None
     stage: str = "full"  # audio | video | fusion | full (see duet.train.stages)
     freeze: tuple[str, ...] = ()  # fnmatch patterns of parameter names frozen on top of the stage's
+    # towers ("video", "audio") whose own layers stay as loaded: only their fusion layers train
+    keep_towers: tuple[str, ...] = ()
     # temporal-alignment prior set on the cross-attention at the start (duet.model.alignment):
     # the QK-norm gain on the reserved RoPE pairs; 0 leaves the starting weights as they are
     alignment_prior: float = 0.0
@@ -134,6 +136,8 @@ class TrainConfig:
                               f"{self.grad_accum}")
         if self.stage not in STAGES:
             raise ConfigError(f"stage {self.stage!r} is unknown; choose one of {sorted(STAGES)}")
+        if not set(self.keep_towers) <= {"video", "audio"}:
+            raise ConfigError(f"keep_towers names 'video' and/or 'audio', got {list(self.keep_towers)}")
         if self.timestep_sampler not in SAMPLERS:
             raise ConfigError(f"timestep_sampler {self.timestep_sampler!r} is unknown; "
                               f"choose one of {list(SAMPLERS)}")

@@ -167,13 +167,13 @@ def build_model(cfg: TrainConfig, rt: Runtime, state: dict[str, Tensor]) -> tupl
     if rt.distributed:
         if cfg.lora is not None:
             raise ConfigError("lora training runs in one process for now; drop torchrun")
-        trainable = apply_stage(model, cfg.stage, cfg.freeze)
+        trainable = apply_stage(model, cfg.stage, cfg.freeze, cfg.keep_towers)
         parallelize(model, rt.mesh, cfg)  # type: ignore[arg-type]
         model.to_empty(device=rt.device)
         load_model_state(model, state, rt)  # rank 0's weights, broadcast and sharded
     else:
         load_into(model, state, source=_source(cfg), dtype=torch.float32)
-        trainable = apply_stage(model, cfg.stage, cfg.freeze)
+        trainable = apply_stage(model, cfg.stage, cfg.freeze, cfg.keep_towers)
         spec = cfg.lora_spec()
         if spec is not None:  # base weights frozen; only the injected adapters train
             layers = add_lora(model, spec)

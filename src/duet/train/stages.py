@@ -79,19 +79,34 @@ def get_stage(name: str) -> Stage:
         raise ConfigError(f"stage {name!r} is unknown; choose one of {sorted(STAGES)}") from None
 
 
-def apply_stage(model: nn.Module, stage: Stage | str, freeze: tuple[str, ...] = ()) -> int:
+def is_own_layer(name: str, towers: tuple[str, ...]) -> bool:
+    """Whether parameter `name` belongs to one of `towers` ("video", "audio") and is not one of
+    its fusion layers. Keeping a tower's own layers frozen lets a joint stage teach the
+    cross-modal layers without moving a pretrained tower, which then draws alone exactly what
+    it drew before (docs/default-model.md: a video tower lost half its bounces in a fusion
+    stage that trained its self-attention)."""
+    return (name.partition(".")[0] in {f"{t}_model" for t in towers}
+            and not any(f".cross_attn.{layer}." in name for layer in FUSION_LAYERS))
+
+
+def apply_stage(model: nn.Module, stage: Stage | str, freeze: tuple[str, ...] = (),
+                keep_towers: tuple[str, ...] = ()) -> int:
     """Set `requires_grad` on every parameter for `stage`, with the parameters matching a
-    `freeze` pattern frozen as well; return the trainable count."""
+    `freeze` pattern and the own layers of each tower in `keep_towers` frozen as well; return
+    the trainable count."""
     stage = get_stage(stage) if isinstance(stage, str) else stage
     names = [name for name, _ in model.named_parameters()]
     idle = [p for p in freeze if not any(fnmatchcase(n, p) for n in names)]
     if idle:
         raise ConfigError(f"freeze pattern(s) {idle} match no parameter of this model; names look "
                           f"like {names[0]!r} (fnmatch patterns, e.g. '*.cross_attn.q.*')")
+    bad = sorted(set(keep_towers) - {"video", "audio"})
+    if bad:
+        raise ConfigError(f"keep_towers names 'video' and/or 'audio', got {bad}")
     stage = replace(stage, frozen=stage.frozen + tuple(freeze))
     count = 0
     for name, p in model.named_parameters():
-        p.requires_grad_(stage.trains(name))
+        p.requires_grad_(stage.trains(name) and not is_own_layer(name, keep_towers))
         count += p.numel() if p.requires_grad else 0
     if count == 0:
         raise ConfigError(f"stage {stage.name!r} trains no parameter of this model")

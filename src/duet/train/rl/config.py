@@ -38,6 +38,7 @@ class RLConfig:
     init_from: str | None = None  # bundle directory to fine-tune (None: seeded random init)
     stage: str = "full"  # which parameters train (duet.train.stages)
     freeze: tuple[str, ...] = ()
+    keep_towers: tuple[str, ...] = ()  # towers whose own layers stay frozen (TrainConfig)
     lora: dict[str, Any] | None = None  # LoRA spec (duet.lora.LoraSpec keys); one process
     # prompts: `prompts`, or else captions of world clips world_seed .. + world_prompts - 1
     prompts: tuple[str, ...] = ()
@@ -178,7 +179,8 @@ class RLConfig:
         warmup; `TrainConfig` checks every value and names the key."""
         return TrainConfig(
             preset=self.preset, model=self.model, codecs=self.codecs, init_from=self.init_from,
-            stage=self.stage, freeze=self.freeze, lora=self.lora, batch_size=self.batch_size, steps=self.steps,
+            stage=self.stage, freeze=self.freeze, keep_towers=self.keep_towers, lora=self.lora,
+            batch_size=self.batch_size, steps=self.steps,
             lr=self.lr, min_lr=self.lr, warmup_steps=self.warmup_steps, betas=self.betas,
             eps=self.eps, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
             ema_decay=0.0, bf16=self.bf16, gradient_checkpointing=self.gradient_checkpointing,
