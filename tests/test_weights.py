@@ -15,7 +15,7 @@ from duet.model import TwinModel
 from duet.presets import get_preset
 from duet.reference import load_cases, run_case
 from duet.weights import (BUNDLE_WEIGHTS, load_weights, read_config, save_weights, tower_from_shapes,
-                          twin_from_header)
+                          twin_from_header, write_config)
 
 
 def test_tiny_reference_header_gives_the_tiny_model(reference_dir):
@@ -98,3 +98,26 @@ def test_a_file_without_ovi_towers_is_named(tmp_path):
 def test_a_weights_folder_needs_a_preset(tmp_path, capsys):
     assert main(["convert", "--weights", str(tmp_path), "-o", str(tmp_path / "b")]) == 2
     assert "--weights needs --preset" in capsys.readouterr().err
+
+
+def test_convert_casts_a_trained_bundle_and_carries_its_codec(tmp_path, capsys):
+    """A trained bundle (fp32, its own shape and a codec file it names) -> the bf16 copy the
+    package ships: same config, the codec copied along, weights equal after the cast."""
+    src = tmp_path / "final"
+    preset = dataclasses.replace(get_preset("tiny"), name="custom",
+                                 codecs={"video": {"name": "frames", "weights": "video_codec/c.safetensors"}})
+    model = TwinModel.from_config(preset.model)
+    save_weights(model.state_dict(), src / BUNDLE_WEIGHTS)
+    save_weights({"w": torch.arange(4.0)}, src / "video_codec" / "c.safetensors")
+    write_config(src, preset, {"random_init": False, "note": "trained"})
+    out = tmp_path / "ship"
+    assert main(["convert", str(src), "--dtype", "bfloat16", "-o", str(out)]) == 0
+    shipped, extra = read_config(out)
+    assert shipped == preset and extra == {"random_init": False, "note": "trained; stored as bfloat16"}
+    weights = load_weights(out / BUNDLE_WEIGHTS)
+    assert weights.keys() == model.state_dict().keys()
+    assert all(weights[k].dtype == torch.bfloat16 and torch.equal(weights[k], v.bfloat16())
+               for k, v in model.state_dict().items())
+    assert torch.equal(load_weights(out / "video_codec" / "c.safetensors")["w"], torch.arange(4.0))
+    assert main(["convert", str(src), "--preset", "tiny", "-o", str(out)]) == 2
+    assert "is a bundle" in capsys.readouterr().err

@@ -58,9 +58,12 @@ def info(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    """A bundle from the official download (every component) or from one DiT file."""
+    """A bundle from the official download (every component), from one DiT file, or from
+    another bundle (cast to --dtype)."""
+    from pathlib import Path
+
     from duet.errors import ConfigError
-    from duet.weights import convert_dit, dit_preset, write_bundle
+    from duet.weights import convert_bundle, convert_dit, dit_preset, write_bundle
 
     if (args.checkpoint is None) == (args.weights is None):
         raise ConfigError("pass either a DiT checkpoint file or --weights DIR (the whole official download)")
@@ -74,6 +77,13 @@ def convert(args: argparse.Namespace) -> int:
         out = write_bundle(args.weights, args.preset, args.output, args.dtype)
         print(f"wrote self-contained bundle {out} (preset {args.preset}; components hard-linked "
               "where possible)")
+        return 0
+    if (Path(args.checkpoint) / "config.json").is_file():
+        if args.preset is not None or args.num_heads is not None or args.text_len is not None:
+            raise ConfigError(f"{args.checkpoint} is a bundle: its config gives the shape, so "
+                              "--preset, --num-heads and --text-len do not apply")
+        out = convert_bundle(args.checkpoint, args.output, args.dtype)
+        print(f"wrote bundle {out} (from {args.checkpoint}, weights {args.dtype or 'as stored'})")
         return 0
     preset = dit_preset(args.checkpoint, args.preset, args.num_heads, args.text_len)
     out = convert_dit(args.checkpoint, preset, args.output, args.dtype)

@@ -52,8 +52,10 @@ def _info(sub: Sub) -> None:
 
 
 def _convert(sub: Sub) -> None:
-    c = sub.add_parser("convert", help="official Ovi checkpoint (safetensors) -> Duet bundle")
-    c.add_argument("checkpoint", nargs="?", help="e.g. Ovi/model.safetensors (the DiT alone)")
+    c = sub.add_parser("convert", help="official Ovi checkpoint (safetensors) -> Duet bundle, "
+                       "or a bundle -> a copy in another dtype")
+    c.add_argument("checkpoint", nargs="?", help="e.g. Ovi/model.safetensors (the DiT alone), or "
+                   "a bundle directory (e.g. a trained run's final/) to copy with --dtype")
     c.add_argument("--weights", metavar="DIR",
                    help="instead: the whole official download -> a bundle with every component")
     c.add_argument("--preset", help="check the file against this preset (ovi-720x720-5s, "

@@ -13,7 +13,7 @@ they live above the codecs (`duet.doctor`).
 """
 
 from duet.weights.bundle import (BUNDLE_CONFIG, BUNDLE_WEIGHTS, FORMAT, PATH_OPTIONS,
-                                 bundle_codec_files, codec_files, convert_dit, preset_or_bundle,
+                                 bundle_codec_files, codec_files, convert_bundle, convert_dit, preset_or_bundle,
                                  read_config, resolve_codec_paths, write_bundle, write_config)
 from duet.weights.files import (load_weights, read_torch_file, safetensors_header, save_weights,
                                 tensor_dict)
@@ -28,7 +28,7 @@ __all__ = [
     "AUDIO_VAE_FILE", "BUNDLE_CONFIG", "BUNDLE_WEIGHTS", "DIT_FILES", "FORMAT", "OVI_TEXT_LEN",
     "PATH_OPTIONS", "T5_FILE", "TOKENIZER_DIR", "UMT5_BLOCK_INDEX", "UMT5_BLOCK_KEYS",
     "UMT5_TOP_KEYS", "VAE_FILE", "VOCODER_FILE", "WAN_DIR", "WAN_HEAD_DIM", "WAN_VAE_KEYS",
-    "OviFiles", "bundle_codec_files", "check_dit", "codec_files", "check_state_dict", "convert_dit", "dit_preset", "key_problems",
+    "OviFiles", "bundle_codec_files", "check_dit", "codec_files", "check_state_dict", "convert_bundle", "convert_dit", "dit_preset", "key_problems",
     "load_into", "load_weights", "locate", "official_codecs", "ovi_preset", "preset_or_bundle",
     "read_config", "read_torch_file", "resolve_codec_paths", "safetensors_header", "save_weights",
     "tensor_dict", "tower_from_shapes", "twin_from_header", "umt5_key", "wan_vae_key",

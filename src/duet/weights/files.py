@@ -106,7 +106,8 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[in
     byte the header promises (a download cut short fails here, naming the file)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"DiT checkpoint not found: {path} is not a file")
+        extra = " (nor a bundle directory: it has no config.json)" if path.is_dir() else ""
+        raise CheckpointError(f"DiT checkpoint not found: {path} is not a file{extra}")
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
