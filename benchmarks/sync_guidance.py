@@ -4,8 +4,10 @@
 
 Rows: Ovi's plain CFG (the default), + the cross-modal (dual-CFG) term at three scales, + STG,
 and all together with std rescale; then lower text-CFG scales and the empty negative prompt
-(for models trained with `text_dropout`), and σ grids that keep the audio noisier than the
-video for longer (`--shift V,A`). Every row uses the same captions and seeds, so the rows
+(for models trained with `text_dropout`), σ grids that keep the audio noisier than the
+video for longer (`--shift V,A`), then rows 15-17 for a video tower without an
+unconditional prediction (video text CFG off, the audio's against the empty prompt), with
+the cross-modal attention on, off, and guided. Every row uses the same captions and seeds, so the rows
 differ only in guidance; s/clip counts the extra forward passes each term costs (they are
 batched into one call per step).
 """
@@ -37,6 +39,11 @@ ROWS: list[tuple[str, dict]] = [
     ("audio σ behind the video's: shift 5,20", dict(shift=(5.0, 20.0))),
     ("audio σ behind the video's: shift 3,30", dict(shift=(3.0, 30.0))),
     ("audio σ behind the video's: shift 2,50", dict(shift=(2.0, 50.0))),
+    ("video text CFG off, empty audio negative", dict(video_guidance=1.0, audio_negative="")),
+    ("video text CFG off, empty audio negative, cross-modal attention off",
+     dict(video_guidance=1.0, audio_negative="", cross_modal=False)),
+    ("video text CFG off, empty audio negative + cross-modal 3.0",
+     dict(video_guidance=1.0, audio_negative="", cross_modal_guidance=3.0)),
 ]
 
 

@@ -8,19 +8,24 @@
 # 0. codec: the frame codec with two chroma channels (`duet codec train --chroma-channels 2
 #    --chroma-weight 4`, ~10 min) -> OUT/codec/frames.safetensors; every stage names it
 #    (`codecs.video.weights`) and every bundle carries a copy;
-# 1. data: 5,120 world clips (seeds 0-5119, half bounce half talk) -> latents of that codec
-#    (18 channels), mel latents and MiniLM contexts, built by two processes at once (DATA,
-#    default data/world-chroma; OUT/data links to it);
+# 1. data: 3,072 world clips -> latents of that codec (18 channels), mel latents and MiniLM
+#    contexts: part0 2,048 bounce clips (seeds 0-2047), part1 1,024 talk clips (seeds
+#    2048-3071), built by two processes at once (DATA, default data/world-3k; OUT/data links
+#    to it);
 # 2. the `duet train` stages, whose configs are recipes/demo/<stage>.json (paths in them are
 #    relative to OUT), each from the previous one's bundle (docs/default-model.md):
 #    audio (Ovi stage 1: the audio tower alone, with its RoPE scale from the start);
-#    pictures, clips, uncond (the video tower alone: single frames, whole clips, then text
-#    dropout; x0 head and x0 loss weighting, the chroma channels' loss weighted 8x; it does
-#    not depend on the audio RoPE, so a comparison run may reuse it: VIDEO_FROM);
-#    fusion (Ovi stage 2: each tower from its stage, the cross-modal layers new, FFNs frozen);
-#    joint, partner (sync stages); align, align2, align3 (the temporal-alignment prior, then
-#    times shifted toward noise). Every stage after the video tower keeps text dropout 0.1,
-#    the unconditional prediction the default guidance needs.
+#    pictures, clips, uncond (the video tower alone: single frames, then whole clips at
+#    lr 3e-4, then at lr 1e-4 with text dropout 0.1; x0 head and x0 loss weighting, the
+#    chroma channels' loss weighted 8x, extra weight on what moves and on the error's
+#    frame-to-frame change; it does not depend on the audio RoPE, so a comparison run may
+#    reuse it: VIDEO_FROM);
+#    fusion (Ovi stage 2: each tower from its stage, the cross-modal layers new), joint (every
+#    parameter, one t per modality), align, align2, align3 (the temporal-alignment prior,
+#    then times shifted toward noise: what makes the sound follow the picture). The video tower
+#    stays as the `uncond` stage left it (`keep_towers`: only its fusion layers train): the
+#    fusion stage that trained it lost half its bounces. Every stage after the video tower
+#    keeps text dropout 0.1, the unconditional prediction the default guidance needs.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
 #    bfloat16, the form the package ships and `duet generate` loads by default.
 # STAGES (default: all of them, in order) runs a subset; a stage whose final bundle exists is
@@ -31,8 +36,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo" && pwd)
 OUT=${1:-runs/demo}
-DATA=${DATA:-data/world-chroma}
-STAGES=${STAGES:-audio pictures clips uncond fusion joint partner align align2 align3}
+DATA=${DATA:-data/world-3k}
+STAGES=${STAGES:-audio pictures clips uncond fusion joint align align2 align3}
 export OMP_NUM_THREADS=${THREADS:-2}
 SET=()
 if [ -n "${ROPE_SCALE:-}" ]; then SET+=(--set "model.audio.rope_time_scale=$ROPE_SCALE"); fi
@@ -44,10 +49,10 @@ if [ ! -f "$CODEC" ]; then
     duet codec train -o "$CODEC" --chroma-channels 2 --chroma-weight 4 -q
 fi
 if [ ! -f "$DATA/part0/captions.json" ] || [ ! -f "$DATA/part1/captions.json" ]; then
-    OMP_NUM_THREADS=1 duet data build -o "$DATA/part0" --clips 2560 --start-seed 0 \
-        --video-codec-weights "$CODEC" -q &
-    OMP_NUM_THREADS=1 duet data build -o "$DATA/part1" --clips 2560 --start-seed 2560 \
-        --video-codec-weights "$CODEC" -q &
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part0" --clips 2048 --start-seed 0 \
+        --kinds bounce --video-codec-weights "$CODEC" -q &
+    OMP_NUM_THREADS=1 duet data build -o "$DATA/part1" --clips 1024 --start-seed 2048 \
+        --kinds talk --video-codec-weights "$CODEC" -q &
     wait
 fi
 mkdir -p "$OUT"
@@ -68,6 +73,6 @@ for s in $STAGES; do
     LAST=$s
 done
 if [ -n "${SHIP:-}" ]; then
-    duet convert "$OUT/$LAST/final/model.safetensors" --preset demo --dtype bfloat16 -o "$SHIP"
+    duet convert "$OUT/$LAST/final" --dtype bfloat16 -o "$SHIP"
 fi
 echo "done: $OUT/$LAST/final"

@@ -5,7 +5,7 @@
 #   VIDEO_FROM=runs/demo/uncond/final bash recipes/demo_bridge.sh [OUT=runs/demo-bridge]
 #
 # Run `recipes/demo.sh` first: this recipe reuses its frame codec (../demo/codec from OUT),
-# its data (DATA, default data/world-chroma; OUT/data links to it) and its video tower, the
+# its data (DATA, default data/world-3k; OUT/data links to it) and its video tower, the
 # `uncond` stage (the bridge preset keeps the demo's video tower). The `duet train` configs are recipes/demo_bridge/<stage>.json, with
 # paths relative to OUT:
 # 1. audio: the small audio tower (dim 128, 2 blocks) alone, with the aligned time axis of
@@ -21,7 +21,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo_bridge" && pwd)
 OUT=${1:-runs/demo-bridge}
-DATA=${DATA:-data/world-chroma}
+DATA=${DATA:-data/world-3k}
 VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-runs/demo/uncond/final}")
 export OMP_NUM_THREADS=${THREADS:-2}
 
