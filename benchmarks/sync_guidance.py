@@ -7,9 +7,9 @@ and all together with std rescale; then lower text-CFG scales and the empty nega
 (for models trained with `text_dropout`), σ grids that keep the audio noisier than the
 video for longer (`--shift V,A`), then rows 15-17 for a video tower without an
 unconditional prediction (video text CFG off, the audio's against the empty prompt), with
-the cross-modal attention on, off, and guided. Every row uses the same captions and seeds, so the rows
-differ only in guidance; s/clip counts the extra forward passes each term costs (they are
-batched into one call per step).
+the cross-modal attention on, off, and guided. Every row uses the same captions and seeds,
+so the rows differ only in guidance; s/clip counts the extra forward passes each term costs
+(they are batched into one call per step).
 """
 
 from __future__ import annotations

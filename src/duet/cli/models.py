@@ -63,7 +63,7 @@ def convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from duet.errors import ConfigError
-    from duet.weights import convert_bundle, convert_dit, dit_preset, write_bundle
+    from duet.weights import BUNDLE_CONFIG, convert_bundle, convert_dit, dit_preset, write_bundle
 
     if (args.checkpoint is None) == (args.weights is None):
         raise ConfigError("pass either a DiT checkpoint file or --weights DIR (the whole official download)")
@@ -78,7 +78,7 @@ def convert(args: argparse.Namespace) -> int:
         print(f"wrote self-contained bundle {out} (preset {args.preset}; components hard-linked "
               "where possible)")
         return 0
-    if (Path(args.checkpoint) / "config.json").is_file():
+    if (Path(args.checkpoint) / BUNDLE_CONFIG).is_file():
         if args.preset is not None or args.num_heads is not None or args.text_len is not None:
             raise ConfigError(f"{args.checkpoint} is a bundle: its config gives the shape, so "
                               "--preset, --num-heads and --text-len do not apply")

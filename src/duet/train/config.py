@@ -26,7 +26,7 @@ from duet.model.locality import check_locality
 from duet.presets import codecs_with
 from duet.train.model_setup import preset_with, twin_with
 from duet.train.objectives import SAMPLERS, FlowConfig
-from duet.train.stages import STAGES, Stage, get_stage
+from duet.train.stages import STAGES, Stage, check_towers, get_stage
 from duet.weights import codec_files, preset_or_bundle
 
 if typing.TYPE_CHECKING:
@@ -136,8 +136,7 @@ class TrainConfig:
                               f"{self.grad_accum}")
         if self.stage not in STAGES:
             raise ConfigError(f"stage {self.stage!r} is unknown; choose one of {sorted(STAGES)}")
-        if not set(self.keep_towers) <= {"video", "audio"}:
-            raise ConfigError(f"keep_towers names 'video' and/or 'audio', got {list(self.keep_towers)}")
+        check_towers(self.keep_towers)
         if self.timestep_sampler not in SAMPLERS:
             raise ConfigError(f"timestep_sampler {self.timestep_sampler!r} is unknown; "
                               f"choose one of {list(SAMPLERS)}")

@@ -79,14 +79,22 @@ def get_stage(name: str) -> Stage:
         raise ConfigError(f"stage {name!r} is unknown; choose one of {sorted(STAGES)}") from None
 
 
+def check_towers(towers: tuple[str, ...]) -> None:
+    """`keep_towers` names towers only."""
+    bad = sorted(set(towers) - {"video", "audio"})
+    if bad:
+        raise ConfigError(f"keep_towers names 'video' and/or 'audio', got {bad}")
+
+
 def is_own_layer(name: str, towers: tuple[str, ...]) -> bool:
     """Whether parameter `name` belongs to one of `towers` ("video", "audio") and is not one of
     its fusion layers. Keeping a tower's own layers frozen lets a joint stage teach the
     cross-modal layers without moving a pretrained tower, which then draws alone exactly what
     it drew before (docs/default-model.md: a video tower lost half its bounces in a fusion
     stage that trained its self-attention)."""
-    return (name.partition(".")[0] in {f"{t}_model" for t in towers}
-            and not any(f".cross_attn.{layer}." in name for layer in FUSION_LAYERS))
+    return any(fnmatchcase(name, f"{t}_model.*")
+               and not any(fnmatchcase(name, p) for p in _fusion_layers(f"{t}_model"))
+               for t in towers)
 
 
 def apply_stage(model: nn.Module, stage: Stage | str, freeze: tuple[str, ...] = (),
@@ -100,9 +108,7 @@ def apply_stage(model: nn.Module, stage: Stage | str, freeze: tuple[str, ...] = 
     if idle:
         raise ConfigError(f"freeze pattern(s) {idle} match no parameter of this model; names look "
                           f"like {names[0]!r} (fnmatch patterns, e.g. '*.cross_attn.q.*')")
-    bad = sorted(set(keep_towers) - {"video", "audio"})
-    if bad:
-        raise ConfigError(f"keep_towers names 'video' and/or 'audio', got {bad}")
+    check_towers(keep_towers)
     stage = replace(stage, frozen=stage.frozen + tuple(freeze))
     count = 0
     for name, p in model.named_parameters():

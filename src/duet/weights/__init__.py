@@ -13,8 +13,9 @@ they live above the codecs (`duet.doctor`).
 """
 
 from duet.weights.bundle import (BUNDLE_CONFIG, BUNDLE_WEIGHTS, FORMAT, PATH_OPTIONS,
-                                 bundle_codec_files, codec_files, convert_bundle, convert_dit, preset_or_bundle,
-                                 read_config, resolve_codec_paths, write_bundle, write_config)
+                                 bundle_codec_files, codec_files, convert_bundle, convert_dit,
+                                 preset_or_bundle, read_config, resolve_codec_paths, write_bundle,
+                                 write_config)
 from duet.weights.files import (load_weights, read_torch_file, safetensors_header, save_weights,
                                 tensor_dict)
 from duet.weights.keys import check_state_dict, key_problems, load_into

@@ -157,16 +157,21 @@ def write_bundle(root: str | os.PathLike, preset: str | Preset, out: str | os.Pa
     return out
 
 
+def _cast(state: dict[str, Any], dtype: str | None) -> dict[str, Any]:
+    """`state` with its floating-point tensors stored as `dtype` (None: as they are)."""
+    from duet.devices import resolve_device_dtype
+
+    if dtype is None:
+        return state
+    cast = resolve_device_dtype("cpu", dtype)[1]
+    return {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
                 dtype: str | None = None) -> Path:
     """A bundle (config.json + model.safetensors) from an Ovi-format DiT file: the keys are
     Duet's own, so the tensors are stored as they are (optionally cast)."""
-    from duet.devices import resolve_device_dtype
-
-    state = load_weights(path)
-    if dtype is not None:
-        cast = resolve_device_dtype("cpu", dtype)[1]
-        state = {k: v.to(cast) for k, v in state.items()}
+    state = _cast(load_weights(path), dtype)
     out = Path(out)
     save_weights(state, out / BUNDLE_WEIGHTS)
     write_config(out, preset, {"random_init": False, "note": f"converted from {path}"})
@@ -177,16 +182,11 @@ def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | 
     """A copy of the bundle at `src` with its weights cast to `dtype` and its codec files
     carried along: how a trained bundle (fp32, from `duet train`) becomes the bf16 bundle
     the package ships, with its own shape, sampler defaults and codecs."""
-    from duet.devices import resolve_device_dtype
-
-    preset, extra = read_config(src)
-    state = load_weights(Path(src) / BUNDLE_WEIGHTS)
-    if dtype is not None:
-        cast = resolve_device_dtype("cpu", dtype)[1]
-        state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
     out = Path(out)
     if out.exists() and out.samefile(src):
         raise ConfigError(f"-o {out} is the bundle being converted; write to another directory")
+    preset, extra = read_config(src)
+    state = _cast(load_weights(Path(src) / BUNDLE_WEIGHTS), dtype)
     preset = bundle_codec_files(preset, out, resolve_codec_paths(preset, src).codecs)
     save_weights(state, out / BUNDLE_WEIGHTS)
     note = extra.get("note", f"converted from {src}") + (f"; stored as {dtype}" if dtype else "")
