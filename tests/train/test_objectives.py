@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -186,11 +188,43 @@ def test_per_frame_t_noises_each_frame_at_its_own_level_and_tells_the_tower():
     torch.testing.assert_close(seen["t"].view(2, 5, 4), 1000 * d.video_t[:, :, None].expand(-1, -1, 4))
 
 
+def test_video_prefix_holds_the_first_frames_clean_and_leaves_them_out_of_the_loss():
+    b = _clips(n=8, frames=6)
+    cfg = FlowConfig(video_weight=1.0, audio_weight=0.0, video_prefix=0.5, video_prefix_frames=3)
+    gens = [_gen(40 + i) for i in range(8)]
+    t = draw(b, gens, cfg).video_t
+    held = (t == 0).sum(1)
+    assert t.shape == (8, 6) and 0 < (held > 0).sum() < 8 and held.max() <= 3
+    for row, k in zip(t, held):  # a held prefix, then the item's one t for every other frame
+        assert (row[:k] == 0).all() and (row[k:] == row[-1]).all() and row[-1] > 0
+    plain = draw(b, [_gen(40 + i) for i in range(8)], replace(cfg, video_prefix=0.0)).video_t
+    torch.testing.assert_close(t[:, -1], plain)  # the prefix draws come after every other draw
+
+    class Exact(torch.nn.Module):  # the true velocity on free frames, garbage on held ones
+        def forward(self, video, audio):
+            return truth - 100.0 * (video.timestep.view(truth.shape[0], 6, 4) == 0)[
+                :, None, :, :, None].expand(-1, 4, -1, -1, 4).float(), None
+
+    d = draw(b, [_gen(40 + i) for i in range(8)], cfg)
+    truth = d.video_noise - b.video
+    loss, _ = flow_matching_loss(Exact(), b, [_gen(40 + i) for i in range(8)], cfg)
+    assert loss.item() == 0.0  # held frames are the clip's given start, not a task
+    off, _ = flow_matching_loss(Exact(), b, [_gen(40 + i) for i in range(8)],
+                                replace(cfg, video_temporal_weight=1.0))
+    assert off.item() == 0.0  # nor is the change from a held frame to the first free one
+
+
 def test_video_frames_and_per_frame_t_are_checked():
     with pytest.raises(ConfigError, match="video_frames must be >= 1"):
         FlowConfig(video_frames=0)
     with pytest.raises(ConfigError, match="temporal patch of 1"):
         FlowConfig(per_frame_t=True, video_patch=(4, 2, 2))
+    with pytest.raises(ConfigError, match="video_prefix needs a temporal patch of 1"):
+        FlowConfig(video_prefix=0.5, video_patch=(4, 2, 2))
+    with pytest.raises(ConfigError, match="video_prefix is a probability"):
+        FlowConfig(video_prefix=1.5)
+    with pytest.raises(ConfigError, match="video_prefix_frames must be >= 1"):
+        FlowConfig(video_prefix_frames=0)
 
 
 def test_x0_weighting_is_the_x0_error_of_a_velocity_prediction():

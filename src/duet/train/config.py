@@ -92,6 +92,10 @@ class TrainConfig:
     # frame (Diffusion Forcing)
     video_frames: int | None = None
     per_frame_t: bool = False
+    # long clips: the fraction of items whose first 1..video_prefix_frames latent frames are
+    # held clean, as the next chunk of a long clip holds the previous one's last frames
+    video_prefix: float = 0.0
+    video_prefix_frames: int = 6
     # velocity | x0, or per modality {"video": "x0"} (see duet.train.objectives.FlowConfig)
     loss_weighting: str | dict[str, str] = "velocity"
     video_channel_weights: tuple[float, ...] | None = None  # loss weight per video latent channel
@@ -208,6 +212,7 @@ class TrainConfig:
             shift=self.time_shift, independent_t=self.independent_t,
             clean_partner=self.clean_partner, text_dropout=self.text_dropout,
             video_frames=self.video_frames, per_frame_t=self.per_frame_t,
+            video_prefix=self.video_prefix, video_prefix_frames=self.video_prefix_frames,
             loss_weighting=self.loss_weighting, video_channel_weights=self.video_channel_weights,
             video_motion_weight=self.video_motion_weight,
             video_temporal_weight=self.video_temporal_weight,

@@ -13,7 +13,11 @@ from. Two options make video steps cheaper, for a video-only stage: `video_frame
 on a random window of n latent frames per item (n = 1: single pictures, the image
 pretraining video models start with), and `per_frame_t` gives every latent frame its own t
 (Diffusion Forcing), so a frame learns to take what it can from its less noisy
-neighbours. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
+neighbours. With `video_prefix` p, a fraction p of the items hold their first 1 to
+`video_prefix_frames` latent frames clean (t = 0, excluded from the loss): the task of a
+long clip's next chunk, which starts from the previous chunk's last frames (`duet.chunks`).
+Combined with `video_frames` windows, which start anywhere in a clip, the held frames
+show every phase of the motion, a ball at rest included. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
 0.15·L_audio). Every function here is pure: randomness comes only from the
 generator(s) passed in.
 """
@@ -58,6 +62,9 @@ class FlowConfig:
     video_frames: int | None = None  # train on a random window of this many latent frames
     per_frame_t: bool = False  # one t per latent frame of the video (Diffusion Forcing)
     video_patch: tuple[int, int, int] = (1, 2, 2)  # the video tower's patch: tokens per frame
+    # per item: probability that its first 1..video_prefix_frames latent frames are held clean
+    video_prefix: float = 0.0
+    video_prefix_frames: int = 6  # the demo's long clips hold 6 (duet.chunks, 0.5 s overlap)
     # "velocity": the plain MSE on v, which is the x0 error weighted by 1/t², so nearly clean
     # items dominate; "x0": weight each element by t², the x0 error with the same weight at
     # every t, so the noisy times that decide a picture's layout and its caption count as much;
@@ -106,9 +113,14 @@ class FlowConfig:
         if self.video_temporal_weight < 0:
             raise ConfigError(f"video_temporal_weight must be >= 0 (0: off), got "
                               f"{self.video_temporal_weight}")
-        if self.per_frame_t and self.video_patch[0] != 1:
-            raise ConfigError(f"per_frame_t needs a temporal patch of 1, the video tower has "
-                              f"{self.video_patch[0]}")
+        if not 0.0 <= self.video_prefix <= 1.0:
+            raise ConfigError(f"video_prefix is a probability in [0, 1], got {self.video_prefix}")
+        if self.video_prefix_frames < 1:
+            raise ConfigError(f"video_prefix_frames must be >= 1, got {self.video_prefix_frames}")
+        for name, on in (("per_frame_t", self.per_frame_t), ("video_prefix", self.video_prefix > 0)):
+            if on and self.video_patch[0] != 1:
+                raise ConfigError(f"{name} needs a temporal patch of 1, the video tower has "
+                                  f"{self.video_patch[0]}")
 
     def weighting(self, modality: str) -> str:
         """The loss weighting of one modality ("video" or "audio")."""
@@ -196,7 +208,8 @@ def draw(batch: LatentBatch, generator: Generators, cfg: FlowConfig) -> FlowDraw
     Draw order per generator (after `crop_video`'s window start, with video_frames): t
     (video/shared; one per latent frame with per_frame_t), t (audio, if independent), video
     noise, audio noise, then (with clean_partner) whether the item holds a modality, and which, then
-    (with text_dropout) whether it sees the empty prompt.
+    (with text_dropout) whether it sees the empty prompt, then (with video_prefix) whether it
+    holds a video prefix, and how many frames.
     """
     if isinstance(generator, torch.Generator):
         return _draw(batch, generator, cfg, batch.size)
@@ -247,8 +260,24 @@ def _draw(batch: LatentBatch, g: torch.Generator, cfg: FlowConfig, n: int) -> Fl
         t_audio = torch.where(held & ~video_held, 0.0, t_audio)
     dropped = (torch.rand(n, generator=g, device=g.device) < cfg.text_dropout
                if cfg.text_dropout > 0 else None)
+    if cfg.video_prefix > 0 and batch.video is not None:
+        t = hold_prefix(t, batch.video.shape[2], g, cfg)
     return FlowDraw(t if batch.video is not None else None,
                     t_audio if batch.audio is not None else None, v_noise, a_noise, dropped)
+
+
+def hold_prefix(t: Tensor, frames: int, g: torch.Generator, cfg: FlowConfig) -> Tensor:
+    """The video's t as one per latent frame [n, frames], with the first 1 to
+    `video_prefix_frames` frames (never the whole clip) at t = 0 for a `video_prefix`
+    fraction of the items."""
+    n = t.shape[0]
+    if t.dim() == 1:
+        t = t[:, None].expand(n, frames)
+    prefixed = torch.rand(n, generator=g, device=g.device) < cfg.video_prefix
+    most = max(1, min(cfg.video_prefix_frames, frames - 1))
+    k = torch.randint(1, most + 1, (n,), generator=g, device=g.device)
+    held = prefixed[:, None] & (torch.arange(frames, device=g.device)[None] < k[:, None])
+    return torch.where(held.to(t.device), 0.0, t)
 
 
 def _drop_text(ctx: Tensor, null_context: Tensor, dropped: Tensor) -> Tensor:
@@ -262,25 +291,35 @@ def _drop_text(ctx: Tensor, null_context: Tensor, dropped: Tensor) -> Tensor:
 
 
 def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None = None,
-         temporal: float = 0.0) -> Tensor:
+         temporal: float = 0.0, frames: Tensor | None = None) -> Tensor:
     """Mean squared error (each element times `weight`, broadcast), plus `temporal` times the
     mean squared frame-to-frame change of the error (dim 2 of a video [B, C, F, H, W]); with
-    `t`, over the items whose t > 0 only. A held (clean) latent is the partner's condition,
-    not a denoising task: its target ε - x0 cannot be predicted from x0, so its loss would
-    only teach the tower to output -x0."""
-    if t is None and weight is None and temporal == 0:
+    `t`, over the items whose t > 0 only; with `frames` [B, F] (bool), over those frames of
+    each item only. A held (clean) latent is the partner's condition, or a held frame the
+    clip's given start, not a denoising task: its target ε - x0 cannot be predicted from x0,
+    so its loss would only teach the tower to output -x0."""
+    if t is None and weight is None and temporal == 0 and frames is None:
         return F.mse_loss(pred, target)
     err = pred - target
     sq = err.pow(2)
     if weight is not None:
         sq = sq * weight
-    per_item = sq.flatten(1).mean(1)
+    if frames is None:
+        per_item = sq.flatten(1).mean(1)
+    else:
+        free = frames[:, None, :, None, None].to(sq.dtype)
+        per_item = (sq * free).flatten(1).sum(1) / (free.expand_as(sq).flatten(1).sum(1)).clamp(min=1)
     if temporal > 0 and err.shape[2] > 1:
         change = (err[:, :, 1:] - err[:, :, :-1]).pow(2)
         if weight is not None:  # each difference weighted by its two frames' mean weight
             w = weight.expand_as(sq)
             change = change * 0.5 * (w[:, :, 1:] + w[:, :, :-1])
-        per_item = per_item + temporal * change.flatten(1).mean(1)
+        if frames is None:
+            per_item = per_item + temporal * change.flatten(1).mean(1)
+        else:  # only the changes between two free frames
+            both = free[:, :, 1:] * free[:, :, :-1]
+            per_item = per_item + temporal * ((change * both).flatten(1).sum(1)
+                                              / both.expand_as(change).flatten(1).sum(1).clamp(min=1))
     if t is None:
         return per_item.mean()
     keep = (t.to(per_item.device).reshape(t.shape[0], -1).amax(1) > 0).to(per_item.dtype)
@@ -354,8 +393,10 @@ def flow_matching_loss(model: TwinModel, batch: LatentBatch, generator: Generato
     v_pred, a_pred = model(inputs.get("video"), inputs.get("audio"))
     times = {"video": d.video_t, "audio": d.audio_t}
     temporal = {"video": cfg.video_temporal_weight, "audio": 0.0}
+    free = {"video": d.video_t > 0 if cfg.video_prefix > 0 else None, "audio": None}
     losses = {name: _mse(pred.float(), targets[name], times[name] if cfg.clean_partner > 0 else None,
-                         _loss_weight(times[name], pred, cfg, name, clean[name]), temporal[name])
+                         _loss_weight(times[name], pred, cfg, name, clean[name]), temporal[name],
+                         free[name])
               for name, pred in (("video", v_pred), ("audio", a_pred)) if pred is not None}
     weights = {"video": cfg.video_weight, "audio": cfg.audio_weight}
     total = sum(weights[name] * loss for name, loss in losses.items())
