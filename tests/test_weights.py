@@ -121,3 +121,26 @@ def test_convert_casts_a_trained_bundle_and_carries_its_codec(tmp_path, capsys):
     assert torch.equal(load_weights(out / "video_codec" / "c.safetensors")["w"], torch.arange(4.0))
     assert main(["convert", str(src), "--preset", "tiny", "-o", str(out)]) == 2
     assert "is a bundle" in capsys.readouterr().err
+
+
+def test_convert_sets_the_sampler_defaults_a_bundle_ships_with(tmp_path, capsys):
+    """A run records the preset's sampler; the shipped copy takes the settings measured best."""
+    src = tmp_path / "final"
+    preset = get_preset("tiny")
+    save_weights(TwinModel.from_config(preset.model).state_dict(), src / BUNDLE_WEIGHTS)
+    write_config(src, preset, {"random_init": False, "note": "trained"})
+    out = tmp_path / "ship"
+    assert main(["convert", str(src), "-o", str(out), "--set", "sampler.video_guidance=1",
+                 "--set", "sampler.audio_negative=", "--set", "note=recipe X"]) == 0
+    shipped, extra = read_config(out)
+    assert shipped.sampler == dataclasses.replace(preset.sampler, video_guidance=1.0, audio_negative="")
+    assert shipped.model == preset.model and extra == {"random_init": False, "note": "recipe X"}
+    for flag, err in ((["--set", "model.video.dim=8"], "takes only sampler"),
+                      (["--set", "sampler.steps=many"], "sampler.steps"),
+                      (["--set", "sampler.guidance=2"], "guidance")):
+        assert main(["convert", str(src), "-o", str(tmp_path / "bad"), *flag]) == 2
+        assert err in capsys.readouterr().err
+    dit = tmp_path / "dit.safetensors"
+    save_weights({"w": torch.zeros(1)}, dit)
+    assert main(["convert", str(dit), "-o", str(out), "--set", "sampler.steps=2"]) == 2
+    assert "applies to a bundle directory" in capsys.readouterr().err

@@ -54,7 +54,7 @@ def find_model(model: str | os.PathLike) -> tuple[Preset, Path | None, bool]:
     preset = get_preset(str(model))
     shipped = shipped_bundle(preset.name)
     if shipped is not None:  # the bundle's own config: it is what its weights were trained as
-        return read_config(shipped)[0], shipped / BUNDLE_WEIGHTS, False
+        return resolve_codec_paths(read_config(shipped)[0], shipped), shipped / BUNDLE_WEIGHTS, False
     if preset.name != "demo":
         raise CheckpointError(
             f"preset {preset.name!r} has no weights in this install; pass a bundle "

@@ -59,7 +59,7 @@ def info(args: argparse.Namespace) -> int:
 
 def convert(args: argparse.Namespace) -> int:
     """A bundle from the official download (every component), from one DiT file, or from
-    another bundle (cast to --dtype)."""
+    another bundle (cast to --dtype, its sampler defaults set by --set)."""
     from pathlib import Path
 
     from duet.errors import ConfigError
@@ -67,6 +67,10 @@ def convert(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.weights is None):
         raise ConfigError("pass either a DiT checkpoint file or --weights DIR (the whole official download)")
+    bundle = args.checkpoint is not None and (Path(args.checkpoint) / BUNDLE_CONFIG).is_file()
+    if args.set and not bundle:
+        raise ConfigError("--set applies to a bundle directory (a trained run's final/); an "
+                          "official checkpoint takes its sampler defaults from --preset")
     if args.weights is not None:
         if args.preset is None:
             raise ConfigError("--weights needs --preset: ovi-720x720-5s, ovi-960x960-5s or "
@@ -78,11 +82,11 @@ def convert(args: argparse.Namespace) -> int:
         print(f"wrote self-contained bundle {out} (preset {args.preset}; components hard-linked "
               "where possible)")
         return 0
-    if (Path(args.checkpoint) / BUNDLE_CONFIG).is_file():
+    if bundle:
         if args.preset is not None or args.num_heads is not None or args.text_len is not None:
             raise ConfigError(f"{args.checkpoint} is a bundle: its config gives the shape, so "
                               "--preset, --num-heads and --text-len do not apply")
-        out = convert_bundle(args.checkpoint, args.output, args.dtype)
+        out = convert_bundle(args.checkpoint, args.output, args.dtype, args.set)
         print(f"wrote bundle {out} (from {args.checkpoint}, weights {args.dtype or 'as stored'})")
         return 0
     preset = dit_preset(args.checkpoint, args.preset, args.num_heads, args.text_len)

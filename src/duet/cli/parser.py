@@ -67,6 +67,9 @@ def _convert(sub: Sub) -> None:
                    "padded to (default 512, as in Ovi)")
     c.add_argument("-o", "--output", required=True, help="bundle directory to write")
     c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="for a bundle: a sampler default the copy ships with "
+                   "(sampler.video_guidance=1.0, sampler.video_negative=) or its note=TEXT")
     c.set_defaults(func=models.convert)
 
 

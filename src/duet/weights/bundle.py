@@ -10,12 +10,13 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from duet.atomic import atomic_write
 from duet.config import Preset
+from duet.config_files import apply_overrides
 from duet.errors import CheckpointError, ConfigError
 from duet.presets import get_preset
 from duet.weights.files import load_weights, save_weights
@@ -178,17 +179,30 @@ def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
     return out
 
 
-def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | None = None) -> Path:
+def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | None = None,
+                   overrides: Sequence[str] = ()) -> Path:
     """A copy of the bundle at `src` with its weights cast to `dtype` and its codec files
     carried along: how a trained bundle (fp32, from `duet train`) becomes the bf16 bundle
-    the package ships, with its own shape, sampler defaults and codecs."""
+    the package ships, with its own shape and codecs. `overrides` (`duet convert --set`)
+    set the sampler defaults the copy is shipped with (`sampler.video_guidance=1.0`: a
+    training run records the preset's, not the ones measured best on the trained model) and
+    its `note`; the shape, media and codecs are the weights' own and cannot be changed here."""
     out = Path(out)
     if out.exists() and out.samefile(src):
         raise ConfigError(f"-o {out} is the bundle being converted; write to another directory")
+    bad = [o for o in overrides if not o.startswith(("sampler.", "note="))]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: a converted bundle takes only sampler.KEY=VALUE "
+                          "(its sampler defaults) and note=TEXT; its shape, media and codecs "
+                          "are those its weights were trained with")
     preset, extra = read_config(src)
+    notes = [o.partition("=")[2] for o in overrides if o.startswith("note=")]
+    preset = Preset.from_dict(apply_overrides(preset.to_dict(),
+                                              [o for o in overrides if o.startswith("sampler.")]))
     state = _cast(load_weights(Path(src) / BUNDLE_WEIGHTS), dtype)
     preset = bundle_codec_files(preset, out, resolve_codec_paths(preset, src).codecs)
     save_weights(state, out / BUNDLE_WEIGHTS)
-    note = extra.get("note", f"converted from {src}") + (f"; stored as {dtype}" if dtype else "")
+    note = notes[-1] if notes else (extra.get("note", f"converted from {src}")
+                                    + (f"; stored as {dtype}" if dtype else ""))
     write_config(out, preset, {**extra, "note": note})
     return out
