@@ -27,7 +27,9 @@
 #    fusion stage that trained it lost half its bounces. Every stage after the video tower
 #    keeps text dropout 0.1, the unconditional prediction the default guidance needs.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
-#    bfloat16, the form the package ships and `duet generate` loads by default.
+#    bfloat16, the form the package ships and `duet generate` loads by default, with the
+#    sampler defaults of the `demo` preset the stages recorded (video text CFG off, empty
+#    negative prompts: docs/default-model.md).
 # STAGES (default: all of them, in order) runs a subset; a stage whose final bundle exists is
 # skipped, an interrupted one resumes from its newest checkpoint, and fusion waits for its
 # two inputs to appear, so stages can run in two processes. ROPE_SCALE sets the audio RoPE

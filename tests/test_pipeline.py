@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +94,11 @@ def test_save_pretrained_roundtrip(pipe, tmp_path):
     for f in ("model.safetensors", "config.json"):  # shareable, though safetensors writes 0600
         assert (tmp_path / "bundle" / f).stat().st_mode & 0o777 == 0o666 & ~mask, f
     again = DuetPipeline.from_pretrained(tmp_path / "bundle", device="cpu")
-    assert again.random_init == pipe.random_init and again.preset == pipe.preset
+    assert again.random_init == pipe.random_init
+    assert dataclasses.replace(again.preset, codecs=pipe.preset.codecs) == pipe.preset
+    copied = Path(again.preset.codecs["video"]["weights"])  # the bundle carries its codec
+    assert copied.parent.parent == tmp_path / "bundle"
+    assert copied.read_bytes() == Path(pipe.preset.codecs["video"]["weights"]).read_bytes()
     sa, sb = pipe.model.state_dict(), again.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     # Same weights, another allocation: CPU kernels may round differently in the last bit
@@ -215,7 +221,9 @@ def test_stg_cross_modal_and_rescale_terms_change_the_clip(pipe):
         pipe(prompt, stg_guidance=(1.0, 2.0, 3.0), **FAST)
 
 
-def test_the_empty_negative_prompt_is_used_not_replaced_by_the_default(pipe):
+def test_the_empty_negative_prompt_is_used_not_replaced_by_the_default(pipe, monkeypatch):
+    sampler = dataclasses.replace(pipe.preset.sampler, video_negative="blur, jitter")
+    monkeypatch.setattr(pipe, "preset", dataclasses.replace(pipe.preset, sampler=sampler))
     prompt = "a red rubber ball bounces <AUDCAP>thuds<ENDAUDCAP>"
     default = pipe(prompt, seed=6, **FAST)
     spelled = pipe(prompt, seed=6, video_negative=pipe.preset.sampler.video_negative, **FAST)
@@ -356,24 +364,25 @@ def test_bad_long_clip_requests_are_one_line(pipe, kw, needle):
 # ---- __call__ as steps, guidance resolved once (issue 18) ------------------------------
 BALL_TERMS = dict(stg_guidance=0.5, cross_modal_guidance=(2.0, 1.5), guidance_rescale=0.3,
                   slg_block=1)
-# 16 strided values of the last step's latents, from the code before __call__ was split
-# into steps (seed 7, 2 steps): the steps must compose to the same clip.
+# 16 strided values of the last step's latents (seed 7, 2 steps), first taken from the code
+# before __call__ was split into steps, re-taken with the weights shipped on 2026-12-07:
+# the steps must compose to the same clip.
 BEFORE = {
     "plain": (dict(duration=0.5), [
-        2.314996, 2.703169, 2.232297, 2.884655, 2.668484, 3.249669, 5.892784, 1.646444,
-        -1.771496, -3.636019, -0.968980, -0.053887, 3.326478, -3.862116, 1.034072, 1.996665], [
-        -3.043407, -3.231223, -2.687778, -1.172079, -2.712043, -2.542738, -1.298148, -1.132687,
-        0.333707, -2.645514, -2.792788, -1.351383, -1.315974, -3.119372, -2.860297, -1.106584]),
+        -0.143319, 0.506467, 0.011631, 0.453328, -0.237231, -0.291721, -0.426996, -0.192638,
+        -0.400604, -0.177895, 0.688757, 0.300212, 0.124075, 0.079321, 0.563091, -0.268878], [
+        -2.362130, -2.356414, -0.611105, -1.449262, -3.230043, -3.242805, -2.192733, -1.185993,
+        -2.150782, -1.438471, -0.157321, -3.221456, -3.271076, -3.683200, -2.887214, -2.789157]),
     "all terms": (dict(duration=0.5, **BALL_TERMS), [
-        3.245755, 2.622289, 2.136978, 4.097879, -0.156548, 2.477376, 5.064593, 2.312075,
-        -1.140141, -2.421644, 0.106113, -0.977809, 3.913860, -3.065723, 1.570191, 0.880717], [
-        -3.356536, -3.580998, -2.615196, -1.487651, -2.413807, -2.201691, -1.311086, -1.172651,
-        0.396675, -2.466232, -2.577992, -1.691098, -1.585011, -2.838009, -1.940001, -0.679853]),
+        -0.174358, 0.496006, 0.078625, 0.431908, -0.191969, -0.260501, -0.344948, -0.126488,
+        -0.501223, -0.181013, 0.749866, 0.279492, 0.138394, 0.117645, 0.579580, -0.196916], [
+        -2.675895, -2.951646, -1.574681, -2.421621, -3.499258, -3.630923, -2.489326, -1.530566,
+        -2.568384, -2.049966, -0.791890, -3.319700, -3.214190, -3.738122, -3.244956, -3.239301]),
     "two chunks": (dict(duration=5.0), [
-        1.001741, 1.012172, 0.587848, 0.660404, 0.895652, 0.951618, 1.631890, 0.876044,
-        -0.395511, -0.689322, 0.171106, -0.648892, 1.027019, -0.891183, 0.152152, 0.454042], [
-        -3.519172, -1.076276, -1.918530, -0.376377, -0.613601, -1.685555, -0.635673, -0.555361,
-        -1.436173, -1.396794, -1.493349, -2.114996, -1.156707, -1.738615, -1.687484, -1.912603]),
+        -0.191823, 0.200012, 0.036539, -0.063117, 0.025051, 0.289111, 0.265368, 0.022942,
+        -0.426504, 0.458994, 0.680314, 0.123645, -0.075253, 0.088645, -0.178993, 0.375113], [
+        -3.322246, -1.422979, -1.742224, -0.938519, -0.286834, -2.643778, -1.733908, -2.495018,
+        -2.692203, -1.279396, -2.039533, -1.597453, -1.906944, -1.979086, -2.105178, -2.282259]),
 }
 
 

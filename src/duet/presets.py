@@ -41,23 +41,30 @@ def _tiny_towers(dim: int = 64, heads: int = 2, layers: int = 3, ffn: int = 128,
 def _demo() -> Preset:
     """The small CPU model: a learned frame codec, the mel codec, MiniLM text, 4 s at 64x64.
 
-    The video codec (`duet.codecs.frames`, trained by `duet codec train`) keeps every frame
-    (temporal stride 1: an impact must be placeable to the frame, and averaging frames
-    smears the bounce the sync ruler looks for) and maps 16x16 pixels to one 16-channel
-    latent. With 2x2 patches the video tower sees 4 tokens per frame, 388 per clip, of 64
-    numbers each, which is what lets it train in two hours on 2 cores. (The first default
-    model used area-averaged pixels with 8x8 patches, 192 numbers per token, and never
-    learned to remove the last of the noise: docs/default-model.md.)
+    The video codec (`duet.codecs.frames`, trained by `duet codec train --chroma-channels 2`)
+    keeps every frame (temporal stride 1: an impact must be placeable to the frame, and
+    averaging frames smears the bounce the sync ruler looks for) and maps 16x16 pixels to 16
+    learned luma channels plus 2 cell-averaged colour channels, so the named colour is a
+    number the tower reads and writes directly. With 2x2 patches the video tower sees 4
+    tokens per frame, 388 per clip, which is what lets it train in hours on 2 cores. The
+    video tower predicts the clean latent (JiT's x-prediction: at this width a velocity head
+    never removed the last of the noise). Its unconditional prediction is the empty prompt
+    (`text_dropout` in training), so the negative prompts are empty: words the model never
+    saw as negatives would only add noise; the video's text CFG is off by default (it costs
+    the ball its bounces) and the audio's is 3. docs/default-model.md has the whole story.
     """
     media = MediaConfig(fps=24.0, sample_rate=16000, frames=97, area=64 * 64, size_multiple=32,
                         video_stride=(1, 16, 16), audio_hop=512, audio_latents=None)
     scale = audio_rope_time_scale(media.video_frames_per_audio_latent)
     common = dict(dim=256, ffn_dim=768, num_heads=4, num_layers=4, text_len=96, text_dim=384)
     model = TwinConfig(
-        TowerConfig("video", in_dim=16, out_dim=16, patch_size=(1, 2, 2), **common),
+        TowerConfig("video", in_dim=18, out_dim=18, patch_size=(1, 2, 2), prediction="sample",
+                    **common),
         TowerConfig("audio", in_dim=80, out_dim=80, patch_size=(1,), rope_time_scale=scale, **common),
     )
-    sampler = SamplerConfig(steps=25, slg_block=None)
+    # video text CFG off: on this model it halves the bounces (docs/default-model.md)
+    sampler = SamplerConfig(steps=25, video_guidance=1.0, slg_block=None, video_negative="",
+                            audio_negative="")
     codecs = {"video": {"name": "frames"},
               "audio": {"name": "mel", "sample_rate": 16000, "hop": 512, "n_mels": 80},
               "text": {"name": "minilm-l6"}}

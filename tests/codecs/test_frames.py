@@ -182,7 +182,7 @@ def test_training_with_the_interpolation_term_lowers_the_loss(tmp_path):
 def test_shipped_codec_reconstructs_held_out_frames():
     # measured when it was trained: see docs/default-model.md; 30 dB = 8 uint8 levels rms
     codec = FrameCodec()
-    assert codec.stride == (1, 16, 16) and codec.latent_channels == 16
+    assert codec.stride == (1, 16, 16) and codec.latent_channels == 18  # 16 learned + 2 chroma
     frames = render_frames(HELDOUT_SEED_START, 3, WorldConfig())
     assert psnr(codec.net, frames) > 30.0
 

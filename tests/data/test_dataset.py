@@ -30,7 +30,7 @@ def test_build_shards_encodes_clips_with_the_presets_codecs(tmp_path):
     paths = build_shards(tmp_path, preset, range(10, 13), shard_size=2, progress=False)
     assert [p.name for p in paths] == ["shard-00000.safetensors", "shard-00001.safetensors"]
     first, second = load_file(paths[0]), load_file(paths[1])
-    assert first["video"].shape == (2, 16, 97, 4, 4)  # 97 frames, 16 channels, stride (1, 16, 16)
+    assert first["video"].shape == (2, 18, 97, 4, 4)  # 97 frames, 16 + 2 chroma channels, stride (1, 16, 16)
     assert first["audio"].shape == (2, 126, 80)  # 4.04 s at 31.25 latents/s, 80 mels
     assert first["context"].shape == (2, 96, 384) and second["video"].shape[0] == 1
     captions = json.loads((tmp_path / "captions.json").read_text())

@@ -68,7 +68,7 @@ def demo_shape(model: TwinModel) -> Outputs:
     g = torch.Generator().manual_seed(3)
     t = torch.tensor([600.0])
     text = _text(1, [20], 384, g)
-    video = ModalityInput(torch.randn(1, 16, 97, 4, 4, generator=g), t, text)
+    video = ModalityInput(torch.randn(1, 18, 97, 4, 4, generator=g), t, text)
     audio = ModalityInput(torch.randn(1, 125, 80, generator=g), t, text)
     v, a = model(video, audio)
     return {"video": v, "audio": a}

@@ -46,7 +46,8 @@ from torch import Tensor
 from duet.codecs.base import check_frame_size, check_video_tensor
 from duet.errors import ConfigError, InputError
 
-SHIPPED = "frames-64.safetensors"  # in duet/assets/codecs: trained by recipes/demo.sh
+# the default model's codec, which its bundle carries (duet/assets/demo): trained by recipes/demo.sh
+SHIPPED = ("demo", "video_codec", "frames.safetensors")
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def save_frame_codec(model: FrameAutoencoder, mean: Tensor, std: Tensor, path: s
 
 def shipped_weights() -> Path | None:
     """The frame codec inside the package, or None in a checkout where it is not trained yet."""
-    path = Path(str(resources.files("duet") / "assets" / "codecs" / SHIPPED))
+    path = Path(str(resources.files("duet").joinpath("assets", *SHIPPED)))
     return path if path.is_file() else None
 
 
