@@ -239,9 +239,10 @@ def test_text_encoder_is_freed_after_encoding_and_embeddings_stay_cached():
     freeing = MemoryConfig(free_text_encoder=True)
     p = DuetPipeline.from_pretrained("demo", device="cpu", memory=freeing)
     spy = p.text_encoder.encoder = _Unloadable(p.text_encoder.encoder)
-    p("a cat meows", seed=0, **{**FAST, "steps": 1})
+    negatives = dict(video_negative="blur", audio_negative="echo")
+    p("a cat meows", seed=0, **negatives, **{**FAST, "steps": 1})
     assert spy.unloads == 1 and len(spy.encoded) == 3  # prompt + two negative prompts
-    p("a cat meows", seed=1, **{**FAST, "steps": 1})
+    p("a cat meows", seed=1, **negatives, **{**FAST, "steps": 1})
     assert len(spy.encoded) == 3  # all three from the cache: the encoder did not run
     assert MemoryConfig().frees_text_encoder(torch.device("cuda"))
     assert not MemoryConfig().frees_text_encoder(torch.device("cpu"))
