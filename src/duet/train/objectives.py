@@ -17,9 +17,9 @@ neighbours. With `video_prefix` p, a fraction p of the items hold their first 1 
 `video_prefix_frames` latent frames clean (t = 0, excluded from the loss): the task of a
 long clip's next chunk, which starts from the previous chunk's last frames (`duet.chunks`).
 Combined with `video_frames` windows, which start anywhere in a clip, the held frames
-show every phase of the motion, a ball at rest included. The loss is a weighted sum of per-modality MSEs (Ovi stage 2: 0.85·L_video +
-0.15·L_audio). Every function here is pure: randomness comes only from the
-generator(s) passed in.
+show every phase of the motion, a ball at rest included. The loss is a weighted sum of
+per-modality MSEs (Ovi stage 2: 0.85·L_video + 0.15·L_audio). Every function here is pure:
+randomness comes only from the generator(s) passed in.
 """
 
 from __future__ import annotations
@@ -304,26 +304,26 @@ def _mse(pred: Tensor, target: Tensor, t: Tensor | None, weight: Tensor | None =
     sq = err.pow(2)
     if weight is not None:
         sq = sq * weight
-    if frames is None:
-        per_item = sq.flatten(1).mean(1)
-    else:
-        free = frames[:, None, :, None, None].to(sq.dtype)
-        per_item = (sq * free).flatten(1).sum(1) / (free.expand_as(sq).flatten(1).sum(1)).clamp(min=1)
+    free = None if frames is None else frames[:, None, :, None, None].to(sq.dtype)
+    per_item = _item_mean(sq, free)
     if temporal > 0 and err.shape[2] > 1:
         change = (err[:, :, 1:] - err[:, :, :-1]).pow(2)
         if weight is not None:  # each difference weighted by its two frames' mean weight
             w = weight.expand_as(sq)
             change = change * 0.5 * (w[:, :, 1:] + w[:, :, :-1])
-        if frames is None:
-            per_item = per_item + temporal * change.flatten(1).mean(1)
-        else:  # only the changes between two free frames
-            both = free[:, :, 1:] * free[:, :, :-1]
-            per_item = per_item + temporal * ((change * both).flatten(1).sum(1)
-                                              / both.expand_as(change).flatten(1).sum(1).clamp(min=1))
+        both = None if free is None else free[:, :, 1:] * free[:, :, :-1]  # two free frames
+        per_item = per_item + temporal * _item_mean(change, both)
     if t is None:
         return per_item.mean()
     keep = (t.to(per_item.device).reshape(t.shape[0], -1).amax(1) > 0).to(per_item.dtype)
     return (per_item * keep).sum() / keep.sum().clamp(min=1)
+
+
+def _item_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Per-item mean of `x` [B, ...], over the elements where the broadcast `mask` is 1."""
+    if mask is None:
+        return x.flatten(1).mean(1)
+    return (x * mask).flatten(1).sum(1) / mask.expand_as(x).flatten(1).sum(1).clamp(min=1)
 
 
 def motion_weight(x0: Tensor, strength: float) -> Tensor:

@@ -196,13 +196,12 @@ def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | 
                           "(its sampler defaults) and note=TEXT; its shape, media and codecs "
                           "are those its weights were trained with")
     preset, extra = read_config(src)
-    notes = [o.partition("=")[2] for o in overrides if o.startswith("note=")]
-    preset = Preset.from_dict(apply_overrides(preset.to_dict(),
-                                              [o for o in overrides if o.startswith("sampler.")]))
+    note = extra.get("note", f"converted from {src}") + (f"; stored as {dtype}" if dtype else "")
+    fields = apply_overrides({**preset.to_dict(), "note": note}, overrides)
+    note = fields.pop("note")
+    preset = Preset.from_dict(fields)
     state = _cast(load_weights(Path(src) / BUNDLE_WEIGHTS), dtype)
     preset = bundle_codec_files(preset, out, resolve_codec_paths(preset, src).codecs)
     save_weights(state, out / BUNDLE_WEIGHTS)
-    note = notes[-1] if notes else (extra.get("note", f"converted from {src}")
-                                    + (f"; stored as {dtype}" if dtype else ""))
     write_config(out, preset, {**extra, "note": note})
     return out
