@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The recipe of Duet's default model (the `demo` preset), end to end on a 2-core CPU:
 #
-#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/align3/final
-#   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/uncond/final bash recipes/demo.sh runs/unscaled
+#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/chunks/final
+#   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/uncond2/final bash recipes/demo.sh runs/unscaled
 #                                                           # the unscaled-RoPE comparison model
 #
 # 0. codec: the frame codec with two chroma channels (`duet codec train --chroma-channels 2
@@ -15,17 +15,21 @@
 # 2. the `duet train` stages, whose configs are recipes/demo/<stage>.json (paths in them are
 #    relative to OUT), each from the previous one's bundle (docs/default-model.md):
 #    audio (Ovi stage 1: the audio tower alone, with its RoPE scale from the start);
-#    pictures, clips, uncond (the video tower alone: single frames, then whole clips at
-#    lr 3e-4, then at lr 1e-4 with text dropout 0.1; x0 head and x0 loss weighting, the
+#    pictures, clips, uncond, uncond2 (the video tower alone: single frames, then whole clips
+#    at lr 3e-4, then at lr 1e-4 with text dropout 0.1, twice: 1,500 then 3,000 steps, each
+#    with its own warmup and cosine decay; x0 head and x0 loss weighting, the
 #    chroma channels' loss weighted 8x, extra weight on what moves and on the error's
 #    frame-to-frame change; it does not depend on the audio RoPE, so a comparison run may
 #    reuse it: VIDEO_FROM);
 #    fusion (Ovi stage 2: each tower from its stage, the cross-modal layers new), joint (every
 #    parameter, one t per modality), align, align2, align3 (the temporal-alignment prior,
 #    then times shifted toward noise: what makes the sound follow the picture). The video tower
-#    stays as the `uncond` stage left it (`keep_towers`: only its fusion layers train): the
+#    stays as the `uncond2` stage left it (`keep_towers`: only its fusion layers train): the
 #    fusion stage that trained it lost half its bounces. Every stage after the video tower
 #    keeps text dropout 0.1, the unconditional prediction the default guidance needs.
+#    chunks (last): the joint model's video tower alone, 600 steps on 49-frame windows taken
+#    anywhere in the clips, half of them holding their first 1-6 latent frames clean
+#    (`video_prefix`): the task of a long clip's next chunk, and more thuds within two frames.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
 #    bfloat16, the form the package ships and `duet generate` loads by default, with the
 #    sampler defaults of the `demo` preset the stages recorded (video text CFG off, empty
@@ -39,11 +43,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo" && pwd)
 OUT=${1:-runs/demo}
 DATA=${DATA:-data/world-3k}
-STAGES=${STAGES:-audio pictures clips uncond fusion joint align align2 align3}
+STAGES=${STAGES:-audio pictures clips uncond uncond2 fusion joint align align2 align3 chunks}
 export OMP_NUM_THREADS=${THREADS:-2}
 SET=()
 if [ -n "${ROPE_SCALE:-}" ]; then SET+=(--set "model.audio.rope_time_scale=$ROPE_SCALE"); fi
-VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-$OUT/uncond/final}")
+VIDEO_FROM=$(realpath -m "${VIDEO_FROM:-$OUT/uncond2/final}")
 
 mkdir -p "$OUT/codec"
 CODEC=$(realpath "$OUT/codec/frames.safetensors")

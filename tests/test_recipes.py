@@ -67,9 +67,9 @@ def test_the_scripts_variants_load(run_folder):
     """ROPE_SCALE and VIDEO_FROM of recipes/demo.sh; SHORT, FULL and the ablations of
     recipes/rl_demo.sh."""
     fusion = _load(ROOT / "demo" / "fusion.json", ("model.audio.rope_time_scale=1.0",
-                                                   "init_from.video=/runs/demo/uncond/final"))
+                                                   "init_from.video=/runs/demo/uncond2/final"))
     assert fusion.twin().audio.rope_time_scale == 1.0
-    assert fusion.init_from == {"video": "/runs/demo/uncond/final", "audio": "audio/final"}
+    assert fusion.init_from == {"video": "/runs/demo/uncond2/final", "audio": "audio/final"}
     rl = ROOT / "rl_demo" / "omninft.json"
     short = _load(rl, ("steps=2", "group_size=2", "sampling_steps=2", "timestep_fraction=0.5",
                        "lr=1e-5", "lora=null", "out_dir=routing", "advantage_routing=false"))

@@ -106,13 +106,14 @@ def test_json_and_toml_files(tmp_path):
 
 
 def test_the_video_tower_stages_of_the_demo_recipe():
-    """recipes/demo/{pictures,clips,uncond}.json: the video tower docs/default-model.md
+    """recipes/demo/{pictures,clips,uncond,uncond2}.json: the video tower docs/default-model.md
     measures, on the chroma frame codec (18 channels, x0 head, chroma loss weighted 8x)."""
     root = Path(__file__).resolve().parents[2] / "recipes" / "demo"
-    stages = {n: TrainConfig.from_file(root / f"{n}.json") for n in ("pictures", "clips", "uncond")}
+    stages = {n: TrainConfig.from_file(root / f"{n}.json") for n in ("pictures", "clips", "uncond", "uncond2")}
     assert stages["pictures"].video_frames == 1 and stages["pictures"].batch_size == 64
     assert stages["clips"].init_from == "pictures/final"
-    assert stages["uncond"].text_dropout == 0.1
+    assert stages["uncond"].text_dropout == stages["uncond2"].text_dropout == 0.1
+    assert stages["uncond2"].init_from == "uncond/final"
     for c in stages.values():
         assert c.flow().weighting("video") == "x0" and c.twin().video.in_dim == 18
         assert c.video_channel_weights[-2:] == (8, 8)
