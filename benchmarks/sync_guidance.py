@@ -1,6 +1,7 @@
 """Sync and generation time under each guidance term, on held-out bounce prompts.
 
-    python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25] [--rows 0 2 4]
+    python benchmarks/sync_guidance.py [--model demo] [--clips 16] [--steps 25] [--rows 0 2 4] \
+        [--mp4 DIR]
 
 Rows: Ovi's plain CFG (the default), + the cross-modal (dual-CFG) term at three scales, + STG,
 and all together with std rescale; then lower text-CFG scales and the empty negative prompt
@@ -9,7 +10,8 @@ video for longer (`--shift V,A`), then rows 15-17 for a video tower without an
 unconditional prediction (video text CFG off, the audio's against the empty prompt), with
 the cross-modal attention on, off, and guided. Every row uses the same captions and seeds,
 so the rows differ only in guidance; s/clip counts the extra forward passes each term costs
-(they are batched into one call per step).
+(they are batched into one call per step). `--mp4 DIR` keeps the clips (DIR/row<N>/<i>.mp4),
+so `duet eval sync DIR/row<N>/*.mp4` re-measures them, with another ruler for instance.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main() -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--rows", type=int, nargs="+", choices=range(len(ROWS)), default=range(len(ROWS)),
                    metavar="N", help=f"which rows (0-{len(ROWS) - 1}, in the order above; default all)")
+    p.add_argument("--mp4", type=Path, metavar="DIR", help="keep the clips in DIR/row<N>/")
     args = p.parse_args()
     pipe = DuetPipeline.from_pretrained(args.model, device="cpu")
     captions = [make_clip(HELDOUT_SEED_START + i, kind="bounce").caption for i in range(args.clips)]
@@ -61,12 +64,15 @@ def main() -> None:
           "within 2 frames | missed | extra | s/clip |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in (ROWS[i] for i in args.rows):
+        for row in args.rows:
+            name, kw = ROWS[row]
+            folder = args.mp4 / f"row{row}" if args.mp4 else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
             reports, seconds = [], 0.0
             for i, caption in enumerate(captions):
                 start = time.perf_counter()
                 clip = pipe(caption, seed=i, steps=args.steps, progress=False, **kw)
-                path = clip.save(Path(tmp) / "clip.mp4")
+                path = clip.save(folder / f"{i:03d}.mp4")
                 seconds += time.perf_counter() - start
                 reports.append(measure_file(path, kind="bounce"))
             r = merge(reports)

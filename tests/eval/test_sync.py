@@ -90,6 +90,27 @@ def test_height_jitter_separates_falls_from_a_shaken_ball(clips):
     assert np.isnan(height_jitter(np.repeat(np.median(c.video, axis=0, keepdims=True).astype(np.uint8),
                                             len(c.video), axis=0)))
 
+def test_a_ball_split_in_two_blobs_has_no_position(clips):
+    """A ball resting on the floor with a copy of itself fading in and out higher up (what a
+    reward-hacked policy drew): the colour's centroid would swing between the two, which
+    reads as travel and contacts (55 px of travel before the split check). Frames where the
+    colour is split are untracked, so the clip travels nothing and has no contacts. (Real
+    clips keep every contact: test_detectors_find_every_ground_truth_event.)"""
+    c = next(c for c in clips if c.kind == "bounce")
+    still = np.repeat(c.video[-1:], len(c.video), axis=0).astype(np.float32)
+    ball = np.linalg.norm(still[0] - np.median(still[0], axis=1, keepdims=True), axis=-1) > 50
+    rows, cols = np.nonzero(ball)
+    lift = rows.min() - 2  # the copy sits this far above, clear of the ball
+    ghost = still.copy()
+    fade = 0.5 + 0.5 * np.sin(np.arange(len(still)) / 3.0)  # the copy's opacity per frame
+    above = ghost[:, rows - lift, cols]
+    ghost[:, rows - lift, cols] = above + fade[:, None, None] * (still[:, rows, cols] - above)
+    ghost = ghost.round().astype(np.uint8)
+    assert vertical_travel(still.astype(np.uint8)) == 0.0
+    assert vertical_travel(ghost) == 0.0
+    assert len(visual_events(ghost, FPS, "bounce")) == 0
+
+
 def test_ground_truth_is_in_sync(clips):
     report = merge(measure(c.video, c.audio, FPS, SR) for c in clips)
     assert report.n_visual == sum(len(c.events) for c in clips)

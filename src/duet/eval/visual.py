@@ -3,7 +3,7 @@ the instants `duet.eval.sync` pairs with audio onsets.
 
 * ``bounce`` clips: balls are segmented by colour against the per-row background, their
   vertical centroid is tracked with sub-pixel precision (coverage-weighted, so anti-aliased
-  edges count), a floor contact shows as a sharp negative second difference of the height
+  edges count) in the frames where the colour forms one disc (`SPLIT_SPREAD`), a floor contact shows as a sharp negative second difference of the height
   where a falling ball loses much of its downward speed (a sub-pixel wobble makes the
   first but not the second), and its instant is where the parabola fitted to the frames
   before the contact meets the one fitted to the frames after it (sub-frame precision).
@@ -20,7 +20,7 @@ import numpy as np
 from duet.data.world import PALETTE
 from duet.errors import InputError
 
-__all__ = ["ball_tracks", "contact_times", "detect_kind", "kinks", "mouth_area",
+__all__ = ["SPLIT_SPREAD", "ball_tracks", "contact_times", "detect_kind", "kinks", "mouth_area",
            "vertical_travel", "visual_events"]
 
 
@@ -83,11 +83,19 @@ def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
     return c[:, n:, n:] - c[:, :-n, n:] - c[:, n:, :-n] + c[:, :-n, :-n]
 
 
+#: Largest spread of a colour's coverage, as a multiple of a single disc's of the same area,
+#: that still counts as one ball. A disc's mean squared distance from its centre is area / 2π;
+#: real clips after the codec's round trip reach 1.23 (24 held-out clips, every frame). Two
+#: blobs of one colour (a ball drawn twice, or a ghost of it) spread further, and the centroid
+#: between them would move as they fade in and out: motion and contacts of no ball.
+SPLIT_SPREAD = 2.0
+
+
 def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Vertical centroid (pixels, nan where absent or cut by the frame edge) of each ball,
-    keyed by palette colour name."""
+    """Vertical centroid (pixels) of each ball, keyed by palette colour name; nan where the
+    ball is absent, cut by the frame edge, or its colour is split over more than one blob."""
     f = _frames_float(frames)
-    t_len, h, _, _ = f.shape
+    t_len, h, w, _ = f.shape
     bg_rows = np.median(f.transpose(1, 0, 2, 3).reshape(h, -1, 3), axis=1)  # [H, 3]
     label, names = _palette_labels(f, bg_rows)
     # Each pixel belongs to the colour named most often around it, so the few pixels of an
@@ -95,6 +103,7 @@ def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
     votes = np.stack([_box_count(label == k, 3) for k in range(len(names))])  # [K, T, H, W]
     owner = np.where(votes.max(0) > 0, votes.argmax(0), -1)
     rows = np.arange(h, dtype=np.float32)[None, :, None] + 0.5
+    cols = np.arange(w, dtype=np.float32)[None, None, :] + 0.5
     tracks: dict[str, np.ndarray] = {}
     for k, name in enumerate(names):
         core = (label == k) & (owner == k)  # [T, H, W]
@@ -106,9 +115,14 @@ def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
         alpha = ((f - bg_rows[None, :, None]) * ref[None, :, None]).sum(-1)
         alpha = np.clip(alpha / (ref**2).sum(-1)[None, :, None], 0.0, 1.0) * region
         mass = alpha.sum(axis=(1, 2))
-        y = (alpha * rows).sum(axis=(1, 2)) / np.maximum(mass, 1e-9)
+        m = np.maximum(mass, 1e-9)
+        y = (alpha * rows).sum(axis=(1, 2)) / m
+        x = (alpha * cols).sum(axis=(1, 2)) / m
+        spread = (alpha * ((rows - y[:, None, None]) ** 2 + (cols - x[:, None, None]) ** 2)
+                  ).sum(axis=(1, 2)) / m
         full = np.median(mass[mass > 0]) if np.any(mass > 0) else 0.0
         y[mass < 0.8 * full] = np.nan  # entering the frame, or gone
+        y[spread > SPLIT_SPREAD * m / (2 * np.pi)] = np.nan  # two blobs: no one position
         tracks[name] = y
     return tracks
 

@@ -9,8 +9,8 @@ its caption alone with the project's rulers (`duet.eval`); each lies in [0, 1].
   impact count (2-8 floor contacts per captioned ball, as the world draws) or mouth-opening
   count (near the caption's syllable count); a steady picture (mean frame-to-frame change up
   to 3 grey levels scores 1, falling to 0 at 15: real clips change by < 3).
-- `motion` (video), for bounce captions the mean of two scores: the balls travel up and
-  down as far as real ones (`vertical_travel` per captioned ball, full score from
+- `motion` (video), for bounce captions the geometric mean of two scores: the balls travel
+  up and down as far as real ones (`vertical_travel` per captioned ball, full score from
   `TRAVEL_PER_BALL` pixels, which nine real clips in ten reach after the codec's round trip)
   and along smooth parabolas (`height_jitter`: full score up to 0.5 px/frame², what the
   codec's round trip leaves, none from 3). It is what `video_adherence` lets through: a
