@@ -90,6 +90,7 @@ def test_height_jitter_separates_falls_from_a_shaken_ball(clips):
     assert np.isnan(height_jitter(np.repeat(np.median(c.video, axis=0, keepdims=True).astype(np.uint8),
                                             len(c.video), axis=0)))
 
+
 def test_a_ball_split_in_two_blobs_has_no_position(clips):
     """A ball resting on the floor with a copy of itself fading in and out higher up (what a
     reward-hacked policy drew): the colour's centroid would swing between the two, which

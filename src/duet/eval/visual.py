@@ -3,10 +3,11 @@ the instants `duet.eval.sync` pairs with audio onsets.
 
 * ``bounce`` clips: balls are segmented by colour against the per-row background, their
   vertical centroid is tracked with sub-pixel precision (coverage-weighted, so anti-aliased
-  edges count) in the frames where the colour forms one disc (`SPLIT_SPREAD`), a floor contact shows as a sharp negative second difference of the height
-  where a falling ball loses much of its downward speed (a sub-pixel wobble makes the
-  first but not the second), and its instant is where the parabola fitted to the frames
-  before the contact meets the one fitted to the frames after it (sub-frame precision).
+  edges count) in the frames where the colour forms one disc (`SPLIT_SPREAD`), a floor
+  contact shows as a sharp negative second difference of the height where a falling ball
+  loses much of its downward speed (a sub-pixel wobble makes the first but not the second),
+  and its instant is where the parabola fitted to the frames before the contact meets the
+  one fitted to the frames after it (sub-frame precision).
 * ``talk`` clips: the dark area inside the mouth region of the face; each opening is a
   rising ramp, extrapolated back to the closed level to time its start.
 """
