@@ -15,7 +15,9 @@ all clips of:
 - the ruler from the written MP4 (what `duet eval sync` reports): paired events, median
   offset, within one frame, missed visual events, extra onsets;
 - visual events per clip (floor contacts or mouth openings; the real held-out clips' count
-  is printed first) and the ball colour score, which a hacked reward would leave behind.
+  is printed first), the ball colour score and the share of ball frames whose colour is split
+  over two blobs (`split_fraction`: a ball drawn twice, 0 in real clips), which a hacked
+  reward would leave behind.
 --mp4 keeps the clips (then `duet eval sync DIR/*.mp4` re-measures them independently);
 --strip writes one PNG per model: every 8th frame of each clip, the real clip below it.
 """
@@ -33,7 +35,7 @@ from duet.data.dataset import world_config_for
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.eval.adherence import prompt_adherence
 from duet.eval.sync import measure_file, merge
-from duet.eval.visual import visual_events
+from duet.eval.visual import split_fraction, visual_events
 from duet.media import save_png
 from duet.pipeline import DuetPipeline
 from duet.train.rl import REWARDS, GeneratedClip
@@ -51,7 +53,7 @@ def load(model: str) -> DuetPipeline:
 def evaluate(name: str, pipe: DuetPipeline, worlds: list, samples: int, steps: int | None,
              folder: Path, strip: Path | None) -> dict:
     rewards: dict[str, list[float]] = {n: [] for n in REWARD_NAMES}
-    reports, events, colour, rows = [], [], [], []
+    reports, events, colour, split, rows = [], [], [], [], []
     for i, world in enumerate(worlds):
         for s in range(samples):
             clip = pipe(world.caption, seed=s, steps=steps, progress=False)
@@ -63,6 +65,7 @@ def evaluate(name: str, pipe: DuetPipeline, worlds: list, samples: int, steps: i
             events.append(len(visual_events(frames, clip.fps, world.kind)))
             if world.kind == "bounce":
                 colour.append(prompt_adherence(frames, audio, world.caption)["colour_score"])
+                split.append(split_fraction(frames))
             if strip is not None:
                 rows += [np.concatenate(list(frames[::8]), axis=1),
                          np.concatenate(list(world.video[::8]), axis=1)]
@@ -75,7 +78,8 @@ def evaluate(name: str, pipe: DuetPipeline, worlds: list, samples: int, steps: i
             "median_abs_offset_ms": sync.median_abs_offset_ms,
             "within_1_frame": sync.within_1_frame, "missed": sync.missed, "extra": sync.extra,
             "events_per_clip": float(np.mean(events)),
-            "colour_score": float(np.mean(colour)) if colour else float("nan")}
+            "colour_score": float(np.mean(colour)) if colour else float("nan"),
+            "split_frames": float(np.nanmean(split)) if split else float("nan")}
 
 
 def main() -> None:
@@ -98,7 +102,7 @@ def main() -> None:
           f"samples each; real clips: {real:.1f} visual events per clip\n")
     print("| model | sync reward | video adherence | motion | audio adherence | pairs "
           "| median offset ms | median abs offset ms | within 1 frame | within 2 frames | missed "
-          "| extra | events / clip | colour score |\n" + "|---" * 14 + "|")
+          "| extra | events / clip | colour score | split frames |\n" + "|---" * 15 + "|")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, pipe in pipes.items():
@@ -108,7 +112,7 @@ def main() -> None:
             results.append(r)
             print(f"| {name} | {r['sync']:.3f} | {r['video_adherence']:.3f} | {r['motion']:.3f} | "
                   f"{r['audio_adherence']:.3f} | {r['ruler']} | {r['events_per_clip']:.1f} | "
-                  f"{r['colour_score']:.2f} |", flush=True)
+                  f"{r['colour_score']:.2f} | {r['split_frames']:.0%} |", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -46,7 +46,7 @@ from duet.config import TwinConfig
 from duet.data.dataset import encode_texts
 from duet.data.world import HELDOUT_SEED_START, WorldConfig, make_clip
 from duet.eval.adherence import prompt_adherence
-from duet.eval.visual import height_jitter, vertical_travel, visual_events
+from duet.eval.visual import height_jitter, split_fraction, vertical_travel, visual_events
 from duet.model import ModalityInput, TwinModel
 from duet.presets import get_preset
 from duet.sampling.guidance import Conditioning, Guidance, guided_velocity
@@ -126,13 +126,15 @@ def decode(codec: FrameCodec, latents: torch.Tensor) -> np.ndarray:
 
 
 def measure(frames: np.ndarray, clips: list, fps: float, real_travel: float) -> tuple[float, ...]:
-    """Events per clip, travel against the real clips', height jitter, colour score."""
+    """Events per clip, travel against the real clips', height jitter, colour score, and the
+    share of ball frames with a colour split over two blobs (a ball drawn twice)."""
     events = np.mean([len(visual_events(f, fps, "bounce")) for f in frames])
     travel = np.mean([vertical_travel(f) for f in frames]) / real_travel
     jitter = np.nanmedian([height_jitter(f) for f in frames])
     colour = np.mean([prompt_adherence(f, c.audio, c.caption)["colour_score"]
                       for f, c in zip(frames, clips)])
-    return events, travel, jitter, colour
+    split = np.nanmean([split_fraction(f) for f in frames])
+    return events, travel, jitter, colour, split
 
 
 @torch.no_grad()
@@ -178,8 +180,8 @@ def main() -> None:
     real_change = frame_change(real_latents)
     print(f"real clips: {real:.1f} visual events per clip, vertical travel {real_travel:.0f} px "
           f"per clip, height jitter {real_jitter:.2f} px, latent frame change {real_change:.3f}\n")
-    print("| weights | events / clip | travel / real | jitter px | colour score | latent frame change "
-          "| x0 spread at t = 1 |\n|---|---|---|---|---|---|---|")
+    print("| weights | events / clip | travel / real | jitter px | colour score | split frames "
+          "| latent frame change | x0 spread at t = 1 |\n" + "|---" * 8 + "|")
     shape = codec.latent_shape(preset.media.frames, *clips[0].video.shape[1:3])
     guidance = Guidance(video_scale=args.guidance, audio_scale=1.0, negative_skip_blocks=(),
                         stg_video=args.stg, stg_blocks=args.stg_blocks if args.stg else ())
@@ -192,8 +194,9 @@ def main() -> None:
         noise = torch.randn(args.clips, *shape, generator=torch.Generator().manual_seed(0))
         latents, _ = sample(denoise, noise, None, sigmas, disable=True)
         frames = decode(codec, latents)
-        events, travel, jitter, colour = measure(frames, clips, preset.media.fps, real_travel)
-        print(f"| {path} | {events:.1f} | {travel:.2f} | {jitter:.2f} | {colour:.2f} | {frame_change(latents):.3f} "
+        events, travel, jitter, colour, split = measure(frames, clips, preset.media.fps, real_travel)
+        print(f"| {path} | {events:.1f} | {travel:.2f} | {jitter:.2f} | {colour:.2f} | {split:.0%} "
+              f"| {frame_change(latents):.3f} "
               f"| {noise_spread(model, context, shape):.3f} |", flush=True)
         for t in args.denoise:
             noise = torch.randn(real_latents.shape, generator=torch.Generator().manual_seed(1))
@@ -201,14 +204,14 @@ def main() -> None:
             v = model.video_model(ModalityInput(noisy, torch.full((args.clips,), 1000.0 * t), context))
             m = measure(decode(codec, noisy - t * v), clips, preset.media.fps, real_travel)
             print(f"|   one-step x0 of real clips at t = {t} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.2f} "
-                  f"| {m[3]:.2f} | - | - |", flush=True)
+                  f"| {m[3]:.2f} | {m[4]:.0%} | - | - |", flush=True)
         for t0 in args.resample:
             noise = torch.randn(real_latents.shape, generator=torch.Generator().manual_seed(0))
             grid = torch.cat([sigmas.new_tensor([t0]), sigmas[sigmas < t0]])
             resampled, _ = sample(denoise, (1 - t0) * real_latents + t0 * noise, None, grid, disable=True)
             m = measure(decode(codec, resampled), clips, preset.media.fps, real_travel)
             print(f"|   real clips resampled from t = {t0} ({len(grid) - 1} steps) | {m[0]:.1f} | {m[1]:.2f} "
-                  f"| {m[2]:.2f} | {m[3]:.2f} | - | - |", flush=True)
+                  f"| {m[2]:.2f} | {m[3]:.2f} | {m[4]:.0%} | - | - |", flush=True)
         if args.strip is not None:
             args.strip.mkdir(parents=True, exist_ok=True)
             rows = [np.concatenate(list(v[::4]), axis=1) for f, c in zip(frames, clips) for v in (f, c.video)]

@@ -13,7 +13,8 @@ import pytest
 from duet.data.world import make_clip
 from duet.errors import InputError
 from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
-from duet.eval.visual import ball_tracks, contact_times, detect_kind, height_jitter, vertical_travel, visual_events
+from duet.eval.visual import (ball_tracks, contact_times, detect_kind, height_jitter, split_fraction,
+                              vertical_travel, visual_events)
 from duet.media import write_mp4
 
 FPS, SR = 24.0, 16000
@@ -95,8 +96,9 @@ def test_a_ball_split_in_two_blobs_has_no_position(clips):
     """A ball resting on the floor with a copy of itself fading in and out higher up (what a
     reward-hacked policy drew): the colour's centroid would swing between the two, which
     reads as travel and contacts (55 px of travel before the split check). Frames where the
-    colour is split are untracked, so the clip travels nothing and has no contacts. (Real
-    clips keep every contact: test_detectors_find_every_ground_truth_event.)"""
+    colour is split are untracked, so the clip travels nothing and has no contacts, and
+    `split_fraction` reports them. (Real clips keep every contact:
+    test_detectors_find_every_ground_truth_event.)"""
     c = next(c for c in clips if c.kind == "bounce")
     still = np.repeat(c.video[-1:], len(c.video), axis=0).astype(np.float32)
     ball = np.linalg.norm(still[0] - np.median(still[0], axis=1, keepdims=True), axis=-1) > 50
@@ -110,6 +112,10 @@ def test_a_ball_split_in_two_blobs_has_no_position(clips):
     assert vertical_travel(still.astype(np.uint8)) == 0.0
     assert vertical_travel(ghost) == 0.0
     assert len(visual_events(ghost, FPS, "bounce")) == 0
+    assert split_fraction(still.astype(np.uint8)) == 0.0
+    assert split_fraction(ghost) > 0.9
+    assert all(split_fraction(r.video) == 0.0 for r in clips if r.kind == "bounce")
+    assert math.isnan(split_fraction(next(r for r in clips if r.kind == "talk").video))
 
 
 def test_ground_truth_is_in_sync(clips):

@@ -22,7 +22,7 @@ from duet.data.world import PALETTE
 from duet.errors import InputError
 
 __all__ = ["SPLIT_SPREAD", "ball_tracks", "contact_times", "detect_kind", "kinks", "mouth_area",
-           "vertical_travel", "visual_events"]
+           "split_fraction", "vertical_travel", "visual_events"]
 
 
 def _frames_float(frames: Any) -> np.ndarray:
@@ -92,9 +92,11 @@ def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
 SPLIT_SPREAD = 2.0
 
 
-def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Vertical centroid (pixels) of each ball, keyed by palette colour name; nan where the
-    ball is absent, cut by the frame edge, or its colour is split over more than one blob."""
+def _ball_coverage(frames: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per palette colour seen as a ball: (vertical centroid, whole, split), each [T].
+
+    `whole` marks frames with at least 0.8 of the colour's median coverage (not entering the
+    frame, not gone); `split` marks frames whose coverage spreads over more than one blob."""
     f = _frames_float(frames)
     t_len, h, w, _ = f.shape
     bg_rows = np.median(f.transpose(1, 0, 2, 3).reshape(h, -1, 3), axis=1)  # [H, 3]
@@ -105,7 +107,7 @@ def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
     owner = np.where(votes.max(0) > 0, votes.argmax(0), -1)
     rows = np.arange(h, dtype=np.float32)[None, :, None] + 0.5
     cols = np.arange(w, dtype=np.float32)[None, None, :] + 0.5
-    tracks: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for k, name in enumerate(names):
         core = (label == k) & (owner == k)  # [T, H, W]
         if np.sum(core.sum(axis=(1, 2)) >= 3) < 0.25 * t_len:
@@ -122,10 +124,27 @@ def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
         spread = (alpha * ((rows - y[:, None, None]) ** 2 + (cols - x[:, None, None]) ** 2)
                   ).sum(axis=(1, 2)) / m
         full = np.median(mass[mass > 0]) if np.any(mass > 0) else 0.0
-        y[mass < 0.8 * full] = np.nan  # entering the frame, or gone
-        y[spread > SPLIT_SPREAD * m / (2 * np.pi)] = np.nan  # two blobs: no one position
-        tracks[name] = y
-    return tracks
+        out[name] = (y, mass >= 0.8 * full, spread > SPLIT_SPREAD * m / (2 * np.pi))
+    return out
+
+
+def ball_tracks(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Vertical centroid (pixels) of each ball, keyed by palette colour name; nan where the
+    ball is absent, cut by the frame edge, or its colour is split over more than one blob
+    (two blobs have no one position)."""
+    return {name: np.where(whole & ~split, y, np.nan)
+            for name, (y, whole, split) in _ball_coverage(frames).items()}
+
+
+def split_fraction(frames: np.ndarray) -> float:
+    """Share of the frames showing a whole ball in which its colour is split over two or more
+    blobs: a ball drawn twice, or a ghost beside it (0 for real clips; nan without balls).
+    The ruler leaves those frames untracked, so a rising share is what a policy that learnt
+    to draw doubles to game a ball reward leaves behind."""
+    counts = [(np.sum(whole & split), np.sum(whole)) for _, whole, split in
+              _ball_coverage(frames).values()]
+    shown = sum(n for _, n in counts)
+    return float(sum(s for s, _ in counts) / shown) if shown else float("nan")
 
 
 def vertical_travel(frames: np.ndarray) -> float:
