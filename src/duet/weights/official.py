@@ -262,6 +262,35 @@ def wan_vae_key(key: str) -> str:
     return key
 
 
+# Official Wan DiT name -> diffusers `WanTransformer3DModel` name (one video tower; Ovi's
+# fusion layers have no counterpart there). Used to check the tower against diffusers'
+# implementation (tests/model/test_diffusers_wan.py, benchmarks/forward_vs_diffusers.py).
+WAN_DIT_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
+    # Sequential(Linear, activation, Linear) -> linear_1, linear_2
+    (r"^(text|time)_embedding\.0\.", r"condition_embedder.\1_embedder.linear_1."),
+    (r"^(text|time)_embedding\.2\.", r"condition_embedder.\1_embedder.linear_2."),
+    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
+    (r"\.self_attn\.", ".attn1."),
+    (r"\.cross_attn\.", ".attn2."),
+    (r"\.(attn[12])\.o\.", r".\1.to_out.0."),
+    (r"\.(attn[12])\.([qkv])\.", r".\1.to_\2."),
+    (r"\.norm3\.", ".norm2."),  # the norm before the text cross-attention
+    (r"\.ffn\.0\.", ".ffn.net.0.proj."),
+    (r"\.ffn\.2\.", ".ffn.net.2."),
+    (r"\.modulation\.modulation$", ".scale_shift_table"),
+    (r"^head\.modulation$", "scale_shift_table"),
+    (r"^head\.head\.", "proj_out."),
+))
+
+
+def wan_dit_key(key: str) -> str:
+    """The diffusers name of an official Wan DiT (video tower) parameter; keys that no rule
+    matches come back unchanged, so that loading reports them."""
+    for pattern, replacement in WAN_DIT_KEYS:
+        key = pattern.sub(replacement, key, count=1)
+    return key
+
+
 # Per-block Wan suffix -> UMT5EncoderModel suffix (under "encoder.block.N.").
 UMT5_BLOCK_KEYS: dict[str, str] = {
     "norm1.weight": "layer.0.layer_norm.weight",
