@@ -1,6 +1,7 @@
 """The official layout: where each file of the Ovi download lives, the one table of codecs
 that reads them, a DiT's model config from its header, and the key maps from the Wan and
-umT5 releases' names to the networks that load them.
+umT5 releases' names to the networks that load them (and from the Wan DiT's to diffusers'
+`WanTransformer3DModel`, which the video tower is held to).
 
 The official download puts every component under one folder:
 
