@@ -20,8 +20,9 @@ balls' vertical travel (`vertical_travel`, pixels per clip, as a fraction of the
 clips') is printed beside it: the motion number, and so is the balls' `height_jitter`
 (median |second difference| of the tracked height): balls that jump from place to place
 instead of falling travel as far as real ones but jitter by pixels where real ones stay
-under one. `--stg` adds spatiotemporal skip guidance (a weak pass that skips
-`--stg-blocks`). Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
+under one; "split frames" is the share of ball frames whose colour is split over two
+blobs (`split_fraction`: a ball drawn twice, 0 in real clips). `--stg` adds spatiotemporal
+skip guidance (a weak pass that skips `--stg-blocks`). Then the latents' frame-to-frame change (RMS), next to the real clips', and the spread of the
 tower's x0 estimate over two pure-noise inputs at t = 1 (`noise_spread`; 0 when converged).
 `--denoise T ...` also prints, per T, the tower's one-step x0 from the real clips' latents
 noised to T, decoded and measured the same way: whether the tower keeps a ball it is
