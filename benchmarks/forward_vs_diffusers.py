@@ -38,7 +38,7 @@ def build(name: str):
     from duet.config import TowerConfig
     from duet.model import ModalityInput
     from duet.model.tower import Tower
-    from duet.weights import wan_dit_key
+    from duet.weights import load_into, wan_dit_key
 
     dim, ffn, heads, layers = CONFIGS[name]
     torch.manual_seed(0)
@@ -54,10 +54,7 @@ def build(name: str):
                                    attention_head_dim=dim // heads, in_channels=16,
                                    out_channels=16, text_dim=TEXT_DIM, freq_dim=256,
                                    ffn_dim=ffn, num_layers=layers).eval()
-    missing, unexpected = theirs.load_state_dict(
-        {wan_dit_key(k): v for k, v in ours.state_dict().items()}, strict=False)
-    if missing or unexpected:
-        raise SystemExit(f"key mapping incomplete: missing {missing}, unexpected {unexpected}")
+    load_into(theirs, {wan_dit_key(k): v for k, v in ours.state_dict().items()}, "mapped Wan DiT")
     g = torch.Generator().manual_seed(1)
     latent, ctx = torch.randn(1, *VIDEO, generator=g), torch.randn(1, TEXT, TEXT_DIM, generator=g)
     t = torch.full((1,), 500.0)
