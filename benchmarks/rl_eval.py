@@ -18,6 +18,10 @@ all clips of:
   is printed first), the ball colour score and the share of ball frames whose colour is split
   over two blobs (`split_fraction`: a ball drawn twice, 0 in real clips), which a hacked
   reward would leave behind.
+Every model after the first also gets its change against the first, paired clip by clip
+(same prompt, same seed) and given ± one standard error over prompts
+(`duet.eval.compare.paired_change`): a change under two standard errors is within the draw
+of prompts.
 --mp4 keeps the clips (then `duet eval sync DIR/*.mp4` re-measures them independently);
 --strip writes one PNG per model: every 8th frame of each clip, the real clip below it.
 """
@@ -27,13 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from duet.data.dataset import world_config_for
 from duet.data.world import HELDOUT_SEED_START, make_clip
+from duet.errors import InputError
 from duet.eval.adherence import prompt_adherence
+from duet.eval.compare import paired_change
 from duet.eval.sync import measure_file, merge
 from duet.eval.visual import split_fraction, visual_events
 from duet.media import save_png
@@ -41,6 +48,7 @@ from duet.pipeline import DuetPipeline
 from duet.train.rl import REWARDS, GeneratedClip
 
 REWARD_NAMES = ("sync", "video_adherence", "motion", "audio_adherence")
+PAIRED = (*REWARD_NAMES, "events_per_clip", "colour_score", "split_frames")
 
 
 def load(model: str) -> DuetPipeline:
@@ -52,20 +60,24 @@ def load(model: str) -> DuetPipeline:
 
 def evaluate(name: str, pipe: DuetPipeline, worlds: list, samples: int, steps: int | None,
              folder: Path, strip: Path | None) -> dict:
-    rewards: dict[str, list[float]] = {n: [] for n in REWARD_NAMES}
-    reports, events, colour, split, rows = [], [], [], [], []
+    """Per clip (NaN where a score does not apply: colour and split on talk clips) and
+    pooled: the ruler's pairs from every clip together."""
+    per_clip: dict[str, list[float]] = {n: [] for n in PAIRED}
+    reports, rows = [], []
     for i, world in enumerate(worlds):
         for s in range(samples):
             clip = pipe(world.caption, seed=s, steps=steps, progress=False)
             frames, audio = clip.video.numpy(), clip.audio.numpy()
             generated = GeneratedClip(frames, audio, clip.fps, clip.sample_rate, world.caption)
             for n in REWARD_NAMES:
-                rewards[n].append(REWARDS[n](generated))
+                per_clip[n].append(REWARDS[n](generated))
             reports.append(measure_file(clip.save(folder / f"{i:03d}_{s}.mp4"), kind=world.kind))
-            events.append(len(visual_events(frames, clip.fps, world.kind)))
-            if world.kind == "bounce":
-                colour.append(prompt_adherence(frames, audio, world.caption)["colour_score"])
-                split.append(split_fraction(frames))
+            per_clip["events_per_clip"].append(len(visual_events(frames, clip.fps, world.kind)))
+            bounce = world.kind == "bounce"
+            per_clip["colour_score"].append(
+                prompt_adherence(frames, audio, world.caption)["colour_score"] if bounce
+                else float("nan"))
+            per_clip["split_frames"].append(split_fraction(frames) if bounce else float("nan"))
             if strip is not None:
                 rows += [np.concatenate(list(frames[::8]), axis=1),
                          np.concatenate(list(world.video[::8]), axis=1)]
@@ -73,13 +85,15 @@ def evaluate(name: str, pipe: DuetPipeline, worlds: list, samples: int, steps: i
         strip.mkdir(parents=True, exist_ok=True)
         save_png(strip / f"{name.replace('/', '_').replace('+', '_')}.png", np.concatenate(rows))
     sync = merge(reports)
-    return {"model": name, **{n: float(np.mean(v)) for n, v in rewards.items()},
+    with warnings.catch_warnings():  # no bounce prompt: colour and split are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = {n: float(np.nanmean(v)) for n, v in per_clip.items()}
+    return {"model": name, **means,
             "ruler": sync.table_cells(), "pairs": len(sync.offsets_ms),
             "median_abs_offset_ms": sync.median_abs_offset_ms,
             "within_1_frame": sync.within_1_frame, "missed": sync.missed, "extra": sync.extra,
-            "events_per_clip": float(np.mean(events)),
-            "colour_score": float(np.mean(colour)) if colour else float("nan"),
-            "split_frames": float(np.nanmean(split)) if split else float("nan")}
+            "per_clip": {n: np.reshape(v, (len(worlds), samples)).tolist()
+                         for n, v in per_clip.items()}}
 
 
 def main() -> None:
@@ -113,6 +127,19 @@ def main() -> None:
             print(f"| {name} | {r['sync']:.3f} | {r['video_adherence']:.3f} | {r['motion']:.3f} | "
                   f"{r['audio_adherence']:.3f} | {r['ruler']} | {r['events_per_clip']:.1f} | "
                   f"{r['colour_score']:.2f} | {r['split_frames']:.0%} |", flush=True)
+    if len(results) > 1:
+        print(f"\nChange against {results[0]['model']}, paired by prompt and seed, ± one standard "
+              f"error over the {args.prompts} prompts:\n")
+        print("| model | " + " | ".join(n.replace("_", " ") for n in PAIRED) + " |\n"
+              + "|---" * (len(PAIRED) + 1) + "|")
+        for r in results[1:]:
+            cells = []
+            for n in PAIRED:
+                try:
+                    cells.append(str(paired_change(results[0]["per_clip"][n], r["per_clip"][n])))
+                except InputError:  # e.g. colour with fewer than 2 bounce prompts
+                    cells.append("-")
+            print(f"| {r['model']} | " + " | ".join(cells) + " |")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
 
