@@ -5,7 +5,8 @@
 Each real held-out clip (`--clips` bounce and as many talk) is encoded and decoded with
 Griffin-Lim at each synthesis hop (512: the latents' own, 50 % window overlap; 256, the
 default: 75 %). Per row and kind: onsets the ruler finds (`duet.media.onsets.audio_onsets`)
-against the original's, how many of them lie within 40 ms of an original onset, the RL
+against the original's, how many of them lie within 40 ms of an original onset, the median
+|offset| from each original onset to the nearest decoded one (within 100 ms), the RL
 rewards `sync` and `audio_adherence` with the real picture (the ceiling a perfect model
 reaches through this decoder), the log-spectral distance to the original (dB, STFT hop
 256) and the decoder's time per clip.
@@ -45,11 +46,13 @@ def main() -> None:
               for hop in args.synthesis_hops}
     print(f"{args.clips} held-out clips per kind, Griffin-Lim {args.iters} iterations\n")
     print("| decoder | kind | onsets (original) | near an original | sync reward | "
-          "audio adherence | log-spectral distance dB | decode s / clip |\n" + "|---" * 8 + "|")
+          "median abs offset ms | audio adherence | log-spectral distance dB | decode s / clip |\n"
+          + "|---" * 9 + "|")
     for kind in ("bounce", "talk"):
         clips = [make_clip(HELDOUT_SEED_START + i, kind=kind, config=world)
                  for i in range(args.clips)]
         rows = {hop: np.zeros(6) for hop in codecs}
+        offsets: dict[int, list[float]] = {hop: [] for hop in codecs}
         original = 0
         for clip in clips:
             codec = next(iter(codecs.values()))
@@ -66,13 +69,17 @@ def main() -> None:
                 found = audio_onsets(y, world.sample_rate)
                 near = sum(len(ref_onsets) > 0 and np.abs(ref_onsets - t).min() < 0.04
                            for t in found)
+                if len(found):
+                    nearest = [found[np.abs(found - t).argmin()] - t for t in ref_onsets]
+                    offsets[hop] += [1000 * abs(d) for d in nearest if abs(d) < 0.1]
                 g = GeneratedClip(clip.video, y, world.fps, world.sample_rate, clip.caption)
                 rows[hop] += (len(found), near, REWARDS["sync"](g), REWARDS["audio_adherence"](g),
                               log_spectral_distance(y, ref), seconds)
         for hop, r in rows.items():
             n = len(clips)
             print(f"| hop {hop} | {kind} | {r[0]:.0f} ({original}) | {r[1]:.0f} | {r[2] / n:.3f} | "
-                  f"{r[3] / n:.3f} | {r[4] / n:.2f} | {r[5] / n:.2f} |", flush=True)
+                  f"{np.median(offsets[hop]):.1f} | {r[3] / n:.3f} | {r[4] / n:.2f} | "
+                  f"{r[5] / n:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

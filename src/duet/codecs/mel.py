@@ -8,9 +8,9 @@ n_mels=80, fmax=8000, power=1.0, log_base=10, floor=1e-5)` in aligned framing.
 
 `MelCodec` uses one log-mel frame per latent (hop 512 at 16 kHz: 31.25 latents/s, the rate of
 Ovi's audio latents), normalised to roughly unit scale, and decodes with a non-negative
-inverse of the filterbank followed by Griffin-Lim at half the latent hop (the magnitudes
-interpolated between latents: `upsample_frames`). Decoding is deterministic: the initial
-phase comes from a fixed seed, and the iteration count is fixed.
+inverse of the filterbank followed by Griffin-Lim, at the latent hop or (`synthesis_hop`) a
+finer one on magnitudes interpolated between latents (`upsample_frames`). Decoding is
+deterministic: the initial phase comes from a fixed seed, and the iteration count is fixed.
 
 Framing ("aligned", the HiFi-GAN/BigVGAN/MMAudio convention): the waveform is reflect-padded
 by (n_fft - hop)/2 on both sides and cut into frames without centring, so N = L*hop samples
@@ -272,12 +272,15 @@ LOG_MEL_MAX = 5.0  # decode clamps log10 mel here (17 dB above a full-scale tone
 class MelCodec(WeightFree):
     """Log-mel audio codec: one normalised log-mel frame per latent, Griffin-Lim to decode.
 
-    Griffin-Lim runs at `synthesis_hop` (default hop/2: 75 % window overlap instead of the
-    latents' 50 %). At 50 % overlap it cannot find a consistent phase for magnitudes that the
-    mel bands have smoothed across frequency, and the phase it settles on flutters from frame
-    to frame; each flutter is heard, and found by an onset detector, as a new sound. On 32
-    held-out world clips (`docs/default-model.md` § "Audio decoding at half the hop") the
-    round trip had 2.6-2.9x the onsets of the original at hop 512 and 1.3-1.4x at hop 256.
+    Griffin-Lim runs at `synthesis_hop` (default: the latent hop, 50 % window overlap). At
+    50 % overlap it cannot find a consistent phase for magnitudes that the mel bands have
+    smoothed across frequency, and the phase it settles on flutters from frame to frame; each
+    flutter is heard, and found by an onset detector, as a new sound. `synthesis_hop=hop // 2`
+    (75 % overlap) removes most of them: on 32 held-out world clips the round trip had
+    2.5-2.8x the onsets of the original at hop 512 and 1.4x at hop 256. It is not the default
+    because the demo model's own clips then read worse on the sync ruler (66 % of thuds within
+    two frames against 74 %, the same clips): `docs/default-model.md` § "Audio decoding at
+    half the hop".
 
     Latent channels = `n_mels` (the audio tower's `in_dim`/`out_dim`). Defaults: 16 kHz,
     hop 512 (31.25 latents/s), n_fft 1024 (64 ms Hann window), 80 Slaney mel bands over
@@ -300,8 +303,7 @@ class MelCodec(WeightFree):
         if scale <= 0 or griffin_lim_iters < 0 or nnls_iters < 0:
             raise ConfigError(f"need scale > 0 and griffin_lim_iters, nnls_iters >= 0, got "
                               f"{scale}, {griffin_lim_iters}, {nnls_iters}")
-        if synthesis_hop is None:
-            synthesis_hop = hop // 2 if hop % 2 == 0 else hop
+        synthesis_hop = hop if synthesis_hop is None else synthesis_hop
         if synthesis_hop < 1 or hop % synthesis_hop:
             raise ConfigError(f"synthesis_hop must divide hop={hop}, got {synthesis_hop}; "
                               f"use hop itself for Griffin-Lim at the latent rate")
