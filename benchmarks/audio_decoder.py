@@ -3,8 +3,8 @@
     python benchmarks/audio_decoder.py [--clips 16] [--synthesis-hops 512 256 128] [--iters 64]
 
 Each real held-out clip (`--clips` bounce and as many talk) is encoded and decoded with
-Griffin-Lim at each synthesis hop (512: the latents' own, 50 % window overlap; 256, the
-default: 75 %). Per row and kind: onsets the ruler finds (`duet.media.onsets.audio_onsets`)
+Griffin-Lim at each synthesis hop (512: the latents' own and the default, 50 % window
+overlap; 256: 75 %). Per row and kind: onsets the ruler finds (`duet.media.onsets.audio_onsets`)
 against the original's, how many of them lie within 40 ms of an original onset, the median
 |offset| from each original onset to the nearest decoded one (within 100 ms), the RL
 rewards `sync` and `audio_adherence` with the real picture (the ceiling a perfect model
@@ -44,6 +44,7 @@ def main() -> None:
     world = WorldConfig()
     codecs = {hop: MelCodec(synthesis_hop=hop, griffin_lim_iters=args.iters)
               for hop in args.synthesis_hops}
+    encoder = next(iter(codecs.values()))  # encoding does not depend on the synthesis hop
     print(f"{args.clips} held-out clips per kind, Griffin-Lim {args.iters} iterations\n")
     print("| decoder | kind | onsets (original) | near an original | sync reward | "
           "median abs offset ms | audio adherence | log-spectral distance dB | decode s / clip |\n"
@@ -55,13 +56,12 @@ def main() -> None:
         offsets: dict[int, list[float]] = {hop: [] for hop in codecs}
         original = 0
         for clip in clips:
-            codec = next(iter(codecs.values()))
             wave = torch.as_tensor(clip.audio, dtype=torch.float32)
-            wave = wave[None, : codec.latent_length(len(wave)) * codec.hop]
+            wave = wave[None, : encoder.latent_length(len(wave)) * encoder.hop]
             ref = wave[0].numpy()
             ref_onsets = audio_onsets(ref, world.sample_rate)
             original += len(ref_onsets)
-            z = codec.encode(wave)
+            z = encoder.encode(wave)
             for hop, c in codecs.items():
                 start = time.perf_counter()
                 y = c.decode(z)[0].numpy()
