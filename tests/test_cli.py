@@ -237,6 +237,12 @@ def test_eval_sync_on_world_clips(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1].split("|")
     assert last[1].strip() == "all" and int(last[2]) >= 4
     assert float(last[4]) < 10 and last[5].strip() == "100%"  # ground truth is in sync
+    assert main(["eval", "sync", *paths, "--chance"]) == 0
+    chance = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    assert chance[1].strip().startswith("chance") and float(chance[4]) > 40  # unrelated: far off
+    assert main(["eval", "sync", *paths, "--chance", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["chance"]["n_visual"] == 6 * rows["all"]["n_visual"] > 0
     assert main(["eval", "sync", str(tmp_path / "missing.mp4")]) == 2
     capsys.readouterr()
     assert main(["eval", "sync", str(tmp_path)]) == 2

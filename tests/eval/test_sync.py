@@ -12,7 +12,8 @@ import pytest
 
 from duet.data.world import make_clip
 from duet.errors import InputError
-from duet.eval.sync import SyncReport, audio_onsets, match_events, measure, measure_file, merge
+from duet.eval.sync import (ClipEvents, SyncReport, audio_onsets, chance_report, clip_events, match_events,
+                            measure, measure_file, merge, sync_report)
 from duet.eval.visual import (ball_tracks, contact_times, detect_kind, height_jitter, split_fraction,
                               vertical_travel, visual_events)
 from duet.media import write_mp4
@@ -146,6 +147,31 @@ def test_mp4_round_trip_still_in_sync(clips, tmp_path):
     assert report.missed == 0
     assert report.median_abs_offset_ms <= 10.0
     assert report.within_1_frame >= 0.95
+
+
+def test_chance_level_is_far_from_the_ground_truth(clips):
+    events = [clip_events(c.video, c.audio, FPS, SR) for c in clips]
+    truth, chance = merge(sync_report(e) for e in events), merge(chance_report(e) for e in events)
+    assert chance.n_visual == 6 * truth.n_visual and chance.n_audio == 6 * truth.n_audio
+    assert truth.within_2_frames >= 0.95 and chance.within_2_frames <= 0.45  # measured 1.00, 0.29
+    assert chance.median_abs_offset_ms >= 80.0  # measured 134 ms, the truth 0.5 ms
+    assert chance.missed >= 6 * truth.missed + 0.3 * chance.n_visual
+
+
+def test_chance_report_moves_the_onsets_around_the_clip():
+    beats = np.array([0.5, 1.5, 2.5, 3.5])
+    events = ClipEvents(visual=beats, onsets=beats + 0.01, duration=4.0, fps=24.0)
+    whole, truth = chance_report(events, shifts=[1.0]), sync_report(events)  # a whole clip: no change
+    np.testing.assert_allclose(whole.offsets_ms, truth.offsets_ms)
+    assert (whole.missed, whole.extra) == (truth.missed, truth.extra) == (0, 0)
+    periodic = chance_report(events, shifts=[0.25])  # one period: a beat finds the next one's sound
+    assert len(periodic.offsets_ms) == 4 and periodic.median_abs_offset_ms == pytest.approx(10.0)
+    half = chance_report(events, shifts=[0.125])  # half a period: 500 ms from every beat
+    assert (len(half.offsets_ms), half.missed, half.extra) == (0, 4, 4)
+    both = chance_report(events, shifts=[0.25, 0.125])
+    assert (len(both.offsets_ms), both.n_visual, both.n_audio) == (4, 8, 8)
+    with pytest.raises(InputError, match="at least one shift"):
+        chance_report(events, shifts=[])
 
 
 def test_match_events_uses_the_common_lag():

@@ -85,6 +85,9 @@ def _eval(sub: Sub) -> None:
     esub = e.add_subparsers(dest="measure", required=True)
     es = esub.add_parser("sync", help="audio-visual sync of synthetic-world clips (from the MP4 alone)")
     es.add_argument("clips", nargs="+", help="MP4 files")
+    es.add_argument("--chance", action="store_true",
+                    help="add the ruler's chance level: the same clips with each clip's onsets "
+                         "moved around it, so picture and sound no longer belong together")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=evaluate.eval_sync)
     em = esub.add_parser("seams", help="picture and sound at the seams of a clip made in chunks")

@@ -16,6 +16,8 @@ seen), a negative one that it is early.
 * Matching: the common lag is the mode of all visual-audio time differences within
   +-`max_offset`; events are then paired greedily by closeness to that lag, one to one,
   within `tolerance`. Unpaired visual events are `missed`, unpaired onsets `extra`.
+* Chance (`chance_report`): the same clip with its onsets moved around it, so that picture
+  and sound no longer belong together; a clip's figures mean something only above these.
 
 `duet.eval.adherence` checks a clip against its caption with the same rulers.
 """
@@ -37,7 +39,12 @@ from duet.media.onsets import audio_onsets, onset_envelope
 
 __all__ = [
     "SyncReport",
+    "CHANCE_SHIFTS",
+    "ClipEvents",
     "audio_onsets",
+    "chance_report",
+    "clip_events",
+    "file_events",
     "match_events",
     "measure",
     "measure_file",
@@ -45,6 +52,7 @@ __all__ = [
     "mouth_speech_sync",
     "onset_envelope",
     "speech_envelope",
+    "sync_report",
 ]
 
 
@@ -146,23 +154,73 @@ def match_events(visual: np.ndarray, audio: np.ndarray, max_offset: float = 0.25
     return sorted(pairs), lag
 
 
+@dataclass(frozen=True)
+class ClipEvents:
+    """What the ruler reads from one clip: visual event and audio onset times (s), the
+    clip's duration (s) and its frame rate."""
+
+    visual: np.ndarray
+    onsets: np.ndarray
+    duration: float
+    fps: float
+
+
+def clip_events(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
+                kind: str | None = None) -> ClipEvents:
+    """The events of one clip given its frames (uint8 [T, H, W, 3]) and waveform [N]."""
+    return ClipEvents(np.asarray(visual_events(frames, fps, kind), np.float64),
+                      np.asarray(audio_onsets(audio, sample_rate), np.float64),
+                      max(len(frames) / fps, len(audio) / sample_rate), float(fps))
+
+
+def file_events(path: str | Path, kind: str | None = None) -> ClipEvents:
+    """`clip_events` of a decoded MP4 (timeline from `duet.media.read_mp4`)."""
+    frames, audio, fps, sample_rate = read_mp4(path)
+    if not sample_rate:
+        raise InputError(f"{path} has no audio track; sync needs sound")
+    return clip_events(frames, audio, fps, sample_rate, kind)
+
+
+def sync_report(events: ClipEvents, onsets: np.ndarray | None = None) -> SyncReport:
+    """Pair the clip's visual events with its onsets (or with `onsets` instead)."""
+    onsets = events.onsets if onsets is None else onsets
+    pairs, _ = match_events(events.visual, onsets)
+    offsets = [1000.0 * (onsets[j] - events.visual[i]) for i, j in pairs]
+    return SyncReport.from_offsets(offsets, len(events.visual) - len(pairs),
+                                   len(onsets) - len(pairs), len(events.visual), len(onsets),
+                                   1000.0 / events.fps)
+
+
+CHANCE_SHIFTS = tuple(k / 7 for k in range(1, 7))  # fractions of the clip's duration
+
+
+def chance_report(events: ClipEvents, shifts: Iterable[float] = CHANCE_SHIFTS) -> SyncReport:
+    """What the ruler reads when picture and sound are unrelated but keep their events: the
+    clip's onsets moved around the clip by each fraction of its duration in `shifts`
+    (circularly, so none is lost), paired with its visual events, pooled.
+
+    The matcher takes the densest lag within +-250 ms and pairs within +-100 ms of it, so a
+    clip with many onsets finds partners by chance, and most of them within two frames:
+    a sync figure means something only above this one. Every report in the pool has the same
+    counts of events, so pairs, missed and extra are summed over the shifts (divide by
+    `len(shifts)` for a per-clip figure).
+    """
+    shifts = tuple(shifts)
+    if not shifts:
+        raise InputError("chance_report needs at least one shift (a fraction of the clip)")
+    return merge(sync_report(events, np.sort((events.onsets + f * events.duration) % events.duration))
+                 for f in shifts)
+
+
 def measure(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
             kind: str | None = None) -> SyncReport:
     """Sync report of one clip given its frames (uint8 [T, H, W, 3]) and waveform [N]."""
-    visual = visual_events(frames, fps, kind)
-    onsets = audio_onsets(audio, sample_rate)
-    pairs, _ = match_events(visual, onsets)
-    offsets = [1000.0 * (onsets[j] - visual[i]) for i, j in pairs]
-    return SyncReport.from_offsets(offsets, len(visual) - len(pairs), len(onsets) - len(pairs),
-                                   len(visual), len(onsets), 1000.0 / fps)
+    return sync_report(clip_events(frames, audio, fps, sample_rate, kind))
 
 
 def measure_file(path: str | Path, kind: str | None = None) -> SyncReport:
     """`measure` on a decoded MP4 (timeline from `duet.media.read_mp4`)."""
-    frames, audio, fps, sample_rate = read_mp4(path)
-    if not sample_rate:
-        raise InputError(f"{path} has no audio track; sync needs sound")
-    return measure(frames, audio, fps, sample_rate, kind)
+    return sync_report(file_events(path, kind))
 
 
 def speech_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
