@@ -10,7 +10,9 @@ video for longer (`--shift V,A`), then rows 15-17 for a video tower without an
 unconditional prediction (video text CFG off, the audio's against the empty prompt), with
 the cross-modal attention on, off, and guided. Every row uses the same captions and seeds,
 so the rows differ only in guidance; s/clip counts the extra forward passes each term costs
-(they are batched into one call per step). `--mp4 DIR` keeps the clips (DIR/row<N>/<i>.mp4),
+(they are batched into one call per step). The last column is the ruler's chance level on
+the row's clips (`duet.eval.sync.chance_report`: each clip's onsets moved around it, so
+picture and sound no longer belong together). `--mp4 DIR` keeps the clips (DIR/row<N>/<i>.mp4),
 so `duet eval sync DIR/row<N>/*.mp4` re-measures them, with another ruler for instance.
 """
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from duet.data.world import HELDOUT_SEED_START, make_clip
-from duet.eval.sync import measure_file, merge
+from duet.eval.sync import chance_report, file_events, merge, sync_report
 from duet.pipeline import DuetPipeline
 
 ROWS: list[tuple[str, dict]] = [
@@ -61,22 +63,25 @@ def main() -> None:
     pipe = DuetPipeline.from_pretrained(args.model, device="cpu")
     captions = [make_clip(HELDOUT_SEED_START + i, kind="bounce").caption for i in range(args.clips)]
     print("| guidance | pairs | median offset ms | median abs offset ms | within 1 frame | "
-          "within 2 frames | missed | extra | s/clip |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "within 2 frames | missed | extra | s/clip | chance: within 2 frames, median abs ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for row in args.rows:
             name, kw = ROWS[row]
             folder = args.mp4 / f"row{row}" if args.mp4 else Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            reports, seconds = [], 0.0
+            reports, chance, seconds = [], [], 0.0
             for i, caption in enumerate(captions):
                 start = time.perf_counter()
                 clip = pipe(caption, seed=i, steps=args.steps, progress=False, **kw)
                 path = clip.save(folder / f"{i:03d}.mp4")
                 seconds += time.perf_counter() - start
-                reports.append(measure_file(path, kind="bounce"))
-            r = merge(reports)
-            print(f"| {name} | {r.table_cells()} | {seconds / len(captions):.1f} |", flush=True)
+                events = file_events(path, kind="bounce")
+                reports.append(sync_report(events))
+                chance.append(chance_report(events))
+            r, c = merge(reports), merge(chance)
+            print(f"| {name} | {r.table_cells()} | {seconds / len(captions):.1f} | "
+                  f"{c.within_2_frames:.0%}, {c.median_abs_offset_ms:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
