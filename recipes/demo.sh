@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recipe of Duet's default model (the `demo` preset), end to end on a 2-core CPU:
 #
-#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/chunks/final
+#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/realign/final
 #   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/uncond2/final bash recipes/demo.sh runs/unscaled
 #                                                           # the unscaled-RoPE comparison model
 #
@@ -27,9 +27,14 @@
 #    stays as the `uncond2` stage left it (`keep_towers`: only its fusion layers train): the
 #    fusion stage that trained it lost half its bounces. Every stage after the video tower
 #    keeps text dropout 0.1, the unconditional prediction the default guidance needs.
-#    chunks (last): the joint model's video tower alone, 600 steps on 49-frame windows taken
+#    chunks: the joint model's video tower alone, 600 steps on 49-frame windows taken
 #    anywhere in the clips, half of them holding their first 1-6 latent frames clean
 #    (`video_prefix`): the task of a long clip's next chunk, and more thuds within two frames.
+#    rl: OmniNFT (`duet rl recipes/demo/rl.json`, 24 steps of 4 prompts x 8 rollouts, LoRA),
+#    rewarded for sync, the named colour, motion and the material's sound: the balls fall
+#    and bounce more; its adapter is merged into OUT/rl/merged (`duet convert --lora`).
+#    realign (last): align3's setting for 400 steps from rl/merged, the video tower kept:
+#    the sound follows the new picture again (docs/rl.md).
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
 #    bfloat16, the form the package ships and `duet generate` loads by default, with the
 #    sampler defaults of the `demo` preset the stages recorded (video text CFG off, empty
@@ -43,7 +48,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo" && pwd)
 OUT=${1:-runs/demo}
 DATA=${DATA:-data/world-3k}
-STAGES=${STAGES:-audio pictures clips uncond uncond2 fusion joint align align2 align3 chunks}
+STAGES=${STAGES:-audio pictures clips uncond uncond2 fusion joint align align2 align3 chunks rl realign}
 export OMP_NUM_THREADS=${THREADS:-2}
 SET=()
 if [ -n "${ROPE_SCALE:-}" ]; then SET+=(--set "model.audio.rope_time_scale=$ROPE_SCALE"); fi
@@ -64,7 +69,7 @@ fi
 mkdir -p "$OUT"
 if [ ! -e "$OUT/data" ] || [ -L "$OUT/data" ]; then ln -sfn "$(realpath "$DATA")" "$OUT/data"; fi
 
-LAST=fusion
+LAST=$OUT/fusion/final
 for s in $STAGES; do
     more=()
     if [ "$s" = fusion ]; then
@@ -73,12 +78,17 @@ for s in $STAGES; do
             sleep 30
         done
     fi
-    if [ ! -f "$OUT/$s/final/model.safetensors" ]; then
+    if [ "$s" = rl ]; then  # an adapter, merged into the bundle the next stage trains on
+        if [ ! -f "$OUT/rl/merged/model.safetensors" ]; then
+            (cd "$OUT" && duet rl "$HERE/rl.json" -q && duet convert chunks/final --lora rl/final -o rl/merged)
+        fi
+    elif [ ! -f "$OUT/$s/final/model.safetensors" ]; then
         (cd "$OUT" && duet train "$HERE/$s.json" -q "${SET[@]}" "${more[@]}")
     fi
-    LAST=$s
+    LAST=$OUT/$s/final
+    if [ "$s" = rl ]; then LAST=$OUT/rl/merged; fi
 done
 if [ -n "${SHIP:-}" ]; then
-    duet convert "$OUT/$LAST/final" --dtype bfloat16 -o "$SHIP"
+    duet convert "$LAST" --dtype bfloat16 -o "$SHIP"
 fi
-echo "done: $OUT/$LAST/final"
+echo "done: $LAST"

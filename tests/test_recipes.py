@@ -14,20 +14,28 @@ from duet.train.config import TrainConfig
 from duet.train.rl import RLConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "recipes"
-RL_FOLDERS = {"rl_demo"}  # `duet rl` configs; every other folder holds `duet train` ones
+RL_FOLDERS = {"rl_demo"}  # `duet rl` configs; every other folder holds `duet train` ones,
+RL_STAGE = "rl"  # but for a recipe's stage of this name
+
+
+def _is_rl(path: Path) -> bool:
+    return path.parent.name in RL_FOLDERS or path.stem == RL_STAGE
 
 
 @pytest.fixture
 def run_folder(tmp_path, monkeypatch):
-    """The folder a script runs `duet rl` in: OUT, where OUT/base links to the starting
-    bundle (the shipped demo by default), which the RL configs name as preset and init_from."""
-    (tmp_path / "base").symlink_to(Path(str(resources.files("duet"))) / "assets" / "demo")
+    """The folder a script runs `duet rl` in: OUT, where OUT/base (rl_demo.sh) or
+    OUT/chunks/final (demo.sh's rl stage) links to the starting bundle (the shipped demo by
+    default), which the RL configs name as preset and init_from."""
+    shipped = Path(str(resources.files("duet"))) / "assets" / "demo"
+    (tmp_path / "base").symlink_to(shipped)
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "chunks" / "final").symlink_to(shipped)
     monkeypatch.chdir(tmp_path)
 
 
 def _load(path: Path, overrides: tuple[str, ...] = ()) -> TrainConfig | RLConfig:
-    loader = RLConfig if path.parent.name in RL_FOLDERS else TrainConfig
-    return loader.from_file(path, overrides)
+    return (RLConfig if _is_rl(path) else TrainConfig).from_file(path, overrides)
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.rglob("*.json")), ids=lambda p: str(p.relative_to(ROOT)))
@@ -35,32 +43,40 @@ def test_every_recipe_config_loads(path, run_folder):
     _load(path)
 
 
-def _stages(folder: str) -> dict[str, TrainConfig]:
-    return {p.stem: TrainConfig.from_file(p) for p in sorted((ROOT / folder).glob("*.json"))}
+def _stages(folder: str) -> dict[str, TrainConfig | RLConfig]:
+    return {p.stem: _load(p) for p in sorted((ROOT / folder).glob("*.json"))}
 
 
-def _sources(cfg: TrainConfig) -> list[str]:
+def _sources(cfg: TrainConfig | RLConfig) -> list[str]:
     if isinstance(cfg.init_from, dict):
         return list(cfg.init_from.values())
     return [cfg.init_from] if cfg.init_from else []
 
 
 @pytest.mark.parametrize("folder, script", [("demo", "demo.sh"), ("demo_bridge", "demo_bridge.sh")])
-def test_stages_chain_inside_the_run_folder(folder, script):
+def test_stages_chain_inside_the_run_folder(folder, script, run_folder):
     """The script runs every stage, each after the stages whose bundles it starts from
     (the bridge's video tower comes from the demo run beside it); each stage writes the
-    folder named after it, and reads the data the run folder links to."""
+    folder named after it, and reads the data the run folder links to. The RL stage's
+    adapter is merged into `rl/merged`, the bundle the stage after it starts from."""
     stages = _stages(folder)
-    listed = re.search(r"STAGES:-([a-z0-9 ]+)\}|for s in ([a-z0-9 ]+); do", (ROOT / script).read_text())
+    text = (ROOT / script).read_text()
+    listed = re.search(r"STAGES:-([a-z0-9 ]+)\}|for s in ([a-z0-9 ]+); do", text)
     assert listed is not None
     order = (listed.group(1) or listed.group(2)).split()
     assert sorted(order) == sorted(stages)
     for i, name in enumerate(order):
         cfg = stages[name]
-        assert cfg.out_dir == name and cfg.data == ("data/part0", "data/part1")
+        assert cfg.out_dir == name
+        if isinstance(cfg, RLConfig):
+            assert cfg.preset == cfg.init_from and f"--lora {name}/final -o {name}/merged" in text
+        else:
+            assert cfg.data == ("data/part0", "data/part1")
         for source in _sources(cfg):
-            stage = source.removesuffix("/final")
-            assert source.endswith("/final") and (stage in order[:i] or stage == "../demo/uncond")
+            stage, _, kind = source.rpartition("/")
+            assert (kind == "final" and (stage in order[:i] or stage == "../demo/uncond")
+                    or kind == "merged" and stages.get(stage) is not None
+                    and isinstance(stages[stage], RLConfig) and stage in order[:i])
 
 
 def test_the_scripts_variants_load(run_folder):

@@ -158,14 +158,14 @@ def read_inputs(args: argparse.Namespace) -> GivenInputs:
 def load_pipeline(args: argparse.Namespace, device: Any = None) -> DuetPipeline:
     """The pipeline the model flags name, with its --lora adapters merged in order (the
     page loads through here too, so both front ends run the same weights)."""
+    from duet.lora import adapter_arg
     from duet.pipeline import DuetPipeline
 
     model = args.model or ("ovi-720x720-5s" if args.weights else "demo")
     pipe = DuetPipeline.from_pretrained(model, weights=args.weights, device=device,
                                         dtype=args.dtype, memory=_memory(args))
     for spec in args.lora:
-        path, _, scale = spec.rpartition(":") if _has_scale(spec) else (spec, "", "1")
-        pipe.load_lora(path, float(scale))
+        pipe.load_lora(*adapter_arg(spec))
     if getattr(args, "compile", False):
         pipe.model.compile_blocks()
     return pipe
@@ -215,13 +215,3 @@ def _read_image(path: str) -> np.ndarray:
     except (av.FFmpegError, StopIteration, OSError) as e:
         raise InputError(f"cannot read image {path!r} ({e}); pass a PNG or JPEG file") from None
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-
-
-def _has_scale(spec: str) -> bool:
-    """Whether `DIR:SCALE` ends in a number (a path may itself contain ':')."""
-    head, sep, tail = spec.rpartition(":")
-    try:
-        float(tail)
-    except ValueError:
-        return False
-    return bool(sep and head)

@@ -84,6 +84,17 @@ class LoraSpec:
         return rf"{towers_part}|bridge\.layers\.\d+\.to_({towers})\.(q|k|v|o)"
 
 
+def adapter_arg(spec: str) -> tuple[str, float]:
+    """`DIR` or `DIR:SCALE` (the `--lora` flag of `duet generate` and `duet convert`) as
+    (directory, scale); a path may itself contain ':', so only a numeric tail is a scale."""
+    head, sep, tail = spec.rpartition(":")
+    try:
+        scale = float(tail)
+    except ValueError:
+        return spec, 1.0
+    return (head, scale) if sep and head else (spec, 1.0)
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A loaded adapter file: its spec, base-layer shapes and weights."""
@@ -163,29 +174,51 @@ def load_adapter(path: str | Path) -> Adapter:
     return Adapter(spec, shapes, load_weights(directory / ADAPTER_WEIGHTS))
 
 
+def _merge_plan(weights: dict[str, Tensor], adapter: Adapter, source: str,
+                ) -> list[tuple[str, Tensor, Tensor]]:
+    """(weight key, A, B) for every adapted layer, with `weights` the base layers' weights
+    under state-dict keys (`<module>.weight`); every layer is checked before any changes."""
+    problems, plan = [], []
+    for name, shape in adapter.base_shapes.items():
+        a, b = adapter.weights.get(f"{name}.lora_A.weight"), adapter.weights.get(f"{name}.lora_B.weight")
+        w = weights.get(f"{name}.weight")
+        if a is None or b is None:
+            problems.append(f"{name}: lora_A/lora_B weights missing from the file")
+        elif w is None or w.dim() != 2:
+            problems.append(f"{name}: no such linear layer in this model")
+        elif list(w.shape) != shape or tuple(b.shape[:1]) + tuple(a.shape[1:]) != tuple(shape):
+            problems.append(f"{name}: adapter made for a {shape} layer, this model's is {list(w.shape)}")
+        else:
+            plan.append((f"{name}.weight", a, b))
+    if problems:
+        shown = "; ".join(problems[:4]) + (f"; ... ({len(problems)} in all)" if len(problems) > 4 else "")
+        raise CheckpointError(f"{source} does not fit this base model: {shown}")
+    return plan
+
+
+def _merged(w: Tensor, a: Tensor, b: Tensor, factor: float) -> Tensor:
+    """W + factor * B A, summed in float64 so a small update survives, stored as W is."""
+    delta = (b.double() @ a.double()) * factor
+    return (w.double() + delta.to(w.device)).to(w.dtype)
+
+
 @torch.no_grad()
 def merge_adapter(model: nn.Module, adapter: Adapter, scale: float = 1.0, source: str = "adapter") -> int:
     """W <- W + scale * (alpha / r) B A for every adapted layer of a plain model (in place).
     Every layer is checked before any is changed; returns the number of merged layers."""
-    modules = dict(model.named_modules())
-    problems, pairs = [], []
-    for name, shape in adapter.base_shapes.items():
-        a, b = adapter.weights.get(f"{name}.lora_A.weight"), adapter.weights.get(f"{name}.lora_B.weight")
-        layer = modules.get(name)
-        if a is None or b is None:
-            problems.append(f"{name}: lora_A/lora_B weights missing from the file")
-        elif not isinstance(layer, nn.Linear):
-            problems.append(f"{name}: no such linear layer in this model")
-        elif list(layer.weight.shape) != shape or tuple(b.shape[:1]) + tuple(a.shape[1:]) != tuple(shape):
-            problems.append(f"{name}: adapter made for a {shape} layer, this model's is "
-                            f"{list(layer.weight.shape)}")
-        else:
-            pairs.append((layer, a, b))
-    if problems:
-        shown = "; ".join(problems[:4]) + (f"; ... ({len(problems)} in all)" if len(problems) > 4 else "")
-        raise CheckpointError(f"{source} does not fit this base model: {shown}")
+    weights = {f"{n}.weight": m.weight for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    plan = _merge_plan(weights, adapter, source)
     factor = scale * adapter.spec.alpha / adapter.spec.rank
-    for layer, a, b in pairs:
-        delta = (b.double() @ a.double()) * factor
-        layer.weight.copy_((layer.weight.double() + delta.to(layer.weight.device)).to(layer.weight.dtype))
-    return len(pairs)
+    for key, a, b in plan:
+        weights[key].copy_(_merged(weights[key], a, b, factor))
+    return len(plan)
+
+
+def merge_adapter_state(state: dict[str, Tensor], adapter: Adapter, scale: float = 1.0,
+                        source: str = "adapter") -> dict[str, Tensor]:
+    """`state` (a model's state dict, e.g. a bundle's weights) with the adapter merged in, as
+    `merge_adapter` does to a model: how `duet convert --lora` bakes an adapter into a bundle
+    without building the model. The input dict is left as it was."""
+    plan = _merge_plan(state, adapter, source)
+    factor = scale * adapter.spec.alpha / adapter.spec.rank
+    return {**state, **{key: _merged(state[key], a, b, factor) for key, a, b in plan}}

@@ -4,16 +4,18 @@ merge at generation (scale 0 = base), and are refused by name on another base mo
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from duet.errors import CheckpointError, ConfigError
-from duet.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, load_adapter, merge_adapter
+from duet.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, adapter_arg, load_adapter,
+                       merge_adapter)
 from duet.model import ModalityInput, TwinModel
 from duet.train import LatentDataset, TrainConfig, train
-from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config
+from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config, save_weights
 
 from train_helpers import TINY_MODEL, synthetic_tensors
 
@@ -84,6 +86,37 @@ def test_adapter_for_another_base_model_is_refused_by_layer(base, tmp_path):
         merge_adapter(other, adapter)
 
 
+def test_convert_merges_an_adapter_into_a_bundle(base, tmp_path, capsys):
+    """`duet convert BASE --lora ADAPTER`: the bundle a later stage trains on, equal to merging
+    at load; an adapter for another shape, or a directory that is no adapter, is one line."""
+    from duet.cli import main
+
+    cfg = TrainConfig.from_dict(dict(model=TINY_MODEL, init_from=str(base), lora={"rank": 2},
+                                     steps=2, batch_size=4, lr=1e-2, ema_decay=0.0, progress=False,
+                                     out_dir=str(tmp_path / "a")))
+    adapter_dir = train(cfg, dataset=LatentDataset(synthetic_tensors()))
+    out = tmp_path / "merged"
+    assert main(["convert", str(base), "--lora", f"{adapter_dir}:0.5", "-o", str(out)]) == 0
+    assert "merged 1 LoRA adapter" in capsys.readouterr().out
+    expected = _model(base)
+    merge_adapter(expected, load_adapter(adapter_dir), scale=0.5)
+    merged, ref = _outputs(_model(out)), _outputs(_model(base))
+    assert all(torch.equal(a, b) for a, b in zip(merged, _outputs(expected)))
+    assert (merged[0] - ref[0]).abs().max() > 1e-4
+    assert f"merged LoRA {adapter_dir} at scale 0.5" in read_config(out)[1]["note"]
+
+    other = tmp_path / "other"  # the base with one adapted layer of another shape
+    shutil.copytree(base, other)
+    state = load_weights(other / BUNDLE_WEIGHTS)
+    state["video_model.blocks.0.self_attn.q.weight"] = torch.zeros(3, 3)
+    save_weights(state, other / BUNDLE_WEIGHTS)
+    assert main(["convert", str(other), "--lora", str(adapter_dir), "-o", str(tmp_path / "x")]) == 2
+    assert "blocks.0.self_attn.q: adapter made for a [32, 32] layer, this model's is [3, 3]" in capsys.readouterr().err
+    assert main(["convert", str(base), "--lora", str(base), "-o", str(tmp_path / "y")]) == 2
+    assert "is not a LoRA adapter" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 @pytest.mark.parametrize("lora, needle", [
     ({"rank": 4, "blocks": [7]}, "match no linear layer"),
     ({"targets": ["mlp"]}, "choose from"),
@@ -111,3 +144,14 @@ def test_default_spec_targets_attention_and_fusion():
         assert re.fullmatch(spec.pattern(), name)
     assert not re.fullmatch(spec.pattern(), "video_model.blocks.1.ffn.0")
     assert not re.fullmatch(spec.pattern(), "video_model.head.head")
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("runs/rl/final", ("runs/rl/final", 1.0)),
+    ("runs/rl/final:0.5", ("runs/rl/final", 0.5)),
+    ("C:/runs/a:b/final:-1", ("C:/runs/a:b/final", -1.0)),
+    ("runs/a:b/final", ("runs/a:b/final", 1.0)),
+    (":0.5", (":0.5", 1.0)),
+])
+def test_adapter_arg_reads_a_numeric_tail_as_the_scale(spec, expected):
+    assert adapter_arg(spec) == expected

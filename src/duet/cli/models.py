@@ -59,10 +59,12 @@ def info(args: argparse.Namespace) -> int:
 
 def convert(args: argparse.Namespace) -> int:
     """A bundle from the official download (every component), from one DiT file, or from
-    another bundle (cast to --dtype, its sampler defaults set by --set)."""
+    another bundle (LoRA adapters merged by --lora, cast to --dtype, its sampler defaults set
+    by --set)."""
     from pathlib import Path
 
     from duet.errors import ConfigError
+    from duet.lora import adapter_arg
     from duet.weights import BUNDLE_CONFIG, convert_bundle, convert_dit, dit_preset, write_bundle
 
     if (args.checkpoint is None) == (args.weights is None):
@@ -71,6 +73,9 @@ def convert(args: argparse.Namespace) -> int:
     if args.set and not bundle:
         raise ConfigError("--set applies to a bundle directory (a trained run's final/); an "
                           "official checkpoint takes its sampler defaults from --preset")
+    if args.lora and not bundle:
+        raise ConfigError("--lora applies to a bundle directory (the base the adapter was "
+                          "trained on); convert the official checkpoint first, then merge")
     if args.weights is not None:
         if args.preset is None:
             raise ConfigError("--weights needs --preset: ovi-720x720-5s, ovi-960x960-5s or "
@@ -86,8 +91,11 @@ def convert(args: argparse.Namespace) -> int:
         if args.preset is not None or args.num_heads is not None or args.text_len is not None:
             raise ConfigError(f"{args.checkpoint} is a bundle: its config gives the shape, so "
                               "--preset, --num-heads and --text-len do not apply")
-        out = convert_bundle(args.checkpoint, args.output, args.dtype, args.set)
-        print(f"wrote bundle {out} (from {args.checkpoint}, weights {args.dtype or 'as stored'})")
+        out = convert_bundle(args.checkpoint, args.output, args.dtype, args.set,
+                             [adapter_arg(spec) for spec in args.lora])
+        merged = f", merged {len(args.lora)} LoRA adapter(s)" if args.lora else ""
+        print(f"wrote bundle {out} (from {args.checkpoint}, weights {args.dtype or 'as stored'}"
+              f"{merged})")
         return 0
     preset = dit_preset(args.checkpoint, args.preset, args.num_heads, args.text_len)
     out = convert_dit(args.checkpoint, preset, args.output, args.dtype)

@@ -67,6 +67,10 @@ def _convert(sub: Sub) -> None:
                    "padded to (default 512, as in Ovi)")
     c.add_argument("-o", "--output", required=True, help="bundle directory to write")
     c.add_argument("--dtype", help="store weights in this dtype (e.g. bfloat16)")
+    c.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]",
+                   help="for a bundle: merge this LoRA adapter (a `duet rl` or `duet train` "
+                   "run's final/) into the copy's weights, W += SCALE (alpha/r) B A; repeat "
+                   "to merge several in order")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="for a bundle: a sampler default the copy ships with "
                    "(sampler.video_guidance=1.0, sampler.video_negative=) or its note=TEXT")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -180,13 +181,17 @@ def convert_dit(path: str | os.PathLike, preset: Preset, out: str | os.PathLike,
 
 
 def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | None = None,
-                   overrides: Sequence[str] = ()) -> Path:
+                   overrides: Sequence[str] = (),
+                   loras: Sequence[tuple[str | os.PathLike, float]] = ()) -> Path:
     """A copy of the bundle at `src` with its weights cast to `dtype` and its codec files
     carried along: how a trained bundle (fp32, from `duet train`) becomes the bf16 bundle
     the package ships, with its own shape and codecs. `overrides` (`duet convert --set`)
     set the sampler defaults the copy is shipped with (`sampler.video_guidance=1.0`: a
     training run records the preset's, not the ones measured best on the trained model) and
-    its `note`; the shape, media and codecs are the weights' own and cannot be changed here."""
+    its `note`; the shape, media and codecs are the weights' own and cannot be changed here.
+    `loras` ((adapter directory, scale) pairs: `duet rl` or `duet train` with lora) are
+    merged in order before the cast: a bundle that trains on (a stage after an RL run) or
+    ships with the adapter baked in."""
     out = Path(out)
     if out.exists() and out.samefile(src):
         raise ConfigError(f"-o {out} is the bundle being converted; write to another directory")
@@ -195,12 +200,23 @@ def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | 
         raise ConfigError(f"--set {bad[0]!r}: a converted bundle takes only sampler.KEY=VALUE "
                           "(its sampler defaults) and note=TEXT; its shape, media and codecs "
                           "are those its weights were trained with")
+    bad_scale = [scale for _, scale in loras if not math.isfinite(scale)]
+    if bad_scale:
+        raise ConfigError(f"--lora scale must be a finite number, got {bad_scale[0]}")
     preset, extra = read_config(src)
-    note = extra.get("note", f"converted from {src}") + (f"; stored as {dtype}" if dtype else "")
+    state = load_weights(Path(src) / BUNDLE_WEIGHTS)
+    note = extra.get("note", f"converted from {src}")
+    if loras:
+        from duet.lora import load_adapter, merge_adapter_state
+
+        for path, scale in loras:
+            state = merge_adapter_state(state, load_adapter(path), scale, source=str(path))
+            note += f"; merged LoRA {path}" + (f" at scale {scale:g}" if scale != 1.0 else "")
+    note += f"; stored as {dtype}" if dtype else ""
     fields = apply_overrides({**preset.to_dict(), "note": note}, overrides)
     note = fields.pop("note")
     preset = Preset.from_dict(fields)
-    state = _cast(load_weights(Path(src) / BUNDLE_WEIGHTS), dtype)
+    state = _cast(state, dtype)
     preset = bundle_codec_files(preset, out, resolve_codec_paths(preset, src).codecs)
     save_weights(state, out / BUNDLE_WEIGHTS)
     write_config(out, preset, {**extra, "note": note})
