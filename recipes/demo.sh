@@ -80,7 +80,7 @@ for s in $STAGES; do
     fi
     if [ "$s" = rl ]; then  # an adapter, merged into the bundle the next stage trains on
         if [ ! -f "$OUT/rl/merged/model.safetensors" ]; then
-            (cd "$OUT" && duet rl "$HERE/rl.json" -q && duet convert chunks/final --lora rl/final -o rl/merged)
+            (cd "$OUT" && duet rl "$HERE/rl.json" -q && duet convert chunks/final --lora rl/final --dtype float32 -o rl/merged)
         fi
     elif [ ! -f "$OUT/$s/final/model.safetensors" ]; then
         (cd "$OUT" && duet train "$HERE/$s.json" -q "${SET[@]}" "${more[@]}")

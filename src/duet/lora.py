@@ -196,10 +196,11 @@ def _merge_plan(weights: dict[str, Tensor], adapter: Adapter, source: str,
     return plan
 
 
-def _merged(w: Tensor, a: Tensor, b: Tensor, factor: float) -> Tensor:
-    """W + factor * B A, summed in float64 so a small update survives, stored as W is."""
+def _merged(w: Tensor, a: Tensor, b: Tensor, factor: float, dtype: torch.dtype | None = None) -> Tensor:
+    """W + factor * B A, summed in float64 so a small update survives, stored as `dtype`
+    (default: as W is)."""
     delta = (b.double() @ a.double()) * factor
-    return (w.double() + delta.to(w.device)).to(w.dtype)
+    return (w.double() + delta.to(w.device)).to(dtype or w.dtype)
 
 
 @torch.no_grad()
@@ -215,10 +216,13 @@ def merge_adapter(model: nn.Module, adapter: Adapter, scale: float = 1.0, source
 
 
 def merge_adapter_state(state: dict[str, Tensor], adapter: Adapter, scale: float = 1.0,
-                        source: str = "adapter") -> dict[str, Tensor]:
+                        source: str = "adapter", dtype: torch.dtype | None = None,
+                        ) -> dict[str, Tensor]:
     """`state` (a model's state dict, e.g. a bundle's weights) with the adapter merged in, as
     `merge_adapter` does to a model: how `duet convert --lora` bakes an adapter into a bundle
-    without building the model. The input dict is left as it was."""
+    without building the model. Merged weights are stored as `dtype` (default: as they were),
+    so a bf16 base merged into a float32 bundle keeps the update's low bits. The input dict is
+    left as it was."""
     plan = _merge_plan(state, adapter, source)
     factor = scale * adapter.spec.alpha / adapter.spec.rank
-    return {**state, **{key: _merged(state[key], a, b, factor) for key, a, b in plan}}
+    return {**state, **{key: _merged(state[key], a, b, factor, dtype) for key, a, b in plan}}

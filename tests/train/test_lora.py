@@ -104,6 +104,15 @@ def test_convert_merges_an_adapter_into_a_bundle(base, tmp_path, capsys):
     assert all(torch.equal(a, b) for a, b in zip(merged, _outputs(expected)))
     assert (merged[0] - ref[0]).abs().max() > 1e-4
     assert f"merged LoRA {adapter_dir} at scale 0.5" in read_config(out)[1]["note"]
+    # a bf16 base merged into a float32 bundle: the update is not rounded to bf16 on the way
+    assert main(["convert", str(base), "--dtype", "bfloat16", "-o", str(tmp_path / "bf16")]) == 0
+    assert main(["convert", str(tmp_path / "bf16"), "--lora", str(adapter_dir), "--dtype", "float32",
+                 "-o", str(tmp_path / "bf16-merged")]) == 0
+    expected = _model(tmp_path / "bf16")
+    merge_adapter(expected, load_adapter(adapter_dir))
+    assert all(torch.equal(a, b) for a, b in zip(_outputs(_model(tmp_path / "bf16-merged")),
+                                                 _outputs(expected)))
+    capsys.readouterr()
 
     other = tmp_path / "other"  # the base with one adapted layer of another shape
     shutil.copytree(base, other)

@@ -207,10 +207,12 @@ def convert_bundle(src: str | os.PathLike, out: str | os.PathLike, dtype: str | 
     state = load_weights(Path(src) / BUNDLE_WEIGHTS)
     note = extra.get("note", f"converted from {src}")
     if loras:
+        from duet.devices import resolve_device_dtype
         from duet.lora import load_adapter, merge_adapter_state
 
+        target = resolve_device_dtype("cpu", dtype)[1] if dtype else None
         for path, scale in loras:
-            state = merge_adapter_state(state, load_adapter(path), scale, source=str(path))
+            state = merge_adapter_state(state, load_adapter(path), scale, str(path), target)
             note += f"; merged LoRA {path}" + (f" at scale {scale:g}" if scale != 1.0 else "")
     note += f"; stored as {dtype}" if dtype else ""
     fields = apply_overrides({**preset.to_dict(), "note": note}, overrides)
