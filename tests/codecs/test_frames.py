@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from duet.codecs import VideoCodec, get_video_codec
-from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, opponent,
+from duet.codecs.frames import (FrameAEConfig, FrameAutoencoder, FrameCodec, upsample_nearest2x, opponent,
                                 save_frame_codec, shipped_weights)
 from duet.data.world import HELDOUT_SEED_START, WorldConfig
 from duet.errors import ConfigError, InputError
@@ -46,6 +46,17 @@ def test_contract_shapes_and_per_frame_independence(tmp_path):
     torch.testing.assert_close(codec.encode(video[1:, :, 3:4])[0, :, 0], z[1, :, 3], rtol=1e-5, atol=1e-5)
     y = codec.decode(z)
     assert y.shape == video.shape and y.min() >= -1 and y.max() <= 1
+
+
+def test_upsampling_is_nearest_neighbour_values_and_gradients():
+    """The decoder's 2x upsampling gives what F.interpolate(mode="nearest") gives, forward
+    and backward, so the faster kernel changes no decoded pixel and no codec training step."""
+    x = torch.randn(3, 5, 4, 6, requires_grad=True)
+    ours, ref = upsample_nearest2x(x), torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    assert ours.shape == (3, 5, 8, 12) and torch.equal(ours, ref)
+    g = torch.randn_like(ref)
+    (grad_ours,), (grad_ref,) = torch.autograd.grad(ours, x, g), torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=0, atol=1e-6)
 
 
 def test_bad_sizes_and_files_are_clear(tmp_path):

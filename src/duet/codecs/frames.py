@@ -88,6 +88,15 @@ def opponent(x: Tensor) -> Tensor:
     return torch.einsum("oc,nchw->nohw", _OPPONENT.to(x), x)
 
 
+def upsample_nearest2x(x: Tensor) -> Tensor:
+    """Nearest-neighbour 2x upsampling of `[N, C, H, W]` as a broadcast view and one copy:
+    the same values as `F.interpolate(x, scale_factor=2, mode="nearest")`, about 4x faster
+    on a CPU, where that kernel dominated decoding (and the RL rewards, which decode every
+    rollout)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
 class _Res(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
@@ -130,7 +139,7 @@ class FrameAutoencoder(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         h = self.dec_in(z)
         for res, up in zip(self.dec_res, self.up):
-            h = up(F.interpolate(F.silu(res(h)), scale_factor=2.0, mode="nearest"))
+            h = up(upsample_nearest2x(F.silu(res(h))))
         return self.dec_out(F.silu(h))
 
 
