@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recipe of Duet's default model (the `demo` preset), end to end on a 2-core CPU:
 #
-#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/realign/final
+#   bash recipes/demo.sh [OUT=runs/demo]                    # -> OUT/chunks/final
 #   ROPE_SCALE=1.0 VIDEO_FROM=runs/demo/uncond2/final bash recipes/demo.sh runs/unscaled
 #                                                           # the unscaled-RoPE comparison model
 #
@@ -30,11 +30,13 @@
 #    chunks: the joint model's video tower alone, 600 steps on 49-frame windows taken
 #    anywhere in the clips, half of them holding their first 1-6 latent frames clean
 #    (`video_prefix`): the task of a long clip's next chunk, and more thuds within two frames.
-#    rl: OmniNFT (`duet rl recipes/demo/rl.json`, 24 steps of 4 prompts x 8 rollouts, LoRA),
+#    With RL=1 two more stages follow (not in the shipped weights: they add about 70 min, over
+#    the 4 h budget; docs/rl.md § "Runs 7 and 8"):
+#    rl: OmniNFT (`duet rl recipes/demo/rl.json`, 48 steps of 4 prompts x 8 rollouts, LoRA),
 #    rewarded for sync, the named colour, motion and the material's sound: the balls fall
-#    and bounce more; its adapter is merged into OUT/rl/merged (`duet convert --lora`).
-#    realign (last): align3's setting for 400 steps from rl/merged, the video tower kept:
-#    the sound follows the new picture again (docs/rl.md).
+#    and bounce more; its adapter is merged into OUT/rl/merged (`duet convert --lora`);
+#    realign: align3's setting for 400 steps from rl/merged, the video tower kept: the sound
+#    follows the new picture again.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
 #    bfloat16, the form the package ships and `duet generate` loads by default, with the
 #    sampler defaults of the `demo` preset the stages recorded (video text CFG off, empty
@@ -48,7 +50,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/demo" && pwd)
 OUT=${1:-runs/demo}
 DATA=${DATA:-data/world-3k}
-STAGES=${STAGES:-audio pictures clips uncond uncond2 fusion joint align align2 align3 chunks rl realign}
+STAGES=${STAGES:-audio pictures clips uncond uncond2 fusion joint align align2 align3 chunks}
+if [ -n "${RL:-}" ]; then STAGES="$STAGES rl realign"; fi
 export OMP_NUM_THREADS=${THREADS:-2}
 SET=()
 if [ -n "${ROPE_SCALE:-}" ]; then SET+=(--set "model.audio.rope_time_scale=$ROPE_SCALE"); fi

@@ -64,6 +64,8 @@ def test_stages_chain_inside_the_run_folder(folder, script, run_folder):
     listed = re.search(r"STAGES:-([a-z0-9 ]+)\}|for s in ([a-z0-9 ]+); do", text)
     assert listed is not None
     order = (listed.group(1) or listed.group(2)).split()
+    optional = re.search(r'STAGES="\$STAGES ([a-z0-9 ]+)"', text)  # e.g. RL=1's stages
+    order += optional.group(1).split() if optional else []
     assert sorted(order) == sorted(stages)
     for i, name in enumerate(order):
         cfg = stages[name]
