@@ -248,6 +248,11 @@ def test_eval_sync_on_world_clips(tmp_path, capsys):
     assert main(["eval", "sync", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path} is a folder; expected a video file" in err and _one_line(err)
+    assert main(["eval", "sync", paths[0], "all"]) == 2  # would hide the summary row
+    err = capsys.readouterr().err
+    assert "clip 'all' has the name of a summary row; pass it as ./all" in err and _one_line(err)
+    assert main(["eval", "sync", paths[0], paths[1], paths[0]]) == 2
+    assert "is given twice" in capsys.readouterr().err
 
 
 def test_eval_sync_json_prints_null_when_nothing_pairs(tmp_path, capsys):

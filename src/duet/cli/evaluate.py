@@ -7,11 +7,20 @@ import argparse
 import json
 
 
+SUMMARY_ROWS = ("all", "chance")  # `duet eval sync`'s rows after the clips' own
+
+
 def eval_sync(args: argparse.Namespace) -> int:
     """Audio-visual sync of synthetic-world clips, measured from each MP4 alone; --chance adds
     what the ruler reads on the same clips with picture and sound unrelated."""
+    from duet.errors import InputError
     from duet.eval.sync import CHANCE_SHIFTS, chance_report, file_events, merge, sync_report
 
+    for path in args.clips:
+        if path in SUMMARY_ROWS:  # rows are keyed by the path as given
+            raise InputError(f"clip {path!r} has the name of a summary row; pass it as ./{path}")
+        if args.clips.count(path) > 1:
+            raise InputError(f"clip {path!r} is given twice; it would count twice in 'all'")
     events = {path: file_events(path) for path in args.clips}
     rows = {path: sync_report(e) for path, e in events.items()}
     rows["all"] = merge(rows.values())
