@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from duet.atomic import atomic_write
 from duet.errors import CheckpointError, ConfigError
-from duet.weights import load_weights, save_weights
+from duet.weights.files import load_weights, save_weights
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter.json"
