@@ -72,7 +72,8 @@ def test_stages_chain_inside_the_run_folder(folder, script, run_folder):
         assert cfg.out_dir == name
         if isinstance(cfg, RLConfig):
             assert cfg.preset == cfg.init_from
-            assert re.search(rf"--lora {name}/final( --dtype float32)? -o {name}/merged", text)
+            assert re.search(rf"duet convert {cfg.init_from} --lora {name}/final( --dtype float32)? "
+                             rf"-o {name}/merged", text)  # merged into the base it trained on
         else:
             assert cfg.data == ("data/part0", "data/part1")
         for source in _sources(cfg):
