@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,6 +122,29 @@ def add_lora(model: nn.Module, spec: LoraSpec) -> int:
     for name, p in model.named_parameters():
         p.requires_grad_(".lora_" in name)
     return len(matched)
+
+
+@contextmanager
+@torch.no_grad()
+def adapters_merged(model: nn.Module) -> Iterator[int]:
+    """Inside the block, every injected adapter is folded into its base weight, so no-grad
+    passes (RL rollouts, the old policy's and the reference's velocities) run at the base
+    model's speed instead of paying peft's extra low-rank matmuls per layer (15-22 % of a
+    forward for the demo model at rank 32). On exit the base weights are restored by copy,
+    not by subtracting the update again, so repeated use leaves them bit for bit as they were
+    (a resumed run stays exact). Yields the number of merged layers (0 without adapters)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    saved = [m.get_base_layer().weight.detach().clone() for m in layers]
+    for m in layers:
+        m.merge()
+    try:
+        yield len(layers)
+    finally:
+        for m, w in zip(layers, saved):
+            m.unmerge()
+            m.get_base_layer().weight.copy_(w)
 
 
 def adapter_weights(model: nn.Module, values: dict[str, Tensor] | None = None) -> dict[str, Tensor]:

@@ -80,6 +80,25 @@ def test_vertical_travel_counts_falls_not_rest_or_blinks(clips):
 
 
 
+def test_ball_tracks_are_kept_per_pixels_not_per_array(clips):
+    """The rulers share one clip's ball coverage (the RL rewards read it seven times per
+    clip): the same pixels in any array give the same tracks without measuring again; an
+    array changed in place is measured anew, never answered from the old pixels."""
+    c = next(c for c in clips if c.kind == "bounce")
+    frames = c.video.copy()
+    first = ball_tracks(frames)
+    again = ball_tracks(frames.copy())
+    assert first.keys() == again.keys()
+    assert all(np.array_equal(first[k], again[k], equal_nan=True) for k in first)
+    from duet.eval import visual
+    assert visual._ball_coverage(frames) is visual._ball_coverage(c.video.copy())
+    with pytest.raises(ValueError):  # shared results cannot be edited by one caller
+        next(iter(visual._ball_coverage(frames).values()))[0][0] = 0.0
+    frames[:] = np.median(c.video, axis=0).astype(np.uint8)  # the balls gone, same array
+    assert ball_tracks(frames) == {}
+    assert vertical_travel(frames) == 0.0
+
+
 def test_height_jitter_separates_falls_from_a_shaken_ball(clips):
     """Real falls are parabolas (constant second difference: a few hundredths of a pixel off
     it); shifting every other frame down by 2 px, the ball placed slightly off from frame

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from duet.errors import CheckpointError, ConfigError
-from duet.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, adapter_arg, load_adapter,
-                       merge_adapter)
+from duet.lora import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSpec, adapter_arg, adapters_merged,
+                       add_lora, load_adapter, merge_adapter)
 from duet.model import ModalityInput, TwinModel
 from duet.train import LatentDataset, TrainConfig, train
 from duet.weights import BUNDLE_WEIGHTS, load_into, load_weights, read_config, save_weights
@@ -164,3 +164,36 @@ def test_default_spec_targets_attention_and_fusion():
 ])
 def test_adapter_arg_reads_a_numeric_tail_as_the_scale(spec, expected):
     assert adapter_arg(spec) == expected
+
+
+def test_adapters_merged_matches_the_adapter_path_and_restores_the_base_exactly(base):
+    model = _model(base)
+    layers = add_lora(model, LoraSpec(rank=4, alpha=8, targets=("self_attn", "ffn")))
+    with torch.no_grad():  # a trained-looking adapter: B != 0, so the merge changes W
+        for name, p in model.named_parameters():
+            if ".lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))))
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    unmerged = _outputs(model)
+    for _ in range(2):  # a second round trip must not drift either
+        with adapters_merged(model) as merged:
+            assert merged == layers
+            inside = _outputs(model)
+            base_w = model.video_model.blocks[0].self_attn.q.base_layer.weight
+            assert not torch.equal(base_w, weights["video_model.blocks.0.self_attn.q.base_layer.weight"])
+        for got, want in zip(inside, unmerged):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        for n, p in model.named_parameters():
+            assert torch.equal(p, weights[n]), n
+    assert not any(getattr(m, "merged", False) for m in model.modules())
+    for got, want in zip(_outputs(model), unmerged):
+        assert torch.equal(got, want)
+
+
+def test_adapters_merged_is_a_no_op_without_adapters(base):
+    model = _model(base)
+    before = _outputs(model)
+    with adapters_merged(model) as merged:
+        assert merged == 0
+        for got, want in zip(_outputs(model), before):
+            assert torch.equal(got, want)

@@ -81,6 +81,16 @@ def test_resume_is_bit_exact(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_reward_bf16_decodes_the_same_rollouts_nearly_alike(tmp_path):
+    """`reward_bf16` changes only how the rollouts are decoded for the rewards: the first step
+    (same rollouts: the same policy and noise) scores within a fraction of a grey level."""
+    small = dict(group_size=4, micro_batch=4, steps=1, checkpoint_every=1)
+    full = _run(_config(tmp_path, "float32", **small))[0]["reward_brightness"]
+    half = _run(_config(tmp_path, "bf16", reward_bf16=True, **small))[0]["reward_brightness"]
+    assert half != full
+    assert half == pytest.approx(full, abs=0.5 / 255)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"group_size": 1}, "group_size must be >= 2"),
     ({"rewards": {"clap": 1.0}}, "unknown reward 'clap'"),

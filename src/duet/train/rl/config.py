@@ -83,6 +83,7 @@ class RLConfig:
     micro_batch: int = 8  # items per model call (sampling and training)
     # numerics, parallelism, output (as in TrainConfig)
     bf16: bool = False
+    reward_bf16: bool = False  # decode rollouts for the rewards under bf16 autocast (CPU: ~2x)
     gradient_checkpointing: bool = False
     fsdp_unit: Literal["block", "pair"] = "block"
     device: str | None = None

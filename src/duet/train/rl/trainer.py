@@ -46,6 +46,7 @@ from duet.errors import ConfigError, DuetError
 from duet.model import ModalityInput
 from duet.components import build_codecs
 from duet.inputs import snap_size
+from duet.lora import adapters_merged
 from duet.sampling.guidance import Conditioning, Guidance
 from duet.sampling.schedule import flow_sigmas, sigmas_to_timesteps
 from duet.train.data import BatchPlan
@@ -165,7 +166,8 @@ def rl_step(run: Run, step: int) -> dict[str, Any]:
     # 1. rollouts by the old policy, from per-sample noise
     video = torch.cat([torch.randn(1, *run.video_shape, generator=g) for g in gens])
     audio = torch.cat([torch.randn(1, *run.audio_shape, generator=g) for g in gens])
-    with swapped(run.model, run.old.shadow), autocast(rt.device, cfg.bf16):
+    with swapped(run.model, run.old.shadow), adapters_merged(run.model), \
+            autocast(rt.device, cfg.bf16):
         rolled = collect(run.model, context, run.negative, video.to(rt.device),
                          audio.to(rt.device), run.rollout)
 
@@ -202,7 +204,8 @@ def score(run: Run, rolled: Rollouts, prompts: list[str]) -> Tensor:
     n_samples = round(run.frames / fps * sr)
     rows, mb = [], run.cfg.micro_batch
     for s in range(0, len(prompts), mb):
-        pixels = video_codec.decode(rolled.video[s:s + mb].cpu())[:, :, :run.frames]
+        with autocast(torch.device("cpu"), run.cfg.reward_bf16):
+            pixels = video_codec.decode(rolled.video[s:s + mb].cpu())[:, :, :run.frames]
         frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1)
         waves = audio_codec.decode(rolled.audio[s:s + mb].cpu()).float()
         waves = torch.nn.functional.pad(waves, (0, max(0, n_samples - waves.shape[1])))
@@ -237,11 +240,11 @@ def optimize(run: Run, rolled: Rollouts, adv: dict[str, Tensor], gens: list[torc
                          ModalityInput(xa[sl], steps[sl], ctx))
         return v.float(), a.float()
 
-    with torch.no_grad(), swapped(model, run.old.shadow):
+    with torch.no_grad(), swapped(model, run.old.shadow), adapters_merged(model):
         old = {c: velocity(*c) for c in chunks}
     ref = None
     if run.reference is not None:
-        with torch.no_grad(), swapped(model, run.reference):
+        with torch.no_grad(), swapped(model, run.reference), adapters_merged(model):
             ref = {c: velocity(*c) for c in chunks}
     weights = None
     if rolled.attention is not None:
