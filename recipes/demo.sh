@@ -30,11 +30,12 @@
 #    chunks: the joint model's video tower alone, 600 steps on 49-frame windows taken
 #    anywhere in the clips, half of them holding their first 1-6 latent frames clean
 #    (`video_prefix`): the task of a long clip's next chunk, and more thuds within two frames.
-#    With RL=1 two more stages follow (not in the shipped weights: they add about 70 min, over
-#    the 4 h budget; docs/rl.md § "Runs 7 and 8"):
-#    rl: OmniNFT (`duet rl recipes/demo/rl.json`, 48 steps of 4 prompts x 8 rollouts, LoRA),
-#    rewarded for sync, the named colour, motion and the material's sound: the balls fall
-#    and bounce more; its adapter is merged into OUT/rl/merged (`duet convert --lora`);
+#    With RL=1 two more stages follow (46 min; not in the shipped weights: the picture gains
+#    events but the sound follows it less, docs/rl.md § "Run 9"):
+#    rl: OmniNFT (`duet rl recipes/demo/rl.json`, 48 steps of 4 prompts x 7 rollouts of 5
+#    sampling steps, LoRA), rewarded for sync, the named colour, motion and the material's
+#    sound: the balls fall and bounce more; its adapter is merged into OUT/rl/merged
+#    (`duet convert --lora`);
 #    realign: align3's setting for 400 steps from rl/merged, the video tower kept: the sound
 #    follows the new picture again.
 # 3. SHIP=DIR (e.g. SHIP=src/duet/assets/demo): write the last stage's bundle there in
