@@ -22,17 +22,16 @@ from duet.data.dataset import world_config_for
 from duet.data.world import HELDOUT_SEED_START, make_clip
 from duet.pipeline import DuetPipeline
 from duet.train.rl import REWARDS, GeneratedClip
+from duet.train.rl.trainer import reward_frames
 
 NAMES = ("sync", "video_adherence", "motion", "audio_adherence")
 
 
 def decode(codec, latents: torch.Tensor, bf16: bool) -> tuple[np.ndarray, float]:
+    """The frames `duet rl` scores (its own decoding path), and the seconds it took."""
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        pixels = codec.decode(latents)
-    seconds = time.perf_counter() - t0
-    frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return frames.permute(0, 2, 3, 4, 1).numpy(), seconds
+    frames = reward_frames(codec, latents, latents.shape[2], bf16)
+    return frames, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -50,6 +49,7 @@ def main() -> None:
     full, t_full = decode(codec, latents, bf16=False)
     half, t_half = decode(codec, latents, bf16=True)
     moved = float((full != half).mean())
+
     def rewards(frames: np.ndarray, name: str) -> list[float]:
         return [REWARDS[name](GeneratedClip(frames[i], c.audio, world.fps, world.sample_rate,
                                             c.caption)) for i, c in enumerate(clips)]

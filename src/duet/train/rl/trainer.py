@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -197,6 +198,16 @@ def rl_step(run: Run, step: int) -> dict[str, Any]:
 
 
 @torch.no_grad()
+def reward_frames(video_codec: Any, latents: Tensor, frames: int, bf16: bool) -> np.ndarray:
+    """Rollout latents [N, C, F, h, w] -> the uint8 frames [N, frames, H, W, 3] the rewards
+    read, decoded on the CPU (under bf16 autocast with `reward_bf16`)."""
+    with autocast(torch.device("cpu"), bf16):
+        pixels = video_codec.decode(latents.cpu())[:, :, :frames]
+    frames_u8 = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return frames_u8.permute(0, 2, 3, 4, 1).numpy()
+
+
+@torch.no_grad()
 def score(run: Run, rolled: Rollouts, prompts: list[str]) -> Tensor:
     """Rewards [n, len(run.rewards)] of this rank's rollouts, decoded `micro_batch` at a time."""
     video_codec, audio_codec, _ = run.codecs
@@ -204,12 +215,11 @@ def score(run: Run, rolled: Rollouts, prompts: list[str]) -> Tensor:
     n_samples = round(run.frames / fps * sr)
     rows, mb = [], run.cfg.micro_batch
     for s in range(0, len(prompts), mb):
-        with autocast(torch.device("cpu"), run.cfg.reward_bf16):
-            pixels = video_codec.decode(rolled.video[s:s + mb].cpu())[:, :, :run.frames]
-        frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1)
+        frames = reward_frames(video_codec, rolled.video[s:s + mb], run.frames,
+                               run.cfg.reward_bf16)
         waves = audio_codec.decode(rolled.audio[s:s + mb].cpu()).float()
         waves = torch.nn.functional.pad(waves, (0, max(0, n_samples - waves.shape[1])))
-        for f, a, p in zip(frames.numpy(), waves[:, :n_samples].numpy(), prompts[s:s + mb]):
+        for f, a, p in zip(frames, waves[:, :n_samples].numpy(), prompts[s:s + mb]):
             clip = GeneratedClip(f, a, fps, sr, p)
             rows.append([reward(clip) for reward in run.rewards.values()])
     return torch.tensor(rows, dtype=torch.float64)
